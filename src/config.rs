@@ -1,0 +1,262 @@
+//! Effective configuration: defaults, then an optional TOML file (`--config`), then
+//! `SEATGATE_*` environment variables. Secrets are wrapped so that printing or logging the
+//! configuration never shows them.
+
+use std::{fmt, net::SocketAddr, path::Path};
+
+use figment::{
+    providers::{Env, Format, Serialized, Toml},
+    Figment,
+};
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::error::{AppError, ErrorCode};
+
+/// A value that must not appear in logs, error bodies or `seatgate config`.
+#[derive(Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"[redacted]\"")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("[redacted]")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+/// Every setting, flat, so that `SEATGATE_<NAME>` maps onto `<name>` one to one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// `sqlite://seatgate.db?mode=rwc` (embedded default) or `postgres://...`.
+    pub database_url: String,
+    /// Admin HTTP, `/healthz`, `/readyz`, `/metrics`.
+    pub bind: SocketAddr,
+    pub log_format: LogFormat,
+    /// Bot token; required by `serve`.
+    pub discord_token: Option<Secret>,
+    /// Discord or a Discord-compatible base URL (the sandbox).
+    pub discord_api_url: String,
+    /// Admin operator token (reaches every tenant).
+    pub operator_token: Option<Secret>,
+    /// Identifies this instance's leases in the queues.
+    pub worker_id: Option<String>,
+    /// Snapshot is fresh up to this many seconds after `checked_at`.
+    pub fresh_window_secs: u64,
+    /// Snapshot is stale (not expired) up to this many seconds after `checked_at`.
+    pub stale_window_secs: u64,
+    pub recheck_secs: u64,
+    pub recheck_over_limit_secs: u64,
+    pub reconcile_interval_secs: u64,
+    pub queue_max_attempts: u32,
+    pub queue_backoff_base_secs: u64,
+    pub queue_backoff_cap_secs: u64,
+    pub queue_lease_secs: u64,
+    pub mirror_max_age_secs: u64,
+    /// Starts the service with enforcement globally off (every server behaves as `off`).
+    pub kill_switch: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            database_url: "sqlite://seatgate.db?mode=rwc".into(),
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            log_format: LogFormat::Human,
+            discord_token: None,
+            discord_api_url: "https://discord.com".into(),
+            operator_token: None,
+            worker_id: None,
+            fresh_window_secs: 90,
+            stale_window_secs: 300,
+            recheck_secs: 60,
+            recheck_over_limit_secs: 30,
+            reconcile_interval_secs: 6 * 60 * 60,
+            queue_max_attempts: 8,
+            queue_backoff_base_secs: 5,
+            queue_backoff_cap_secs: 15 * 60,
+            queue_lease_secs: 60,
+            mirror_max_age_secs: 60 * 60,
+            kill_switch: false,
+        }
+    }
+}
+
+impl Settings {
+    /// Loads defaults <- TOML file <- environment (`SEATGATE_*`).
+    pub fn load(config_file: Option<&Path>) -> Result<Settings, AppError> {
+        Self::load_from(config_file, Env::prefixed("SEATGATE_"))
+    }
+
+    fn load_from(config_file: Option<&Path>, env: Env) -> Result<Settings, AppError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(path) = config_file {
+            if !path.exists() {
+                return Err(AppError::new(
+                    ErrorCode::ConfigInvalid,
+                    format!("config file {} does not exist", path.display()),
+                ));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        let settings: Settings = figment.merge(env).extract().map_err(config_error)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), AppError> {
+        let bad = |name: &str, why: &str| {
+            Err(AppError::new(
+                ErrorCode::ConfigInvalid,
+                format!("SEATGATE_{}: {why}", name.to_uppercase()),
+            ))
+        };
+        if !(self.database_url.starts_with("sqlite:")
+            || self.database_url.starts_with("postgres://")
+            || self.database_url.starts_with("postgresql://"))
+        {
+            return bad("database_url", "must start with sqlite: or postgres://");
+        }
+        if self.fresh_window_secs == 0 || self.stale_window_secs <= self.fresh_window_secs {
+            return bad(
+                "stale_window_secs",
+                "must be greater than fresh_window_secs, which must be positive",
+            );
+        }
+        if self.queue_max_attempts == 0 {
+            return bad("queue_max_attempts", "must be at least 1");
+        }
+        if self.queue_lease_secs == 0 {
+            return bad("queue_lease_secs", "must be at least 1");
+        }
+        if reqwest::Url::parse(&self.discord_api_url).is_err() {
+            return bad("discord_api_url", "must be an absolute URL");
+        }
+        Ok(())
+    }
+
+    /// This instance's queue lease owner.
+    pub fn worker_id(&self) -> String {
+        self.worker_id
+            .clone()
+            .unwrap_or_else(|| format!("seatgate-{}", std::process::id()))
+    }
+
+    /// The configuration as TOML with secrets redacted, for `seatgate config`.
+    pub fn to_redacted_toml(&self) -> String {
+        let mut out = String::new();
+        let value = serde_json::to_value(self).unwrap_or_default();
+        if let serde_json::Value::Object(map) = value {
+            for (key, value) in map {
+                match value {
+                    serde_json::Value::Null => out.push_str(&format!("# {key} = (unset)\n")),
+                    other => out.push_str(&format!("{key} = {other}\n")),
+                }
+            }
+        }
+        out
+    }
+}
+
+fn config_error(err: figment::Error) -> AppError {
+    // Name the setting the way an operator sets it.
+    let setting = err
+        .path
+        .first()
+        .map(|p| format!("SEATGATE_{}", p.to_uppercase()))
+        .unwrap_or_else(|| "configuration".into());
+    let kind = err.kind.to_string();
+    AppError::new(ErrorCode::ConfigInvalid, format!("{setting}: {kind}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_with(vars: &[(&str, &str)]) -> Result<Settings, AppError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        for (k, v) in vars {
+            let key = k.trim_start_matches("SEATGATE_").to_lowercase();
+            figment = figment.merge((key, *v));
+        }
+        let settings: Settings = figment.extract().map_err(config_error)?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    #[test]
+    fn defaults_match_the_design_windows() {
+        let s = Settings::default();
+        assert_eq!(s.fresh_window_secs, 90);
+        assert_eq!(s.stale_window_secs, 300);
+        assert_eq!(s.queue_max_attempts, 8);
+        assert!(s.database_url.starts_with("sqlite://"));
+    }
+
+    #[test]
+    fn bad_bind_names_the_setting() {
+        let err = load_with(&[("SEATGATE_BIND", "not-an-address")]).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::ConfigInvalid);
+        assert!(err.message().contains("SEATGATE_BIND"), "{}", err.message());
+    }
+
+    #[test]
+    fn stale_window_must_exceed_fresh_window() {
+        let err = load_with(&[("SEATGATE_STALE_WINDOW_SECS", "10")]).unwrap_err();
+        assert!(err.message().contains("SEATGATE_STALE_WINDOW_SECS"));
+    }
+
+    #[test]
+    fn secrets_are_redacted_in_debug_and_printed_config() {
+        let s = Settings {
+            discord_token: Some(Secret::new("Bot very-secret")),
+            operator_token: Some(Secret::new("op-secret")),
+            ..Settings::default()
+        };
+        let printed = s.to_redacted_toml();
+        assert!(!printed.contains("very-secret"));
+        assert!(!printed.contains("op-secret"));
+        assert!(printed.contains("discord_token = \"[redacted]\""));
+        assert!(!format!("{s:?}").contains("very-secret"));
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail fixes the closure's error type
+    fn toml_file_then_env_override() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "seatgate.toml",
+                "bind = \"127.0.0.1:9999\"\nrecheck_secs = 7\n",
+            )?;
+            jail.set_env("SEATGATE_RECHECK_SECS", "11");
+            let s = Settings::load(Some(Path::new("seatgate.toml"))).map_err(|e| e.to_string())?;
+            assert_eq!(s.bind.port(), 9999);
+            assert_eq!(s.recheck_secs, 11);
+            Ok(())
+        });
+    }
+}

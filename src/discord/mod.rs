@@ -1,0 +1,1 @@
+//! The Discord port and its serenity adapter.

@@ -1,0 +1,8 @@
+//! Pure logic: plain types and functions, no async, no I/O. Tested without a runtime.
+
+pub mod backoff;
+pub mod freshness;
+pub mod gate;
+pub mod permissions;
+pub mod seats;
+pub mod snowflake;

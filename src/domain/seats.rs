@@ -1,0 +1,2 @@
+//! Seat count and the live compact guild index.
+//! Not yet: built by the seat engine issue.
