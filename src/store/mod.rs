@@ -1,1 +1,8 @@
-//! store
+//! The thin store layer over the SeaORM entities: one repository per aggregate, plus the
+//! durable queue shared by audit jobs and mirror jobs.
+
+pub mod db;
+pub mod queue;
+pub mod testing;
+
+pub use db::{now_ms, Database};

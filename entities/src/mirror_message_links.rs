@@ -1,0 +1,20 @@
+use sea_orm::entity::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel, Serialize, Deserialize)]
+#[sea_orm(table_name = "mirror_message_links")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub mapping_id: i64,
+    pub source_message_id: i64,
+    pub target_channel_id: i64,
+    pub target_message_id: i64,
+    pub webhook_id: Option<i64>,
+    pub created_at: i64,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

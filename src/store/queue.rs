@@ -1,0 +1,471 @@
+//! One durable queue mechanism for audit jobs and mirror jobs.
+//!
+//! - Enqueue with an optional dedupe key: a partial unique index keeps at most one pending or
+//!   processing row per key, so concurrent enqueues cannot both win; a second enqueue returns
+//!   the existing row and pulls its `run_after` earlier if asked to run sooner.
+//! - Claim takes due rows and stamps the lease (claim token, worker, expiry) and bumps the
+//!   attempt count in ONE statement: `FOR UPDATE SKIP LOCKED` on PostgreSQL, a plain
+//!   `UPDATE ... RETURNING` on SQLite, whose single writer makes it safe.
+//! - Complete, fail and release are fenced by the claim token: a worker whose lease expired
+//!   and was re-claimed by another changes nothing and is told so.
+//!
+//! Delivery is at least once; exactly-once effects come from the receiver (Discord's nonce,
+//! the stored message link).
+
+use std::{marker::PhantomData, time::Duration};
+
+use sea_orm::{ConnectionTrait, DatabaseBackend, EntityTrait, FromQueryResult, Statement, Value};
+
+use crate::{
+    domain::backoff::{RetryDecision, RetryPolicy},
+    error::AppResult,
+    store::Database,
+};
+
+pub const PENDING: &str = "pending";
+pub const PROCESSING: &str = "processing";
+pub const DONE: &str = "done";
+pub const FAILED: &str = "failed";
+
+/// The queue columns every job row has; implemented by the job entities' models.
+pub trait JobRow: FromQueryResult + Send + Sync {
+    fn job_id(&self) -> i64;
+    fn claim_token(&self) -> Option<&str>;
+    fn attempts(&self) -> i32;
+    fn max_attempts(&self) -> i32;
+}
+
+macro_rules! impl_job_row {
+    ($model:ty) => {
+        impl JobRow for $model {
+            fn job_id(&self) -> i64 {
+                self.id
+            }
+            fn claim_token(&self) -> Option<&str> {
+                self.claim_token.as_deref()
+            }
+            fn attempts(&self) -> i32 {
+                self.attempts
+            }
+            fn max_attempts(&self) -> i32 {
+                self.max_attempts
+            }
+        }
+    };
+}
+impl_job_row!(entities::discord_seat_audit_jobs::Model);
+impl_job_row!(entities::mirror_jobs::Model);
+
+/// What to enqueue besides the payload columns.
+#[derive(Debug, Clone, Default)]
+pub struct EnqueueOptions {
+    pub dedupe_key: Option<String>,
+    /// Earliest run time, epoch ms.
+    pub run_after: i64,
+    /// Overrides the queue's policy.
+    pub max_attempts: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Enqueued {
+    pub id: i64,
+    /// True when a live row with the same dedupe key already existed and was returned.
+    pub deduped: bool,
+}
+
+/// Result of a fenced operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fenced {
+    Applied,
+    /// The claim token no longer matches (lease expired and re-claimed, or already done).
+    Stale,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailOutcome {
+    /// Back to pending, due at this time (epoch ms).
+    Rescheduled {
+        run_after: i64,
+    },
+    /// Gave up after the last attempt.
+    Failed,
+    Stale,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct QueueCounts {
+    pub pending: i64,
+    pub processing: i64,
+    pub failed: i64,
+    pub done: i64,
+    /// Age in ms of the oldest pending row that is due, if any.
+    pub oldest_due_age_ms: Option<i64>,
+}
+
+/// A queue over one job table. `E` is the table's entity.
+pub struct Queue<E: EntityTrait> {
+    db: Database,
+    table: &'static str,
+    policy: RetryPolicy,
+    _entity: PhantomData<E>,
+}
+
+impl<E: EntityTrait> Clone for Queue<E> {
+    fn clone(&self) -> Self {
+        Self {
+            db: self.db.clone(),
+            table: self.table,
+            policy: self.policy,
+            _entity: PhantomData,
+        }
+    }
+}
+
+pub type AuditQueue = Queue<entities::discord_seat_audit_jobs::Entity>;
+pub type MirrorQueue = Queue<entities::mirror_jobs::Entity>;
+
+impl AuditQueue {
+    pub fn audit(db: Database, policy: RetryPolicy) -> Self {
+        Queue::new(db, "discord_seat_audit_jobs", policy)
+    }
+}
+
+impl MirrorQueue {
+    pub fn mirror(db: Database, policy: RetryPolicy) -> Self {
+        Queue::new(db, "mirror_jobs", policy)
+    }
+}
+
+/// Builds numbered placeholders the way each backend spells them.
+struct Params {
+    backend: DatabaseBackend,
+    values: Vec<Value>,
+}
+
+impl Params {
+    fn new(backend: DatabaseBackend) -> Self {
+        Self {
+            backend,
+            values: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, value: impl Into<Value>) -> String {
+        self.values.push(value.into());
+        match self.backend {
+            DatabaseBackend::Postgres => format!("${}", self.values.len()),
+            _ => format!("?{}", self.values.len()),
+        }
+    }
+
+    fn statement(self, sql: String) -> Statement {
+        Statement::from_sql_and_values(self.backend, sql, self.values)
+    }
+}
+
+impl<E> Queue<E>
+where
+    E: EntityTrait,
+    E::Model: JobRow,
+{
+    pub fn new(db: Database, table: &'static str, policy: RetryPolicy) -> Self {
+        Self {
+            db,
+            table,
+            policy,
+            _entity: PhantomData,
+        }
+    }
+
+    pub fn policy(&self) -> RetryPolicy {
+        self.policy
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// Inserts a job with its payload columns, or returns the live row with the same dedupe
+    /// key. `conn` may be a transaction, so that a job is written together with what caused it.
+    pub async fn enqueue<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        columns: &[(&'static str, Value)],
+        options: EnqueueOptions,
+        now: i64,
+    ) -> AppResult<Enqueued> {
+        let max_attempts = options.max_attempts.unwrap_or(self.policy.max_attempts) as i32;
+        // A live row can finish between the insert that lost and the lookup: try again.
+        for _ in 0..5 {
+            let mut p = Params::new(conn.get_database_backend());
+            let mut names = vec![
+                "status",
+                "dedupe_key",
+                "run_after",
+                "attempts",
+                "max_attempts",
+                "created_at",
+                "updated_at",
+            ];
+            let mut placeholders = vec![
+                p.push(PENDING),
+                p.push(options.dedupe_key.clone()),
+                p.push(options.run_after),
+                p.push(0i32),
+                p.push(max_attempts),
+                p.push(now),
+                p.push(now),
+            ];
+            for (name, value) in columns {
+                names.push(name);
+                placeholders.push(p.push(value.clone()));
+            }
+            let sql = format!(
+                "INSERT INTO {} ({}) VALUES ({}) ON CONFLICT DO NOTHING RETURNING id",
+                self.table,
+                names.join(", "),
+                placeholders.join(", ")
+            );
+            if let Some(row) = conn.query_one_raw(p.statement(sql)).await? {
+                let id: i64 = row.try_get("", "id")?;
+                return Ok(Enqueued { id, deduped: false });
+            }
+            let Some(key) = options.dedupe_key.as_ref() else {
+                // No dedupe key and nothing inserted: only a foreign conflict can cause this.
+                return Err(crate::AppError::internal(format!(
+                    "insert into {} was refused without a dedupe key",
+                    self.table
+                )));
+            };
+            let mut p = Params::new(conn.get_database_backend());
+            let ra = p.push(options.run_after);
+            let now_p = p.push(now);
+            let key_p = p.push(key.clone());
+            let sql = format!(
+                "UPDATE {t} SET run_after = CASE WHEN status = '{PENDING}' AND run_after > {ra} \
+                 THEN {ra} ELSE run_after END, updated_at = {now_p} \
+                 WHERE dedupe_key = {key_p} AND status IN ('{PENDING}', '{PROCESSING}') RETURNING id",
+                t = self.table
+            );
+            if let Some(row) = conn.query_one_raw(p.statement(sql)).await? {
+                let id: i64 = row.try_get("", "id")?;
+                return Ok(Enqueued { id, deduped: true });
+            }
+        }
+        Err(crate::AppError::internal(format!(
+            "enqueue into {} kept racing with completions",
+            self.table
+        )))
+    }
+
+    /// Claims up to `limit` due rows (pending and due, or processing with an expired lease)
+    /// for `worker`, in one statement.
+    pub async fn claim(
+        &self,
+        worker: &str,
+        limit: u64,
+        lease: Duration,
+        now: i64,
+    ) -> AppResult<Vec<E::Model>> {
+        let backend = self.db.backend();
+        let mut p = Params::new(backend);
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let owner = p.push(worker.to_owned());
+        let expires = p.push(now + lease.as_millis() as i64);
+        let token_p = p.push(token);
+        let now_p = p.push(now);
+        let limit_p = p.push(limit as i64);
+        let lock = match backend {
+            DatabaseBackend::Postgres => "FOR UPDATE SKIP LOCKED",
+            _ => "",
+        };
+        let sql = format!(
+            "UPDATE {t} SET status = '{PROCESSING}', lease_owner = {owner}, \
+             lease_expires_at = {expires}, claim_token = {token_p}, attempts = attempts + 1, \
+             updated_at = {now_p} \
+             WHERE id IN (SELECT id FROM {t} \
+               WHERE (status = '{PENDING}' AND run_after <= {now_p}) \
+                  OR (status = '{PROCESSING}' AND lease_expires_at <= {now_p}) \
+               ORDER BY run_after, id LIMIT {limit_p} {lock}) \
+             RETURNING *",
+            t = self.table
+        );
+        let rows = E::find()
+            .from_raw_sql(p.statement(sql))
+            .all(self.db.conn())
+            .await?;
+        Ok(rows)
+    }
+
+    /// Marks a claimed job done.
+    pub async fn complete(&self, id: i64, token: &str, now: i64) -> AppResult<Fenced> {
+        let mut p = Params::new(self.db.backend());
+        let now_p = p.push(now);
+        let id_p = p.push(id);
+        let tok = p.push(token.to_owned());
+        let sql = format!(
+            "UPDATE {t} SET status = '{DONE}', finished_at = {now_p}, updated_at = {now_p}, \
+             lease_owner = NULL, lease_expires_at = NULL \
+             WHERE id = {id_p} AND claim_token = {tok} AND status = '{PROCESSING}'",
+            t = self.table
+        );
+        self.fenced(p.statement(sql)).await
+    }
+
+    /// Records a failed attempt: back to pending after the backoff delay, or `failed` after
+    /// the last attempt. `jitter` in `[0, 1)`.
+    pub async fn fail(
+        &self,
+        job: &E::Model,
+        error: &str,
+        now: i64,
+        jitter: f64,
+    ) -> AppResult<FailOutcome> {
+        let Some(token) = job.claim_token() else {
+            return Ok(FailOutcome::Stale);
+        };
+        let policy = RetryPolicy {
+            max_attempts: job.max_attempts().max(1) as u32,
+            ..self.policy
+        };
+        match policy.decide(job.attempts().max(0) as u32, jitter) {
+            RetryDecision::RetryAfter(delay) => {
+                let run_after = now + delay.as_millis() as i64;
+                match self
+                    .release(job.job_id(), token, run_after, Some(error), false, now)
+                    .await?
+                {
+                    Fenced::Applied => Ok(FailOutcome::Rescheduled { run_after }),
+                    Fenced::Stale => Ok(FailOutcome::Stale),
+                }
+            }
+            RetryDecision::GiveUp => {
+                match self
+                    .finish_as(job.job_id(), token, FAILED, error, now)
+                    .await?
+                {
+                    Fenced::Applied => Ok(FailOutcome::Failed),
+                    Fenced::Stale => Ok(FailOutcome::Stale),
+                }
+            }
+        }
+    }
+
+    /// Ends a claimed job in a terminal `status` other than done (failed, expired,
+    /// cancelled...) with `error` as its last error.
+    pub async fn finish_as(
+        &self,
+        id: i64,
+        token: &str,
+        status: &str,
+        error: &str,
+        now: i64,
+    ) -> AppResult<Fenced> {
+        let mut p = Params::new(self.db.backend());
+        let status_p = p.push(status.to_owned());
+        let err = p.push(error.to_owned());
+        let now_p = p.push(now);
+        let id_p = p.push(id);
+        let tok = p.push(token.to_owned());
+        let sql = format!(
+            "UPDATE {t} SET status = {status_p}, last_error = {err}, finished_at = {now_p}, \
+             updated_at = {now_p}, lease_owner = NULL, lease_expires_at = NULL \
+             WHERE id = {id_p} AND claim_token = {tok} AND status = '{PROCESSING}'",
+            t = self.table
+        );
+        self.fenced(p.statement(sql)).await
+    }
+
+    /// Puts a claimed job back to pending, due at `run_after`. With `refund_attempt` the
+    /// claim does not count as an attempt (a gate block or a shutdown is not a failure).
+    pub async fn release(
+        &self,
+        id: i64,
+        token: &str,
+        run_after: i64,
+        last_error: Option<&str>,
+        refund_attempt: bool,
+        now: i64,
+    ) -> AppResult<Fenced> {
+        let mut p = Params::new(self.db.backend());
+        let ra = p.push(run_after);
+        let err = p.push(last_error.map(str::to_owned));
+        let now_p = p.push(now);
+        let id_p = p.push(id);
+        let tok = p.push(token.to_owned());
+        let refund = if refund_attempt {
+            "attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, "
+        } else {
+            ""
+        };
+        let sql = format!(
+            "UPDATE {t} SET status = '{PENDING}', run_after = {ra}, last_error = {err}, {refund}\
+             updated_at = {now_p}, lease_owner = NULL, lease_expires_at = NULL, claim_token = NULL \
+             WHERE id = {id_p} AND claim_token = {tok} AND status = '{PROCESSING}'",
+            t = self.table
+        );
+        self.fenced(p.statement(sql)).await
+    }
+
+    /// Returns every lease `worker` holds to pending at once (graceful stop).
+    pub async fn release_worker(&self, worker: &str, now: i64) -> AppResult<u64> {
+        let mut p = Params::new(self.db.backend());
+        let now_p = p.push(now);
+        let owner = p.push(worker.to_owned());
+        let sql = format!(
+            "UPDATE {t} SET status = '{PENDING}', run_after = {now_p}, \
+             attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, \
+             updated_at = {now_p}, lease_owner = NULL, lease_expires_at = NULL, claim_token = NULL \
+             WHERE lease_owner = {owner} AND status = '{PROCESSING}'",
+            t = self.table
+        );
+        let res = self.db.conn().execute_raw(p.statement(sql)).await?;
+        Ok(res.rows_affected())
+    }
+
+    /// Depth per status and the age of the oldest due pending row.
+    pub async fn counts(&self, now: i64) -> AppResult<QueueCounts> {
+        let mut p = Params::new(self.db.backend());
+        let now_p = p.push(now);
+        let sql = format!(
+            "SELECT status, COUNT(*) AS n, MIN(CASE WHEN run_after <= {now_p} THEN run_after END) AS oldest \
+             FROM {t} GROUP BY status",
+            t = self.table
+        );
+        let rows = self.db.conn().query_all_raw(p.statement(sql)).await?;
+        let mut counts = QueueCounts::default();
+        for row in rows {
+            let status: String = row.try_get("", "status")?;
+            let n: i64 = row.try_get("", "n")?;
+            match status.as_str() {
+                PENDING => {
+                    counts.pending = n;
+                    let oldest: Option<i64> = row.try_get("", "oldest")?;
+                    counts.oldest_due_age_ms = oldest.map(|t| (now - t).max(0));
+                }
+                PROCESSING => counts.processing = n,
+                FAILED => counts.failed = n,
+                DONE => counts.done = n,
+                _ => {}
+            }
+        }
+        Ok(counts)
+    }
+
+    /// One job by id.
+    pub async fn get(&self, id: i64) -> AppResult<Option<E::Model>>
+    where
+        <E::PrimaryKey as sea_orm::PrimaryKeyTrait>::ValueType: From<i64>,
+    {
+        Ok(E::find_by_id(id).one(self.db.conn()).await?)
+    }
+
+    async fn fenced(&self, stmt: Statement) -> AppResult<Fenced> {
+        let res = self.db.conn().execute_raw(stmt).await?;
+        Ok(if res.rows_affected() == 1 {
+            Fenced::Applied
+        } else {
+            Fenced::Stale
+        })
+    }
+}
