@@ -1,17 +1,180 @@
 //! Wiring: database, actors and HTTP for `serve`, `migrate` and `demo`.
 
-use crate::{config::Settings, AppError};
+use std::net::SocketAddr;
 
-pub async fn migrate_only(_settings: Settings) -> Result<(), AppError> {
-    Err(AppError::not_yet("migrate"))
+use actix::prelude::*;
+use actix_web::{web, App, HttpServer};
+
+use crate::{
+    actors::{
+        admin_http::AdminHttp,
+        gateway_ingest::GatewayIngest,
+        mirror_gate::MirrorGate,
+        seat_auditor::SeatAuditor,
+        snapshot_cache::{SnapshotCache, SnapshotCacheActor},
+        Shutdown,
+    },
+    config::Settings,
+    domain::backoff::RetryPolicy,
+    error::{AppError, AppResult, ErrorCode},
+    http::{self, AppState},
+    store::{
+        queue::{AuditQueue, MirrorQueue},
+        Database,
+    },
+};
+
+pub async fn migrate_only(settings: Settings) -> AppResult<()> {
+    let db = Database::connect(&settings.database_url).await?;
+    db.migrate().await?;
+    tracing::info!("migrations applied");
+    db.close().await
 }
 
-pub fn serve_blocking(_settings: Settings) -> Result<(), AppError> {
-    Err(AppError::not_yet("serve"))
+/// The running service: every actor's address and the bound admin address.
+pub struct Running {
+    pub bound: SocketAddr,
+    pub db: Database,
+    pub cache: SnapshotCache,
+    pub auditor: Addr<SeatAuditor>,
+    pub gate: Addr<MirrorGate>,
+    pub cache_actor: Addr<SnapshotCacheActor>,
+    pub ingest: Addr<GatewayIngest>,
+    pub http: Addr<AdminHttp>,
 }
 
-pub fn demo_blocking(_settings: Settings, _keep_running: bool) -> Result<(), AppError> {
+impl Running {
+    /// Graceful stop: the HTTP server finishes in-flight requests, workers release leases.
+    pub async fn shutdown(self) {
+        let _ = self.http.send(Shutdown).await;
+        let _ = self.ingest.send(Shutdown).await;
+        let _ = self.gate.send(Shutdown).await;
+        let _ = self.auditor.send(Shutdown).await;
+        let _ = self.db.close().await;
+    }
+}
+
+fn retry_policy(settings: &Settings) -> RetryPolicy {
+    RetryPolicy {
+        base: std::time::Duration::from_secs(settings.queue_backoff_base_secs),
+        cap: std::time::Duration::from_secs(settings.queue_backoff_cap_secs),
+        max_attempts: settings.queue_max_attempts,
+    }
+}
+
+/// Connects, migrates and starts the five actors wired to each other. Must run inside an
+/// actix system.
+pub async fn start(settings: &Settings) -> AppResult<Running> {
+    let db = Database::connect(&settings.database_url).await?;
+    db.migrate().await?;
+    let policy = retry_policy(settings);
+    let worker_id = settings.worker_id();
+    let cache = SnapshotCache::new(settings.kill_switch);
+
+    let gate = MirrorGate::new(
+        MirrorQueue::mirror(db.clone(), policy),
+        cache.clone(),
+        worker_id.clone(),
+    )
+    .start();
+    let cache_actor = SnapshotCacheActor::new(cache.clone(), gate.clone().recipient()).start();
+    let auditor = SeatAuditor::new(AuditQueue::audit(db.clone(), policy), worker_id).start();
+    let ingest = GatewayIngest::new(
+        auditor.clone().recipient(),
+        settings.discord_api_url.clone(),
+    )
+    .start();
+
+    let state = AppState {
+        db: db.clone(),
+        cache: cache.clone(),
+    };
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(web::Data::new(state.clone()))
+            .configure(http::configure)
+    })
+    .workers(2)
+    .disable_signals()
+    .shutdown_timeout(10)
+    .bind(settings.bind)
+    .map_err(|err| {
+        AppError::new(
+            ErrorCode::IoError,
+            format!("SEATGATE_BIND: cannot listen on {}: {err}", settings.bind),
+        )
+    })?;
+    let bound = server.addrs().first().copied().unwrap_or(settings.bind);
+    let server = server.run();
+    let http = AdminHttp::new(server.handle()).start();
+    actix::spawn(async move {
+        if let Err(err) = server.await {
+            tracing::error!(error = %err, "admin HTTP server stopped with an error");
+        }
+    });
+    tracing::info!(%bound, "admin HTTP listening");
+    Ok(Running {
+        bound,
+        db,
+        cache,
+        auditor,
+        gate,
+        cache_actor,
+        ingest,
+        http,
+    })
+}
+
+fn actix_system() -> actix::SystemRunner {
+    actix::System::with_tokio_rt(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|err| panic!("cannot start the tokio runtime: {err}"))
+    })
+}
+
+pub fn serve_blocking(settings: Settings) -> AppResult<()> {
+    if settings.discord_token.as_ref().is_none_or(|t| t.is_empty()) {
+        return Err(AppError::new(
+            ErrorCode::ConfigInvalid,
+            "SEATGATE_DISCORD_TOKEN: required by serve (the bot token)",
+        ));
+    }
+    actix_system().block_on(async move {
+        let running = start(&settings).await?;
+        wait_for_stop_signal().await;
+        tracing::info!("stop signal received; finishing in-flight work");
+        running.shutdown().await;
+        tracing::info!("stopped");
+        Ok(())
+    })
+}
+
+async fn wait_for_stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {},
+                    _ = term.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+pub fn demo_blocking(_settings: Settings, _keep_running: bool) -> AppResult<()> {
     Err(AppError::not_yet(
-        "seatgate demo (the mirroring issue builds it)",
+        "seatgate demo (the mirroring issue builds it on the sandbox)",
     ))
 }

@@ -1,0 +1,154 @@
+//! The binary as an operator runs it: exit codes, redaction, migrate, serve and its stop.
+
+use std::{
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use seatgate::store::testing::TestDatabase;
+
+fn seatgate() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_seatgate"));
+    // Only what each test sets.
+    for (key, _) in std::env::vars() {
+        if key.starts_with("SEATGATE_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("NO_PROXY", "127.0.0.1,localhost");
+    cmd
+}
+
+#[test]
+fn serve_without_a_token_exits_2_naming_the_variable() {
+    let out = seatgate().arg("serve").output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("SEATGATE_DISCORD_TOKEN"), "{err}");
+}
+
+#[test]
+fn bad_configuration_exits_2_with_one_line_naming_the_setting() {
+    let out = seatgate()
+        .arg("config")
+        .env("SEATGATE_BIND", "not-an-address")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("SEATGATE_BIND"), "{err}");
+
+    let out = seatgate()
+        .arg("config")
+        .env("SEATGATE_QUEUE_MAX_ATTEMPTS", "zero")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("SEATGATE_QUEUE_MAX_ATTEMPTS"));
+}
+
+#[test]
+fn config_prints_the_effective_configuration_with_secrets_redacted() {
+    let out = seatgate()
+        .arg("config")
+        .env("SEATGATE_DISCORD_TOKEN", "MTIz.super-secret-token")
+        .env("SEATGATE_OPERATOR_TOKEN", "operator-secret")
+        .env("SEATGATE_RECHECK_SECS", "42")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("recheck_secs = 42"), "{text}");
+    assert!(text.contains("discord_token = \"[redacted]\""), "{text}");
+    assert!(
+        !text.contains("super-secret") && !text.contains("operator-secret"),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_creates_the_schema() {
+    let t = TestDatabase::empty().await.unwrap();
+    let out = seatgate()
+        .arg("migrate")
+        .env("SEATGATE_DATABASE_URL", &t.url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The schema is there: the queue can use it.
+    let q = seatgate::store::queue::AuditQueue::audit(t.db.clone(), Default::default());
+    assert_eq!(q.counts(0).await.unwrap().pending, 0);
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_answers_health_and_readiness_and_stops_gracefully_on_sigterm() {
+    let t = TestDatabase::empty().await.unwrap();
+    let port = free_port();
+    let mut child = seatgate()
+        .arg("serve")
+        .env("SEATGATE_DATABASE_URL", &t.url)
+        .env("SEATGATE_DISCORD_TOKEN", "test-token")
+        .env("SEATGATE_BIND", format!("127.0.0.1:{port}"))
+        .env("SEATGATE_DISCORD_API_URL", "http://127.0.0.1:9")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(resp) = client.get(format!("{base}/healthz")).send().await {
+            assert_eq!(resp.status(), 200);
+            break;
+        }
+        assert!(Instant::now() < deadline, "serve did not come up");
+        assert!(child.try_wait().unwrap().is_none(), "serve exited early");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ready = client.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(body["database"], "ok");
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let exit = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "serve did not stop on SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut stderr = String::new();
+    use std::io::Read;
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(exit.success(), "exit {exit:?}: {stderr}");
+    assert!(stderr.contains("stopped"), "{stderr}");
+    assert!(!stderr.contains("test-token"), "token leaked into logs");
+    // Migrations ran at start.
+    let q = seatgate::store::queue::MirrorQueue::mirror(t.db.clone(), Default::default());
+    assert_eq!(q.counts(0).await.unwrap().pending, 0);
+}
