@@ -36,9 +36,17 @@ async fn run(name: &str, t: TestDatabase) {
             ("guild_id", i.into()),
             ("reason", "bench".into()),
         ];
-        q.enqueue(&txn, &cols, EnqueueOptions { run_after: now, ..Default::default() }, now)
-            .await
-            .expect("enqueue");
+        q.enqueue(
+            &txn,
+            &cols,
+            EnqueueOptions {
+                run_after: now,
+                ..Default::default()
+            },
+            now,
+        )
+        .await
+        .expect("enqueue");
     }
     txn.commit().await.expect("commit");
 
@@ -51,13 +59,18 @@ async fn run(name: &str, t: TestDatabase) {
         tasks.push(tokio::spawn(async move {
             let worker = format!("bench-{w}");
             loop {
-                let jobs = q.claim(&worker, BATCH, Duration::from_secs(300), now_ms()).await.expect("claim");
+                let jobs = q
+                    .claim(&worker, BATCH, Duration::from_secs(300), now_ms())
+                    .await
+                    .expect("claim");
                 if jobs.is_empty() {
                     break;
                 }
                 for job in jobs {
                     let token = job.claim_token.clone().unwrap_or_default();
-                    q.complete(job.id, &token, now_ms()).await.expect("complete");
+                    q.complete(job.id, &token, now_ms())
+                        .await
+                        .expect("complete");
                     done.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -76,7 +89,10 @@ async fn run(name: &str, t: TestDatabase) {
 
 fn main() {
     // `cargo bench` passes --bench; `cargo test --benches` passes nothing: both just run.
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(async {
         std::env::remove_var("SEATGATE_TEST_DATABASE");
         run("sqlite", TestDatabase::new().await.expect("sqlite")).await;

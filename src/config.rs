@@ -109,7 +109,10 @@ impl Default for Settings {
 impl Settings {
     /// Loads defaults <- TOML file <- environment (`SEATGATE_*`).
     pub fn load(config_file: Option<&Path>) -> Result<Settings, AppError> {
-        Self::load_from(config_file, Env::prefixed("SEATGATE_"))
+        // SEATGATE_TEST_* belong to the test suite, not to the service.
+        let env = Env::prefixed("SEATGATE_")
+            .filter(|key| !key.as_str().to_ascii_lowercase().starts_with("test_"));
+        Self::load_from(config_file, env)
     }
 
     fn load_from(config_file: Option<&Path>, env: Env) -> Result<Settings, AppError> {
