@@ -9,16 +9,18 @@ use crate::{
     actors::{
         admin_http::AdminHttp,
         gateway_ingest::GatewayIngest,
-        mirror_gate::MirrorGate,
+        mirror_gate::{MirrorGate, MirrorGateConfig},
         seat_auditor::SeatAuditor,
         snapshot_cache::{SnapshotCache, SnapshotCacheActor},
         Shutdown,
     },
     config::Settings,
-    domain::backoff::RetryPolicy,
+    discord::{port::DiscordPort, rest::SerenityRest},
+    domain::{backoff::RetryPolicy, freshness::FreshnessWindows},
     error::{AppError, AppResult, ErrorCode},
     http::{self, AppState},
     store::{
+        mirror::MirrorStore,
         queue::{AuditQueue, MirrorQueue},
         Database,
     },
@@ -62,6 +64,13 @@ fn retry_policy(settings: &Settings) -> RetryPolicy {
     }
 }
 
+/// The Discord REST port for the configured token and base URL, if a token is set.
+fn discord_port(settings: &Settings) -> Option<std::sync::Arc<dyn DiscordPort>> {
+    let token = settings.discord_token.as_ref().filter(|t| !t.is_empty())?;
+    let http = crate::discord::http_client(token.expose(), &settings.discord_api_url);
+    Some(std::sync::Arc::new(SerenityRest::new(http)))
+}
+
 /// Connects, migrates and starts the five actors wired to each other. Must run inside an
 /// actix system.
 pub async fn start(settings: &Settings) -> AppResult<Running> {
@@ -71,14 +80,26 @@ pub async fn start(settings: &Settings) -> AppResult<Running> {
     let worker_id = settings.worker_id();
     let cache = SnapshotCache::new(settings.kill_switch);
 
+    let auditor =
+        SeatAuditor::new(AuditQueue::audit(db.clone(), policy), worker_id.clone()).start();
+    let mirror_store = MirrorStore::new(db.clone(), MirrorQueue::mirror(db.clone(), policy));
+    let port = discord_port(settings);
+    let mut gate_cfg = MirrorGateConfig::new(worker_id);
+    gate_cfg.lease = std::time::Duration::from_secs(settings.queue_lease_secs);
+    gate_cfg.max_age = std::time::Duration::from_secs(settings.mirror_max_age_secs);
+    gate_cfg.windows =
+        FreshnessWindows::from_secs(settings.fresh_window_secs, settings.stale_window_secs);
     let gate = MirrorGate::new(
-        MirrorQueue::mirror(db.clone(), policy),
+        mirror_store,
         cache.clone(),
-        worker_id.clone(),
+        port,
+        Some(auditor.clone().recipient()),
+        gate_cfg,
     )
     .start();
-    let cache_actor = SnapshotCacheActor::new(cache.clone(), gate.clone().recipient()).start();
-    let auditor = SeatAuditor::new(AuditQueue::audit(db.clone(), policy), worker_id).start();
+    let cache_actor = SnapshotCacheActor::new(cache.clone(), gate.clone().recipient())
+        .with_resume(gate.clone().recipient())
+        .start();
     let ingest = GatewayIngest::new(
         auditor.clone().recipient(),
         settings.discord_api_url.clone(),

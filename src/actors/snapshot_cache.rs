@@ -10,7 +10,10 @@ use std::sync::{
 use actix::prelude::*;
 use dashmap::DashMap;
 
-use super::{mirror_gate::Wake, ServerKey};
+use super::{
+    mirror_gate::{HeldJobsMayResume, Wake},
+    ServerKey,
+};
 use crate::domain::gate::{ServerPolicy, SnapshotView};
 
 /// Shared, lock-free-for-readers view used by the gate on its hot path.
@@ -83,11 +86,29 @@ pub struct KillSwitchSet(pub bool);
 pub struct SnapshotCacheActor {
     cache: SnapshotCache,
     gate: Recipient<Wake>,
+    resume: Option<Recipient<HeldJobsMayResume>>,
 }
 
 impl SnapshotCacheActor {
     pub fn new(cache: SnapshotCache, gate: Recipient<Wake>) -> Self {
-        Self { cache, gate }
+        Self {
+            cache,
+            gate,
+            resume: None,
+        }
+    }
+
+    /// Also tell the gate which server changed, so that jobs held for it run now.
+    pub fn with_resume(mut self, resume: Recipient<HeldJobsMayResume>) -> Self {
+        self.resume = Some(resume);
+        self
+    }
+
+    fn server_changed(&self, key: ServerKey) {
+        match &self.resume {
+            Some(resume) => resume.do_send(HeldJobsMayResume(key)),
+            None => self.gate.do_send(Wake),
+        }
     }
 }
 
@@ -98,8 +119,8 @@ impl Actor for SnapshotCacheActor {
 impl Handler<SnapshotUpdated> for SnapshotCacheActor {
     type Result = ();
     fn handle(&mut self, msg: SnapshotUpdated, _: &mut Self::Context) {
-        if self.cache.put_snapshot(msg.key, msg.snapshot) {
-            self.gate.do_send(Wake);
+        if self.cache.put_snapshot(msg.key.clone(), msg.snapshot) {
+            self.server_changed(msg.key);
         }
     }
 }
@@ -109,13 +130,13 @@ impl Handler<PolicyUpdated> for SnapshotCacheActor {
     fn handle(&mut self, msg: PolicyUpdated, _: &mut Self::Context) {
         match msg.policy {
             Some(p) => {
-                self.cache.policies.insert(msg.key, p);
+                self.cache.policies.insert(msg.key.clone(), p);
             }
             None => {
                 self.cache.policies.remove(&msg.key);
             }
         }
-        self.gate.do_send(Wake);
+        self.server_changed(msg.key);
     }
 }
 

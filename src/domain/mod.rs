@@ -3,6 +3,7 @@
 pub mod backoff;
 pub mod freshness;
 pub mod gate;
+pub mod mirror;
 pub mod permissions;
 pub mod seats;
 pub mod snowflake;

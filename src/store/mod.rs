@@ -2,6 +2,7 @@
 //! durable queue shared by audit jobs and mirror jobs.
 
 pub mod db;
+pub mod mirror;
 pub mod queue;
 pub mod testing;
 

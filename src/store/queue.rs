@@ -107,6 +107,8 @@ pub struct Queue<E: EntityTrait> {
     db: Database,
     table: &'static str,
     policy: RetryPolicy,
+    /// Extra condition on a claimable row `j` (the mirror queue keeps per-message order).
+    claim_guard: &'static str,
     _entity: PhantomData<E>,
 }
 
@@ -116,6 +118,7 @@ impl<E: EntityTrait> Clone for Queue<E> {
             db: self.db.clone(),
             table: self.table,
             policy: self.policy,
+            claim_guard: self.claim_guard,
             _entity: PhantomData,
         }
     }
@@ -130,9 +133,17 @@ impl AuditQueue {
     }
 }
 
+/// A mirror job waits while an earlier job for the same message and mapping is live, so a
+/// send goes before its edits and its delete.
+const MIRROR_ORDER_GUARD: &str = "AND NOT EXISTS (SELECT 1 FROM mirror_jobs p \
+     WHERE p.mapping_id = j.mapping_id AND p.source_message_id = j.source_message_id \
+     AND p.id < j.id AND p.status IN ('pending', 'processing'))";
+
 impl MirrorQueue {
     pub fn mirror(db: Database, policy: RetryPolicy) -> Self {
-        Queue::new(db, "mirror_jobs", policy)
+        let mut q = Queue::new(db, "mirror_jobs", policy);
+        q.claim_guard = MIRROR_ORDER_GUARD;
+        q
     }
 }
 
@@ -173,6 +184,7 @@ where
             db,
             table,
             policy,
+            claim_guard: "",
             _entity: PhantomData,
         }
     }
@@ -283,12 +295,13 @@ where
             "UPDATE {t} SET status = '{PROCESSING}', lease_owner = {owner}, \
              lease_expires_at = {expires}, claim_token = {token_p}, attempts = attempts + 1, \
              updated_at = {now_p} \
-             WHERE id IN (SELECT id FROM {t} \
-               WHERE (status = '{PENDING}' AND run_after <= {now_p}) \
-                  OR (status = '{PROCESSING}' AND lease_expires_at <= {now_p}) \
-               ORDER BY run_after, id LIMIT {limit_p} {lock}) \
+             WHERE id IN (SELECT j.id FROM {t} j \
+               WHERE ((j.status = '{PENDING}' AND j.run_after <= {now_p}) \
+                  OR (j.status = '{PROCESSING}' AND j.lease_expires_at <= {now_p})) {guard} \
+               ORDER BY j.run_after, j.id LIMIT {limit_p} {lock}) \
              RETURNING *",
-            t = self.table
+            t = self.table,
+            guard = self.claim_guard,
         );
         let rows = E::find()
             .from_raw_sql(p.statement(sql))

@@ -1,0 +1,217 @@
+//! The Discord port: what the mirror gate needs from Discord, in the product's own terms.
+//! The adapter is serenity (`rest.rs`); tests may plug in their own.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{AppError, ErrorCode};
+
+/// A message as the mirror delivers it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OutgoingMessage {
+    pub content: String,
+    #[serde(default)]
+    pub embeds: Vec<serde_json::Value>,
+    /// Mirrored message id in the target channel this one replies to.
+    #[serde(default)]
+    pub reply_to: Option<u64>,
+}
+
+/// Who the message appears to come from (webhook mode).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Persona {
+    pub username: String,
+    pub avatar_url: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookCredentials {
+    pub id: u64,
+    /// Secret: never logged.
+    pub token: String,
+}
+
+/// Why Discord refused, in the terms the delivery logic acts on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DiscordError {
+    /// 429: try again after this long. Not a failed attempt.
+    RateLimited {
+        retry_after: Duration,
+        global: bool,
+    },
+    UnknownChannel,
+    UnknownMessage,
+    UnknownWebhook,
+    MissingAccess,
+    MissingPermissions,
+    /// 5xx, timeouts, connection failures: retry with backoff.
+    Transient(String),
+    /// Anything else Discord refused (4xx with another code).
+    Rejected {
+        status: u16,
+        code: i64,
+        message: String,
+    },
+}
+
+impl DiscordError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            DiscordError::RateLimited { .. } => ErrorCode::DiscordRateLimited,
+            DiscordError::UnknownChannel => ErrorCode::DiscordUnknownChannel,
+            DiscordError::UnknownMessage => ErrorCode::DiscordUnknownMessage,
+            DiscordError::UnknownWebhook => ErrorCode::DiscordUnknownWebhook,
+            DiscordError::MissingAccess => ErrorCode::DiscordMissingAccess,
+            DiscordError::MissingPermissions => ErrorCode::DiscordMissingPermissions,
+            DiscordError::Transient(_) => ErrorCode::DiscordServerError,
+            DiscordError::Rejected { .. } => ErrorCode::DiscordRequestInvalid,
+        }
+    }
+
+    /// Permanent for this target: retrying cannot help until someone fixes access.
+    pub fn breaks_target(&self) -> bool {
+        matches!(
+            self,
+            DiscordError::UnknownChannel
+                | DiscordError::MissingAccess
+                | DiscordError::MissingPermissions
+        )
+    }
+
+    /// Maps Discord's status and JSON error code (10003, 50013, ...) to a kind.
+    pub fn from_status(
+        status: u16,
+        code: i64,
+        message: &str,
+        retry_after: Option<f64>,
+        global: bool,
+    ) -> Self {
+        match (status, code) {
+            (429, _) => DiscordError::RateLimited {
+                retry_after: Duration::from_secs_f64(retry_after.unwrap_or(1.0).clamp(0.0, 3600.0)),
+                global,
+            },
+            (_, 10003) => DiscordError::UnknownChannel,
+            (_, 10008) => DiscordError::UnknownMessage,
+            (_, 10015) => DiscordError::UnknownWebhook,
+            (_, 50001) => DiscordError::MissingAccess,
+            (_, 50013) => DiscordError::MissingPermissions,
+            (s, _) if s >= 500 => DiscordError::Transient(format!("{s}: {message}")),
+            (s, c) => DiscordError::Rejected {
+                status: s,
+                code: c,
+                message: message.to_owned(),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for DiscordError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DiscordError::RateLimited {
+                retry_after,
+                global,
+            } => {
+                write!(
+                    f,
+                    "rate limited for {:.3}s (global: {global})",
+                    retry_after.as_secs_f64()
+                )
+            }
+            DiscordError::Transient(m) => write!(f, "transient: {m}"),
+            DiscordError::Rejected {
+                status,
+                code,
+                message,
+            } => write!(f, "{status} code {code}: {message}"),
+            other => write!(f, "{}", other.code()),
+        }
+    }
+}
+
+impl From<DiscordError> for AppError {
+    fn from(err: DiscordError) -> Self {
+        AppError::new(err.code(), err.to_string())
+    }
+}
+
+pub type DiscordResult<T> = Result<T, DiscordError>;
+
+/// What the mirror needs from Discord.
+#[async_trait::async_trait]
+pub trait DiscordPort: Send + Sync + 'static {
+    /// Creates a message as the bot. `nonce` (<= 25 chars) is enforced: the same nonce twice
+    /// within a few minutes returns the first message.
+    async fn create_message(
+        &self,
+        channel_id: u64,
+        message: &OutgoingMessage,
+        nonce: &str,
+    ) -> DiscordResult<u64>;
+    async fn edit_message(
+        &self,
+        channel_id: u64,
+        message_id: u64,
+        message: &OutgoingMessage,
+    ) -> DiscordResult<()>;
+    async fn delete_message(&self, channel_id: u64, message_id: u64) -> DiscordResult<()>;
+    async fn create_webhook(
+        &self,
+        channel_id: u64,
+        name: &str,
+    ) -> DiscordResult<WebhookCredentials>;
+    async fn execute_webhook(
+        &self,
+        webhook: &WebhookCredentials,
+        message: &OutgoingMessage,
+        persona: &Persona,
+    ) -> DiscordResult<u64>;
+    async fn edit_webhook_message(
+        &self,
+        webhook: &WebhookCredentials,
+        message_id: u64,
+        message: &OutgoingMessage,
+    ) -> DiscordResult<()>;
+    async fn delete_webhook_message(
+        &self,
+        webhook: &WebhookCredentials,
+        message_id: u64,
+    ) -> DiscordResult<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discord_codes_map_to_kinds_that_decide_retrying() {
+        assert!(
+            DiscordError::from_status(404, 10003, "Unknown Channel", None, false).breaks_target()
+        );
+        assert!(
+            DiscordError::from_status(403, 50001, "Missing Access", None, false).breaks_target()
+        );
+        assert!(
+            DiscordError::from_status(403, 50013, "Missing Permissions", None, false)
+                .breaks_target()
+        );
+        assert_eq!(
+            DiscordError::from_status(404, 10008, "Unknown Message", None, false),
+            DiscordError::UnknownMessage
+        );
+        assert!(matches!(
+            DiscordError::from_status(502, 0, "Bad Gateway", None, false),
+            DiscordError::Transient(_)
+        ));
+        assert_eq!(
+            DiscordError::from_status(429, 0, "rate limited", Some(1.5), true),
+            DiscordError::RateLimited {
+                retry_after: Duration::from_millis(1500),
+                global: true
+            }
+        );
+        assert!(!DiscordError::from_status(429, 0, "", None, false).breaks_target());
+    }
+}

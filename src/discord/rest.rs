@@ -1,0 +1,249 @@
+//! The Discord port's serenity adapter for message delivery.
+//!
+//! Requests are routed, authorised and proxied by serenity's own `Request` and `Route` (so
+//! a sandbox base URL works exactly as for the rest of serenity), but the response is read
+//! here: with serenity's ratelimiter disabled (required against a non-Discord base URL), a
+//! 429 comes back as an error whose `retry_after` serenity does not keep, and the mirror
+//! must reschedule by it rather than guess.
+
+use std::{sync::Arc, time::Duration};
+
+use serde_json::{json, Value};
+use serenity::{
+    http::{Http, LightMethod, Request, Route},
+    model::id::{ChannelId, MessageId, WebhookId},
+};
+
+use super::port::{
+    DiscordError, DiscordPort, DiscordResult, OutgoingMessage, Persona, WebhookCredentials,
+};
+
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+pub struct SerenityRest {
+    http: Arc<Http>,
+    client: reqwest::Client,
+}
+
+impl SerenityRest {
+    pub fn new(http: Arc<Http>) -> Self {
+        let client = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .unwrap_or_default();
+        Self { http, client }
+    }
+
+    async fn call(
+        &self,
+        route: Route<'_>,
+        method: LightMethod,
+        body: Option<Value>,
+        params: Option<Vec<(&'static str, String)>>,
+    ) -> DiscordResult<Option<Value>> {
+        let body = body.map(|b| b.to_string().into_bytes());
+        let request = Request::new(route, method)
+            .body(body)
+            .params(params)
+            .build(&self.client, self.http.token(), self.http.proxy.as_deref())
+            .map_err(|err| DiscordError::Transient(format!("request not built: {err}")))?;
+        let response = request
+            .send()
+            .await
+            // Webhook URLs carry their token: never let one into a log line.
+            .map_err(|err| DiscordError::Transient(err.without_url().to_string()))?;
+        let status = response.status().as_u16();
+        let header_retry = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<f64>().ok());
+        let header_global = response.headers().contains_key("x-ratelimit-global");
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|err| DiscordError::Transient(err.without_url().to_string()))?;
+        let json: Option<Value> = if bytes.is_empty() {
+            None
+        } else {
+            serde_json::from_slice(&bytes).ok()
+        };
+        if (200..300).contains(&status) {
+            return Ok(json);
+        }
+        let field = |name: &str| json.as_ref().and_then(|j| j.get(name).cloned());
+        let code = field("code").and_then(|v| v.as_i64()).unwrap_or(0);
+        let message = field("message")
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let retry_after = field("retry_after")
+            .and_then(|v| v.as_f64())
+            .or(header_retry);
+        let global = field("global")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(header_global);
+        Err(DiscordError::from_status(
+            status,
+            code,
+            &message,
+            retry_after,
+            global,
+        ))
+    }
+}
+
+fn message_body(message: &OutgoingMessage) -> Value {
+    let mut body = json!({
+        "content": message.content,
+        "embeds": message.embeds,
+        // Mirrored text must not ping a customer server's @everyone or roles.
+        "allowed_mentions": {"parse": []},
+    });
+    if let Some(reply) = message.reply_to {
+        body["message_reference"] =
+            json!({"message_id": reply.to_string(), "fail_if_not_exists": false});
+    }
+    body
+}
+
+fn message_id(json: Option<Value>) -> DiscordResult<u64> {
+    json.as_ref()
+        .and_then(|j| j.get("id"))
+        .and_then(|v| v.as_str())
+        .and_then(crate::domain::snowflake::parse)
+        .ok_or_else(|| DiscordError::Transient("response without a message id".into()))
+}
+
+#[async_trait::async_trait]
+impl DiscordPort for SerenityRest {
+    async fn create_message(
+        &self,
+        channel_id: u64,
+        message: &OutgoingMessage,
+        nonce: &str,
+    ) -> DiscordResult<u64> {
+        let mut body = message_body(message);
+        body["nonce"] = json!(nonce);
+        body["enforce_nonce"] = json!(true);
+        let route = Route::ChannelMessages {
+            channel_id: ChannelId::new(channel_id),
+        };
+        message_id(
+            self.call(route, LightMethod::Post, Some(body), None)
+                .await?,
+        )
+    }
+
+    async fn edit_message(
+        &self,
+        channel_id: u64,
+        message_id: u64,
+        message: &OutgoingMessage,
+    ) -> DiscordResult<()> {
+        let route = Route::ChannelMessage {
+            channel_id: ChannelId::new(channel_id),
+            message_id: MessageId::new(message_id),
+        };
+        let body = json!({"content": message.content, "embeds": message.embeds, "allowed_mentions": {"parse": []}});
+        self.call(route, LightMethod::Patch, Some(body), None)
+            .await
+            .map(|_| ())
+    }
+
+    async fn delete_message(&self, channel_id: u64, message_id: u64) -> DiscordResult<()> {
+        let route = Route::ChannelMessage {
+            channel_id: ChannelId::new(channel_id),
+            message_id: MessageId::new(message_id),
+        };
+        self.call(route, LightMethod::Delete, None, None)
+            .await
+            .map(|_| ())
+    }
+
+    async fn create_webhook(
+        &self,
+        channel_id: u64,
+        name: &str,
+    ) -> DiscordResult<WebhookCredentials> {
+        let route = Route::ChannelWebhooks {
+            channel_id: ChannelId::new(channel_id),
+        };
+        let json = self
+            .call(route, LightMethod::Post, Some(json!({"name": name})), None)
+            .await?;
+        let id = json
+            .as_ref()
+            .and_then(|j| j.get("id"))
+            .and_then(|v| v.as_str())
+            .and_then(crate::domain::snowflake::parse);
+        let token = json
+            .as_ref()
+            .and_then(|j| j.get("token"))
+            .and_then(|v| v.as_str())
+            .map(str::to_owned);
+        match (id, token) {
+            (Some(id), Some(token)) => Ok(WebhookCredentials { id, token }),
+            _ => Err(DiscordError::Transient(
+                "webhook response without id or token".into(),
+            )),
+        }
+    }
+
+    async fn execute_webhook(
+        &self,
+        webhook: &WebhookCredentials,
+        message: &OutgoingMessage,
+        persona: &Persona,
+    ) -> DiscordResult<u64> {
+        let mut body = message_body(message);
+        body["username"] = json!(persona.username);
+        if let Some(avatar) = &persona.avatar_url {
+            body["avatar_url"] = json!(avatar);
+        }
+        let route = Route::WebhookWithToken {
+            webhook_id: WebhookId::new(webhook.id),
+            token: &webhook.token,
+        };
+        let json = self
+            .call(
+                route,
+                LightMethod::Post,
+                Some(body),
+                Some(vec![("wait", "true".to_owned())]),
+            )
+            .await?;
+        message_id(json)
+    }
+
+    async fn edit_webhook_message(
+        &self,
+        webhook: &WebhookCredentials,
+        message_id: u64,
+        message: &OutgoingMessage,
+    ) -> DiscordResult<()> {
+        let route = Route::WebhookMessage {
+            webhook_id: WebhookId::new(webhook.id),
+            token: &webhook.token,
+            message_id: MessageId::new(message_id),
+        };
+        let body = json!({"content": message.content, "embeds": message.embeds, "allowed_mentions": {"parse": []}});
+        self.call(route, LightMethod::Patch, Some(body), None)
+            .await
+            .map(|_| ())
+    }
+
+    async fn delete_webhook_message(
+        &self,
+        webhook: &WebhookCredentials,
+        message_id: u64,
+    ) -> DiscordResult<()> {
+        let route = Route::WebhookMessage {
+            webhook_id: WebhookId::new(webhook.id),
+            token: &webhook.token,
+            message_id: MessageId::new(message_id),
+        };
+        self.call(route, LightMethod::Delete, None, None)
+            .await
+            .map(|_| ())
+    }
+}

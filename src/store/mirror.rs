@@ -1,0 +1,355 @@
+//! Mirroring's tables: source messages become mirror jobs (one per enabled mapping, in one
+//! transaction, coalesced per message and target), and delivered messages are linked to
+//! their source for later edits and deletes.
+
+use sea_orm::{
+    sea_query::Expr, ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait,
+    QueryFilter, QueryOrder,
+};
+
+use entities::{connector_mappings, mirror_jobs, mirror_message_links};
+
+use super::{
+    queue::{EnqueueOptions, MirrorQueue, PENDING},
+    Database,
+};
+use crate::{
+    actors::ServerKey,
+    domain::{gate::JobKind, mirror::MirrorPayload, snowflake},
+    error::{AppError, AppResult, ErrorCode},
+};
+
+pub const CANCELLED: &str = "cancelled";
+pub const EXPIRED: &str = "expired";
+
+/// A change to a message in a source channel, as the gateway reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceEvent {
+    Created {
+        channel_id: u64,
+        message_id: u64,
+        payload: MirrorPayload,
+    },
+    Updated {
+        channel_id: u64,
+        message_id: u64,
+        payload: MirrorPayload,
+    },
+    Deleted {
+        channel_id: u64,
+        message_id: u64,
+    },
+}
+
+impl SourceEvent {
+    fn channel_id(&self) -> u64 {
+        match self {
+            SourceEvent::Created { channel_id, .. }
+            | SourceEvent::Updated { channel_id, .. }
+            | SourceEvent::Deleted { channel_id, .. } => *channel_id,
+        }
+    }
+    fn message_id(&self) -> u64 {
+        match self {
+            SourceEvent::Created { message_id, .. }
+            | SourceEvent::Updated { message_id, .. }
+            | SourceEvent::Deleted { message_id, .. } => *message_id,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IngestOutcome {
+    /// New jobs written.
+    pub enqueued: u32,
+    /// Pending jobs whose payload was updated in place (an edit before its send went out).
+    pub coalesced: u32,
+    /// Pending jobs cancelled (a delete before its send went out).
+    pub cancelled: u32,
+}
+
+#[derive(Clone)]
+pub struct MirrorStore {
+    db: Database,
+    queue: MirrorQueue,
+}
+
+impl MirrorStore {
+    pub fn new(db: Database, queue: MirrorQueue) -> Self {
+        Self { db, queue }
+    }
+
+    pub fn queue(&self) -> &MirrorQueue {
+        &self.queue
+    }
+
+    /// Enabled, unbroken mappings whose source is `channel_id`.
+    pub async fn mappings_for_source<C: ConnectionTrait>(
+        conn: &C,
+        channel_id: u64,
+    ) -> AppResult<Vec<connector_mappings::Model>> {
+        Ok(connector_mappings::Entity::find()
+            .filter(connector_mappings::Column::SourceChannelId.eq(snowflake::to_db(channel_id)))
+            .filter(connector_mappings::Column::Enabled.eq(true))
+            .filter(connector_mappings::Column::BrokenCode.is_null())
+            .order_by_asc(connector_mappings::Column::Id)
+            .all(conn)
+            .await?)
+    }
+
+    pub async fn mapping(&self, id: i64) -> AppResult<Option<connector_mappings::Model>> {
+        Ok(connector_mappings::Entity::find_by_id(id)
+            .one(self.db.conn())
+            .await?)
+    }
+
+    /// Writes the jobs for one source event in one transaction. Per mapping: a create adds a
+    /// send; an update rewrites a still-pending send or edit, else adds an edit; a delete
+    /// cancels a still-pending send and its edits (nothing reached Discord), else adds a
+    /// delete.
+    pub async fn ingest(&self, event: &SourceEvent, now: i64) -> AppResult<IngestOutcome> {
+        let txn = self.db.begin_write().await?;
+        let mappings = Self::mappings_for_source(&txn, event.channel_id()).await?;
+        let mut outcome = IngestOutcome::default();
+        let source_message = snowflake::to_db(event.message_id());
+        for mapping in &mappings {
+            let live = |kind: &'static str| {
+                mirror_jobs::Entity::find()
+                    .filter(mirror_jobs::Column::MappingId.eq(mapping.id))
+                    .filter(mirror_jobs::Column::SourceMessageId.eq(source_message))
+                    .filter(mirror_jobs::Column::Status.eq(PENDING))
+                    .filter(mirror_jobs::Column::Kind.eq(kind))
+            };
+            match event {
+                SourceEvent::Created { payload, .. } => {
+                    self.enqueue_job(&txn, mapping, event, JobKind::Send, payload, now)
+                        .await?;
+                    outcome.enqueued += 1;
+                }
+                SourceEvent::Updated { payload, .. } => {
+                    let json = encode(payload)?;
+                    let mut rewritten = 0;
+                    for kind in ["send", "edit"] {
+                        let res = mirror_jobs::Entity::update_many()
+                            .col_expr(mirror_jobs::Column::Payload, Expr::value(json.clone()))
+                            .col_expr(mirror_jobs::Column::UpdatedAt, Expr::value(now))
+                            .filter(mirror_jobs::Column::MappingId.eq(mapping.id))
+                            .filter(mirror_jobs::Column::SourceMessageId.eq(source_message))
+                            .filter(mirror_jobs::Column::Status.eq(PENDING))
+                            .filter(mirror_jobs::Column::Kind.eq(kind))
+                            .exec(&txn)
+                            .await?;
+                        rewritten += res.rows_affected;
+                    }
+                    if rewritten > 0 {
+                        outcome.coalesced += rewritten as u32;
+                    } else {
+                        self.enqueue_job(&txn, mapping, event, JobKind::Edit, payload, now)
+                            .await?;
+                        outcome.enqueued += 1;
+                    }
+                }
+                SourceEvent::Deleted { .. } => {
+                    let pending_send = live("send").one(&txn).await?;
+                    let res = mirror_jobs::Entity::update_many()
+                        .col_expr(mirror_jobs::Column::Status, Expr::value(CANCELLED))
+                        .col_expr(
+                            mirror_jobs::Column::LastError,
+                            Expr::value("source_message_deleted"),
+                        )
+                        .col_expr(mirror_jobs::Column::FinishedAt, Expr::value(now))
+                        .col_expr(mirror_jobs::Column::UpdatedAt, Expr::value(now))
+                        .filter(mirror_jobs::Column::MappingId.eq(mapping.id))
+                        .filter(mirror_jobs::Column::SourceMessageId.eq(source_message))
+                        .filter(mirror_jobs::Column::Status.eq(PENDING))
+                        .filter(mirror_jobs::Column::Kind.is_in(["send", "edit"]))
+                        .exec(&txn)
+                        .await?;
+                    outcome.cancelled += res.rows_affected as u32;
+                    if pending_send.is_none() {
+                        // The send went out (or is going out): remove it from the target.
+                        self.enqueue_job(
+                            &txn,
+                            mapping,
+                            event,
+                            JobKind::Delete,
+                            &MirrorPayload::default(),
+                            now,
+                        )
+                        .await?;
+                        outcome.enqueued += 1;
+                    }
+                }
+            }
+        }
+        txn.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn enqueue_job<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        mapping: &connector_mappings::Model,
+        event: &SourceEvent,
+        kind: JobKind,
+        payload: &MirrorPayload,
+        now: i64,
+    ) -> AppResult<()> {
+        let columns = [
+            ("tenant_key", mapping.tenant_key.clone().into()),
+            ("connector_id", mapping.connector_id.clone().into()),
+            ("mapping_id", mapping.id.into()),
+            ("target_guild_id", mapping.target_guild_id.into()),
+            ("target_channel_id", mapping.target_channel_id.into()),
+            ("kind", crate::domain::mirror::kind_as_str(kind).into()),
+            (
+                "source_channel_id",
+                snowflake::to_db(event.channel_id()).into(),
+            ),
+            (
+                "source_message_id",
+                snowflake::to_db(event.message_id()).into(),
+            ),
+            ("payload", encode(payload)?.into()),
+        ];
+        self.queue
+            .enqueue(
+                conn,
+                &columns,
+                EnqueueOptions {
+                    run_after: now,
+                    ..Default::default()
+                },
+                now,
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub async fn link(
+        &self,
+        mapping_id: i64,
+        source_message_id: u64,
+    ) -> AppResult<Option<mirror_message_links::Model>> {
+        Ok(mirror_message_links::Entity::find()
+            .filter(mirror_message_links::Column::MappingId.eq(mapping_id))
+            .filter(
+                mirror_message_links::Column::SourceMessageId
+                    .eq(snowflake::to_db(source_message_id)),
+            )
+            .one(self.db.conn())
+            .await?)
+    }
+
+    /// Records where a source message landed. A second save for the same pair (a retried
+    /// send that Discord deduplicated by nonce) keeps the first.
+    pub async fn save_link(
+        &self,
+        mapping_id: i64,
+        source_message_id: u64,
+        target_channel_id: u64,
+        target_message_id: u64,
+        webhook_id: Option<u64>,
+        now: i64,
+    ) -> AppResult<()> {
+        if self.link(mapping_id, source_message_id).await?.is_some() {
+            return Ok(());
+        }
+        mirror_message_links::ActiveModel {
+            mapping_id: Set(mapping_id),
+            source_message_id: Set(snowflake::to_db(source_message_id)),
+            target_channel_id: Set(snowflake::to_db(target_channel_id)),
+            target_message_id: Set(snowflake::to_db(target_message_id)),
+            webhook_id: Set(webhook_id.map(snowflake::to_db)),
+            created_at: Set(now),
+            ..Default::default()
+        }
+        .insert(self.db.conn())
+        .await?;
+        Ok(())
+    }
+
+    pub async fn delete_link(&self, mapping_id: i64, source_message_id: u64) -> AppResult<()> {
+        mirror_message_links::Entity::delete_many()
+            .filter(mirror_message_links::Column::MappingId.eq(mapping_id))
+            .filter(
+                mirror_message_links::Column::SourceMessageId
+                    .eq(snowflake::to_db(source_message_id)),
+            )
+            .exec(self.db.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// Marks a mapping broken with the Discord error's code: admins see it, delivery stops.
+    pub async fn mark_broken(&self, mapping_id: i64, code: ErrorCode, now: i64) -> AppResult<()> {
+        connector_mappings::Entity::update_many()
+            .col_expr(
+                connector_mappings::Column::BrokenCode,
+                Expr::value(code.as_str()),
+            )
+            .col_expr(connector_mappings::Column::BrokenAt, Expr::value(now))
+            .col_expr(connector_mappings::Column::UpdatedAt, Expr::value(now))
+            .filter(connector_mappings::Column::Id.eq(mapping_id))
+            .exec(self.db.conn())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn set_webhook(
+        &self,
+        mapping_id: i64,
+        webhook: Option<(u64, String)>,
+        now: i64,
+    ) -> AppResult<()> {
+        let (id, token) = match webhook {
+            Some((id, token)) => (Some(snowflake::to_db(id)), Some(token)),
+            None => (None, None),
+        };
+        connector_mappings::Entity::update_many()
+            .col_expr(connector_mappings::Column::WebhookId, Expr::value(id))
+            .col_expr(connector_mappings::Column::WebhookToken, Expr::value(token))
+            .col_expr(connector_mappings::Column::UpdatedAt, Expr::value(now))
+            .filter(connector_mappings::Column::Id.eq(mapping_id))
+            .exec(self.db.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// Makes the jobs the gate held back for `server` due now, after its state changed.
+    pub async fn release_held(&self, server: &ServerKey, now: i64) -> AppResult<u64> {
+        let res = mirror_jobs::Entity::update_many()
+            .col_expr(mirror_jobs::Column::RunAfter, Expr::value(now))
+            .filter(mirror_jobs::Column::TenantKey.eq(server.tenant_key.as_str()))
+            .filter(mirror_jobs::Column::ConnectorId.eq(server.connector_id.as_str()))
+            .filter(mirror_jobs::Column::TargetGuildId.eq(snowflake::to_db(server.guild_id)))
+            .filter(mirror_jobs::Column::Status.eq(PENDING))
+            .filter(mirror_jobs::Column::RunAfter.gt(now))
+            .filter(mirror_jobs::Column::LastError.is_in(GATE_CODES.iter().map(|c| c.as_str())))
+            .exec(self.db.conn())
+            .await?;
+        Ok(res.rows_affected)
+    }
+}
+
+/// Codes the gate leaves on jobs it holds back.
+pub const GATE_CODES: [ErrorCode; 4] = [
+    ErrorCode::SeatLimitExceeded,
+    ErrorCode::SeatCheckPending,
+    ErrorCode::SeatAuditFailed,
+    ErrorCode::SeatOverrideBlock,
+];
+
+fn encode(payload: &MirrorPayload) -> AppResult<String> {
+    serde_json::to_string(payload)
+        .map_err(|err| AppError::internal(format!("payload not encodable: {err}")))
+}
+
+pub fn decode(payload: &str) -> AppResult<MirrorPayload> {
+    serde_json::from_str(payload).map_err(|err| {
+        AppError::new(
+            ErrorCode::ValidationFailed,
+            format!("stored payload unreadable: {err}"),
+        )
+    })
+}
