@@ -1,9 +1,30 @@
-//! `seatgate seats count --fixture FILE`.
+//! `seatgate seats count --fixture FILE`: one JSON line with the seat count of a guild fixture.
 
 use std::path::Path;
+use std::time::Instant;
 
-use crate::AppError;
+use crate::domain::seats::{parse_fixture, GuildIndex};
+use crate::error::{AppError, ErrorCode};
 
-pub fn count(_fixture: &Path) -> Result<(), AppError> {
-    Err(AppError::not_yet("seatgate seats count"))
+pub fn count(fixture: &Path) -> Result<(), AppError> {
+    let text = std::fs::read_to_string(fixture).map_err(|e| {
+        AppError::new(
+            ErrorCode::IoError,
+            format!("cannot read fixture {}: {e}", fixture.display()),
+        )
+        .with_source(e)
+    })?;
+    let fixture = parse_fixture(&text)?;
+    let started = Instant::now();
+    let index = GuildIndex::build(&fixture.guild, &fixture.mapped_channel_ids, fixture.tiers);
+    let count = index.seat_count();
+    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let line = serde_json::json!({
+        "seats_used": count.seats_used,
+        "by_tier": count.by_tier,
+        "members_scanned": fixture.guild.members.len(),
+        "elapsed_ms": elapsed_ms,
+    });
+    println!("{line}");
+    Ok(())
 }

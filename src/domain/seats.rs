@@ -1,2 +1,0 @@
-//! Seat count and the live compact guild index.
-//! Not yet: built by the seat engine issue.

@@ -1,0 +1,800 @@
+//! The live guild index: one entry per distinct role set, members as `user id -> role set`.
+//!
+//! Members with the same roles see the same channels, so visibility is computed once per
+//! distinct role set per mapped channel and kept as one bit per (mapped channel, role set).
+//! Every role set carries its count of "regular" members; the seat total is the sum over the
+//! role sets that see at least one mapped channel, maintained incrementally.
+//!
+//! The members whose answer does not follow from their roles alone are "special" and are
+//! evaluated one by one: the owner (sees everything) and members named by a member
+//! overwrite on a mapped channel. Bots are never counted and never stored, apart from their
+//! ids.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use smallvec::SmallVec;
+
+use super::{GuildSnapshot, SeatCount, TierRoles};
+use crate::domain::permissions::{
+    apply_layers, base_permissions, Layer, Overwrite, OverwriteLayers, OverwriteTarget,
+    ADMINISTRATOR, VIEW_CHANNEL,
+};
+
+/// Hasher for Discord ids: the splitmix64 finaliser. Ids come from Discord, not from an
+/// adversary, and SipHash would cost more than the rest of a member event.
+#[derive(Default, Clone, Copy)]
+pub struct IdHasher(u64);
+
+const fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = mix(self.0 ^ u64::from(*b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = mix(self.0 ^ n);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
+
+const NO_SET: u32 = u32::MAX;
+
+type RoleList = SmallVec<[u64; 8]>;
+
+struct RoleSet {
+    /// Sorted, deduplicated, without the `@everyone` role. Empty while the slot is free.
+    roles: Box<[u64]>,
+    hash: u64,
+    /// Next role set with the same `hash` (intern chain), or `NO_SET`.
+    next: u32,
+    live: bool,
+    /// `@everyone` OR the roles' permissions; `ALL` with ADMINISTRATOR.
+    base: u64,
+    tiers: u8,
+    /// How many mapped channels this role set sees.
+    visible_slots: u32,
+    /// Stored members with this role set that are counted through it (not special).
+    regular: u32,
+    /// All stored members with this role set, special ones included.
+    holders: u32,
+}
+
+#[derive(Clone, Copy)]
+struct MemberEntry {
+    set: u32,
+    special: bool,
+}
+
+/// A channel's overwrites folded into layers; role and member entries sorted by id.
+#[derive(Default)]
+struct Channel {
+    everyone: Layer,
+    roles: Vec<(u64, Layer)>,
+    members: Vec<(u64, Layer)>,
+}
+
+impl Channel {
+    fn from_overwrites(guild_id: u64, overwrites: &[Overwrite]) -> Self {
+        let mut ch = Channel::default();
+        for ow in overwrites {
+            let layer = Layer {
+                allow: ow.allow,
+                deny: ow.deny,
+            };
+            match ow.target {
+                OverwriteTarget::Role(id) if id == guild_id => {
+                    ch.everyone = ch.everyone.merge(layer)
+                }
+                OverwriteTarget::Role(id) => ch.roles.push((id, layer)),
+                OverwriteTarget::Member(id) => ch.members.push((id, layer)),
+            }
+        }
+        fold_sorted(&mut ch.roles);
+        fold_sorted(&mut ch.members);
+        ch
+    }
+
+    fn roles_layer(&self, set_roles: &[u64]) -> Layer {
+        self.roles
+            .iter()
+            .filter(|(id, _)| set_roles.binary_search(id).is_ok())
+            .fold(Layer::default(), |acc, (_, l)| acc.merge(*l))
+    }
+
+    fn member_layer(&self, user_id: u64) -> Layer {
+        match self.members.binary_search_by_key(&user_id, |(id, _)| *id) {
+            Ok(i) => self.members[i].1,
+            Err(_) => Layer::default(),
+        }
+    }
+}
+
+/// Sorts by id and merges duplicate ids (two overwrites for one target act as one).
+fn fold_sorted(entries: &mut Vec<(u64, Layer)>) {
+    entries.sort_unstable_by_key(|(id, _)| *id);
+    entries.dedup_by(|later, kept| {
+        if later.0 == kept.0 {
+            kept.1 = kept.1.merge(later.1);
+            true
+        } else {
+            false
+        }
+    });
+}
+
+/// One mapped channel: which role sets see it, one bit per role set id.
+struct Slot {
+    channel_id: u64,
+    visible: Vec<u64>,
+}
+
+impl Slot {
+    fn get(&self, set: u32) -> bool {
+        let (w, b) = (set as usize / 64, set % 64);
+        self.visible.get(w).is_some_and(|word| word & (1 << b) != 0)
+    }
+
+    fn put(&mut self, set: u32, on: bool) {
+        let (w, b) = (set as usize / 64, set % 64);
+        if w >= self.visible.len() {
+            if !on {
+                return;
+            }
+            self.visible.resize(w + 1, 0);
+        }
+        if on {
+            self.visible[w] |= 1 << b;
+        } else {
+            self.visible[w] &= !(1 << b);
+        }
+    }
+}
+
+/// Live seat count of one target guild. See the module documentation.
+pub struct GuildIndex {
+    guild_id: u64,
+    owner_id: u64,
+    /// Role id -> permissions, `@everyone` (id = guild id) included.
+    roles: IdMap<u64>,
+    /// Every channel of the guild we were told about (mapped or not), threads excluded.
+    channels: IdMap<Channel>,
+    slots: Vec<Slot>,
+    tiers: TierRoles,
+    sets: Vec<RoleSet>,
+    free_sets: Vec<u32>,
+    /// Role-list hash -> first role set of its chain.
+    intern: IdMap<u32>,
+    members: IdMap<MemberEntry>,
+    bots: IdMap<()>,
+    /// User -> number of mapped channels carrying a member overwrite for them.
+    member_overwrite_refs: IdMap<u32>,
+    /// Counted special members -> their tier mask.
+    special_counted: IdMap<u8>,
+    regular_count: SeatCount,
+    special_count: SeatCount,
+}
+
+impl GuildIndex {
+    /// An index of a guild with no roles, channels or members yet.
+    pub fn new(guild_id: u64, owner_id: u64, tiers: TierRoles) -> Self {
+        Self {
+            guild_id,
+            owner_id,
+            roles: IdMap::default(),
+            channels: IdMap::default(),
+            slots: Vec::new(),
+            tiers,
+            sets: Vec::new(),
+            free_sets: Vec::new(),
+            intern: IdMap::default(),
+            members: IdMap::default(),
+            bots: IdMap::default(),
+            member_overwrite_refs: IdMap::default(),
+            special_counted: IdMap::default(),
+            regular_count: SeatCount::default(),
+            special_count: SeatCount::default(),
+        }
+    }
+
+    /// Builds the index of a whole guild (a from-scratch count). A member listed twice keeps
+    /// its last entry.
+    pub fn build(guild: &GuildSnapshot, mapped_channel_ids: &[u64], tiers: TierRoles) -> Self {
+        let mut index = Self::new(guild.guild_id, guild.owner_id, tiers);
+        for role in &guild.roles {
+            index.role_upsert(role.id, role.permissions);
+        }
+        for channel in &guild.channels {
+            index.channel_overwrites_set(channel.id, &channel.overwrites);
+        }
+        index.set_mapped_channels(mapped_channel_ids);
+        index.members.reserve(guild.members.len());
+        for m in &guild.members {
+            index.member_upsert(m.user_id, &m.roles, m.is_bot);
+        }
+        index
+    }
+
+    pub fn guild_id(&self) -> u64 {
+        self.guild_id
+    }
+
+    pub fn owner_id(&self) -> u64 {
+        self.owner_id
+    }
+
+    pub fn tier_roles(&self) -> TierRoles {
+        self.tiers
+    }
+
+    /// Mapped channel ids, in mapping order.
+    pub fn mapped_channel_ids(&self) -> Vec<u64> {
+        self.slots.iter().map(|s| s.channel_id).collect()
+    }
+
+    /// Members known to the index, bots included.
+    pub fn member_count(&self) -> usize {
+        self.members.len() + self.bots.len()
+    }
+
+    /// Distinct role sets among the stored (non-bot) members.
+    pub fn role_set_count(&self) -> usize {
+        self.sets.len() - self.free_sets.len()
+    }
+
+    // ----- queries -----
+
+    pub fn seat_count(&self) -> SeatCount {
+        let (r, s) = (&self.regular_count, &self.special_count);
+        SeatCount {
+            seats_used: r.seats_used + s.seats_used,
+            by_tier: super::TierCounts {
+                basic: r.by_tier.basic + s.by_tier.basic,
+                advanced: r.by_tier.advanced + s.by_tier.advanced,
+                pro: r.by_tier.pro + s.by_tier.pro,
+            },
+        }
+    }
+
+    pub fn is_member_counted(&self, user_id: u64) -> bool {
+        match self.members.get(&user_id) {
+            None => false,
+            Some(e) if e.special => self.special_counted.contains_key(&user_id),
+            Some(e) => self.sets[e.set as usize].visible_slots > 0,
+        }
+    }
+
+    /// Ids of the members holding a seat, ascending. Walks every member: for the admin page,
+    /// not for the hot path.
+    pub fn counted_member_ids(&self) -> Vec<u64> {
+        let mut ids: Vec<u64> = self
+            .members
+            .iter()
+            .filter(|(id, e)| {
+                if e.special {
+                    self.special_counted.contains_key(id)
+                } else {
+                    self.sets[e.set as usize].visible_slots > 0
+                }
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Can a stored non-bot member view a channel of the guild (mapped or not)? `None` when
+    /// the member or the channel is unknown to the index.
+    pub fn can_member_view(&self, user_id: u64, channel_id: u64) -> Option<bool> {
+        let entry = self.members.get(&user_id)?;
+        let channel = self.channels.get(&channel_id)?;
+        Some(self.member_sees(user_id, entry.set, channel))
+    }
+
+    /// A thread is judged by its parent channel: asks [`Self::can_member_view`] of the parent.
+    pub fn can_member_view_thread(&self, user_id: u64, parent_channel_id: u64) -> Option<bool> {
+        self.can_member_view(user_id, parent_channel_id)
+    }
+
+    // ----- member events: cost proportional to mapped channels -----
+
+    /// GUILD_MEMBER_ADD / GUILD_MEMBER_UPDATE / a member from a chunk.
+    pub fn member_upsert(&mut self, user_id: u64, roles: &[u64], is_bot: bool) -> SeatCount {
+        if is_bot {
+            self.drop_member(user_id);
+            self.bots.insert(user_id, ());
+            return self.seat_count();
+        }
+        self.bots.remove(&user_id);
+        let set = self.intern(roles);
+        let old = self.members.get(&user_id).copied();
+        match old {
+            Some(e) if e.set == set => {
+                if e.special {
+                    self.special_recount(user_id, set);
+                }
+            }
+            _ => {
+                if let Some(e) = old {
+                    self.detach(user_id, e);
+                }
+                let special = self.is_special(user_id);
+                self.attach(set, special);
+                self.members.insert(user_id, MemberEntry { set, special });
+                if special {
+                    self.special_recount(user_id, set);
+                }
+            }
+        }
+        self.seat_count()
+    }
+
+    /// GUILD_MEMBER_REMOVE.
+    pub fn member_remove(&mut self, user_id: u64) -> SeatCount {
+        self.bots.remove(&user_id);
+        self.drop_member(user_id);
+        self.seat_count()
+    }
+
+    // ----- guild-wide events: cost proportional to distinct role sets -----
+
+    /// GUILD_ROLE_CREATE / GUILD_ROLE_UPDATE (the `@everyone` role has the guild's id).
+    pub fn role_upsert(&mut self, role_id: u64, permissions: u64) -> SeatCount {
+        self.roles.insert(role_id, permissions);
+        self.role_changed(role_id)
+    }
+
+    /// GUILD_ROLE_DELETE. Members still listing the role get nothing from it.
+    pub fn role_remove(&mut self, role_id: u64) -> SeatCount {
+        self.roles.remove(&role_id);
+        self.role_changed(role_id)
+    }
+
+    /// CHANNEL_CREATE / CHANNEL_UPDATE: the channel's full overwrite list. Threads are not
+    /// channels here: they are judged by their parent.
+    pub fn channel_overwrites_set(
+        &mut self,
+        channel_id: u64,
+        overwrites: &[Overwrite],
+    ) -> SeatCount {
+        let channel = Channel::from_overwrites(self.guild_id, overwrites);
+        self.replace_channel(channel_id, Some(channel))
+    }
+
+    /// CHANNEL_DELETE. A mapped channel that no longer exists is seen by nobody.
+    pub fn channel_remove(&mut self, channel_id: u64) -> SeatCount {
+        self.replace_channel(channel_id, None)
+    }
+
+    /// Replaces the set of mapped target channels (duplicates ignored).
+    pub fn set_mapped_channels(&mut self, channel_ids: &[u64]) -> SeatCount {
+        let unmapped: Vec<u64> = self
+            .slots
+            .iter()
+            .map(|s| s.channel_id)
+            .filter(|id| !channel_ids.contains(id))
+            .collect();
+        for id in unmapped {
+            self.unmap_channel(id);
+        }
+        for id in channel_ids {
+            self.map_channel(*id);
+        }
+        self.seat_count()
+    }
+
+    /// Maps one more target channel. A channel the index does not know yet is seen by nobody
+    /// until [`Self::channel_overwrites_set`] brings it.
+    pub fn map_channel(&mut self, channel_id: u64) -> SeatCount {
+        if self.slot_of(channel_id).is_some() {
+            return self.seat_count();
+        }
+        self.slots.push(Slot {
+            channel_id,
+            visible: Vec::new(),
+        });
+        let slot = self.slots.len() - 1;
+        self.refresh_slot(slot);
+        let users = self.channel_member_ids(channel_id);
+        for u in &users {
+            *self.member_overwrite_refs.entry(*u).or_insert(0) += 1;
+        }
+        for u in users {
+            self.reconcile_special(u);
+        }
+        self.recount_specials();
+        self.seat_count()
+    }
+
+    pub fn unmap_channel(&mut self, channel_id: u64) -> SeatCount {
+        let Some(slot) = self.slot_of(channel_id) else {
+            return self.seat_count();
+        };
+        for set in 0..self.sets.len() as u32 {
+            if self.slots[slot].get(set) {
+                self.set_bit(slot, set, false);
+            }
+        }
+        self.slots.swap_remove(slot);
+        let users = self.channel_member_ids(channel_id);
+        for u in &users {
+            self.release_member_ref(*u);
+        }
+        for u in users {
+            self.reconcile_special(u);
+        }
+        self.recount_specials();
+        self.seat_count()
+    }
+
+    /// GUILD_UPDATE with a new owner.
+    pub fn set_owner(&mut self, owner_id: u64) -> SeatCount {
+        let old = std::mem::replace(&mut self.owner_id, owner_id);
+        self.reconcile_special(old);
+        self.reconcile_special(owner_id);
+        self.seat_count()
+    }
+
+    /// The server config's tier roles changed.
+    pub fn set_tier_roles(&mut self, tiers: TierRoles) -> SeatCount {
+        self.tiers = tiers;
+        for set in 0..self.sets.len() as u32 {
+            if self.sets[set as usize].live {
+                self.uncount_set(set);
+                let s = &mut self.sets[set as usize];
+                s.tiers = tiers.mask(&s.roles);
+                self.count_set(set);
+            }
+        }
+        self.recount_specials();
+        self.seat_count()
+    }
+
+    // ----- internals -----
+
+    fn everyone(&self) -> u64 {
+        self.roles.get(&self.guild_id).copied().unwrap_or(0)
+    }
+
+    fn slot_of(&self, channel_id: u64) -> Option<usize> {
+        self.slots.iter().position(|s| s.channel_id == channel_id)
+    }
+
+    fn channel_member_ids(&self, channel_id: u64) -> Vec<u64> {
+        self.channels
+            .get(&channel_id)
+            .map(|c| c.members.iter().map(|(id, _)| *id).collect())
+            .unwrap_or_default()
+    }
+
+    fn is_special(&self, user_id: u64) -> bool {
+        user_id == self.owner_id || self.member_overwrite_refs.contains_key(&user_id)
+    }
+
+    fn set_base(&self, roles: &[u64]) -> u64 {
+        base_permissions(self.everyone(), roles, |id| self.roles.get(&id).copied())
+    }
+
+    /// Visibility of a channel for any member holding `set` without a member overwrite.
+    fn set_sees(&self, set: u32, channel: Option<&Channel>) -> bool {
+        let Some(ch) = channel else {
+            return false;
+        };
+        let s = &self.sets[set as usize];
+        if s.base & ADMINISTRATOR != 0 {
+            return true;
+        }
+        let layers = OverwriteLayers {
+            everyone: ch.everyone,
+            roles: ch.roles_layer(&s.roles),
+            member: Layer::default(),
+        };
+        apply_layers(s.base, &layers) & VIEW_CHANNEL != 0
+    }
+
+    fn member_sees(&self, user_id: u64, set: u32, ch: &Channel) -> bool {
+        if user_id == self.owner_id {
+            return true;
+        }
+        let s = &self.sets[set as usize];
+        let layers = OverwriteLayers {
+            everyone: ch.everyone,
+            roles: ch.roles_layer(&s.roles),
+            member: ch.member_layer(user_id),
+        };
+        apply_layers(s.base, &layers) & VIEW_CHANNEL != 0
+    }
+
+    fn uncount_set(&mut self, set: u32) {
+        let s = &self.sets[set as usize];
+        if s.visible_slots > 0 && s.regular > 0 {
+            let n = u64::from(s.regular);
+            self.regular_count.seats_used -= n;
+            self.regular_count.by_tier.sub_mask(s.tiers, n);
+        }
+    }
+
+    fn count_set(&mut self, set: u32) {
+        let s = &self.sets[set as usize];
+        if s.visible_slots > 0 && s.regular > 0 {
+            let n = u64::from(s.regular);
+            self.regular_count.seats_used += n;
+            self.regular_count.by_tier.add_mask(s.tiers, n);
+        }
+    }
+
+    fn set_bit(&mut self, slot: usize, set: u32, on: bool) {
+        if self.slots[slot].get(set) == on {
+            return;
+        }
+        self.uncount_set(set);
+        self.slots[slot].put(set, on);
+        let s = &mut self.sets[set as usize];
+        if on {
+            s.visible_slots += 1;
+        } else {
+            s.visible_slots -= 1;
+        }
+        self.count_set(set);
+    }
+
+    /// Recomputes one mapped channel for every live role set.
+    fn refresh_slot(&mut self, slot: usize) {
+        let channel_id = self.slots[slot].channel_id;
+        for set in 0..self.sets.len() as u32 {
+            if !self.sets[set as usize].live {
+                continue;
+            }
+            let on = self.set_sees(set, self.channels.get(&channel_id));
+            self.set_bit(slot, set, on);
+        }
+    }
+
+    /// Recomputes base permissions and every mapped channel of one role set.
+    fn refresh_set(&mut self, set: u32) {
+        self.sets[set as usize].base = self.set_base(&self.sets[set as usize].roles);
+        for slot in 0..self.slots.len() {
+            let on = self.set_sees(set, self.channels.get(&self.slots[slot].channel_id));
+            self.set_bit(slot, set, on);
+        }
+    }
+
+    fn role_changed(&mut self, role_id: u64) -> SeatCount {
+        let everyone = role_id == self.guild_id;
+        for set in 0..self.sets.len() as u32 {
+            let s = &self.sets[set as usize];
+            if s.live && (everyone || s.roles.binary_search(&role_id).is_ok()) {
+                self.refresh_set(set);
+            }
+        }
+        self.recount_specials();
+        self.seat_count()
+    }
+
+    fn replace_channel(&mut self, channel_id: u64, channel: Option<Channel>) -> SeatCount {
+        let old_users = self.channel_member_ids(channel_id);
+        match channel {
+            Some(c) => {
+                self.channels.insert(channel_id, c);
+            }
+            None => {
+                self.channels.remove(&channel_id);
+            }
+        }
+        let Some(slot) = self.slot_of(channel_id) else {
+            return self.seat_count();
+        };
+        self.refresh_slot(slot);
+        let new_users = self.channel_member_ids(channel_id);
+        if old_users != new_users {
+            for u in &old_users {
+                self.release_member_ref(*u);
+            }
+            for u in &new_users {
+                *self.member_overwrite_refs.entry(*u).or_insert(0) += 1;
+            }
+            for u in old_users.into_iter().chain(new_users) {
+                self.reconcile_special(u);
+            }
+        }
+        self.recount_specials();
+        self.seat_count()
+    }
+
+    fn release_member_ref(&mut self, user_id: u64) {
+        if let Some(n) = self.member_overwrite_refs.get_mut(&user_id) {
+            *n -= 1;
+            if *n == 0 {
+                self.member_overwrite_refs.remove(&user_id);
+            }
+        }
+    }
+
+    fn role_list_hash(roles: &[u64]) -> u64 {
+        roles
+            .iter()
+            .fold(mix(roles.len() as u64), |h, r| mix(h ^ mix(*r)))
+    }
+
+    /// The role set id for `roles`, creating (and evaluating) it when new.
+    fn intern(&mut self, roles: &[u64]) -> u32 {
+        let mut list: RoleList = roles
+            .iter()
+            .copied()
+            .filter(|r| *r != self.guild_id)
+            .collect();
+        list.sort_unstable();
+        list.dedup();
+        let hash = Self::role_list_hash(&list);
+        let head = self.intern.get(&hash).copied().unwrap_or(NO_SET);
+        let mut cursor = head;
+        while cursor != NO_SET {
+            let s = &self.sets[cursor as usize];
+            if *s.roles == *list {
+                return cursor;
+            }
+            cursor = s.next;
+        }
+        let set = RoleSet {
+            base: self.set_base(&list),
+            tiers: self.tiers.mask(&list),
+            roles: list.into_vec().into_boxed_slice(),
+            hash,
+            next: head,
+            live: true,
+            visible_slots: 0,
+            regular: 0,
+            holders: 0,
+        };
+        let id = match self.free_sets.pop() {
+            Some(id) => {
+                self.sets[id as usize] = set;
+                id
+            }
+            None => {
+                self.sets.push(set);
+                (self.sets.len() - 1) as u32
+            }
+        };
+        self.intern.insert(hash, id);
+        for slot in 0..self.slots.len() {
+            let on = self.set_sees(id, self.channels.get(&self.slots[slot].channel_id));
+            self.set_bit(slot, id, on);
+        }
+        id
+    }
+
+    fn release_set(&mut self, set: u32) {
+        for slot in 0..self.slots.len() {
+            self.set_bit(slot, set, false);
+        }
+        let (hash, next) = {
+            let s = &self.sets[set as usize];
+            (s.hash, s.next)
+        };
+        let head = self.intern.get(&hash).copied().unwrap_or(NO_SET);
+        if head == set {
+            if next == NO_SET {
+                self.intern.remove(&hash);
+            } else {
+                self.intern.insert(hash, next);
+            }
+        } else {
+            let mut cursor = head;
+            while cursor != NO_SET {
+                let after = self.sets[cursor as usize].next;
+                if after == set {
+                    self.sets[cursor as usize].next = next;
+                    break;
+                }
+                cursor = after;
+            }
+        }
+        let s = &mut self.sets[set as usize];
+        s.roles = Box::new([]);
+        s.live = false;
+        s.next = NO_SET;
+        self.free_sets.push(set);
+    }
+
+    fn attach(&mut self, set: u32, special: bool) {
+        self.sets[set as usize].holders += 1;
+        if !special {
+            self.uncount_set(set);
+            self.sets[set as usize].regular += 1;
+            self.count_set(set);
+        }
+    }
+
+    fn detach(&mut self, user_id: u64, entry: MemberEntry) {
+        if entry.special {
+            self.special_uncount(user_id);
+        } else {
+            self.uncount_set(entry.set);
+            self.sets[entry.set as usize].regular -= 1;
+            self.count_set(entry.set);
+        }
+        let s = &mut self.sets[entry.set as usize];
+        s.holders -= 1;
+        if s.holders == 0 {
+            self.release_set(entry.set);
+        }
+    }
+
+    fn drop_member(&mut self, user_id: u64) {
+        if let Some(e) = self.members.remove(&user_id) {
+            self.detach(user_id, e);
+        }
+    }
+
+    fn special_uncount(&mut self, user_id: u64) {
+        if let Some(mask) = self.special_counted.remove(&user_id) {
+            self.special_count.seats_used -= 1;
+            self.special_count.by_tier.sub_mask(mask, 1);
+        }
+    }
+
+    fn special_recount(&mut self, user_id: u64, set: u32) {
+        self.special_uncount(user_id);
+        let sees = self.slots.iter().any(|slot| {
+            self.channels
+                .get(&slot.channel_id)
+                .is_some_and(|ch| self.member_sees(user_id, set, ch))
+        });
+        if sees {
+            let mask = self.sets[set as usize].tiers;
+            self.special_counted.insert(user_id, mask);
+            self.special_count.seats_used += 1;
+            self.special_count.by_tier.add_mask(mask, 1);
+        }
+    }
+
+    /// Moves a member between the regular (role set) and special (one by one) counting after
+    /// the owner or a member overwrite changed, and re-evaluates them if special.
+    fn reconcile_special(&mut self, user_id: u64) {
+        let Some(mut entry) = self.members.get(&user_id).copied() else {
+            return;
+        };
+        let special = self.is_special(user_id);
+        if entry.special != special {
+            self.uncount_set(entry.set);
+            if special {
+                self.sets[entry.set as usize].regular -= 1;
+            } else {
+                self.special_uncount(user_id);
+                self.sets[entry.set as usize].regular += 1;
+            }
+            self.count_set(entry.set);
+            entry.special = special;
+            self.members.insert(user_id, entry);
+        }
+        if special {
+            self.special_recount(user_id, entry.set);
+        }
+    }
+
+    fn recount_specials(&mut self) {
+        let mut users: Vec<u64> = self.member_overwrite_refs.keys().copied().collect();
+        users.push(self.owner_id);
+        for u in users {
+            if let Some(e) = self.members.get(&u).copied() {
+                if e.special {
+                    self.special_recount(u, e.set);
+                }
+            }
+        }
+    }
+}
