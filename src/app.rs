@@ -1,6 +1,6 @@
 //! Wiring: database, actors and HTTP for `serve`, `migrate` and `demo`.
 
-use std::net::SocketAddr;
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use actix::prelude::*;
 use actix_web::{web, App, HttpServer};
@@ -10,18 +10,22 @@ use crate::{
         admin_http::AdminHttp,
         gateway_ingest::GatewayIngest,
         mirror_gate::{MirrorGate, MirrorGateConfig},
-        seat_auditor::SeatAuditor,
+        seat_auditor::{SeatAuditor, SeatAuditorConfig},
         snapshot_cache::{SnapshotCache, SnapshotCacheActor},
         Shutdown,
     },
     config::Settings,
-    discord::{port::DiscordPort, rest::SerenityRest},
+    discord::{
+        port::{DiscordPort, GuildReader},
+        rest::SerenityRest,
+    },
     domain::{backoff::RetryPolicy, freshness::FreshnessWindows},
     error::{AppError, AppResult, ErrorCode},
     http::{self, AppState},
     store::{
         mirror::MirrorStore,
         queue::{AuditQueue, MirrorQueue},
+        seat_audit::SeatAuditStore,
         Database,
     },
 };
@@ -58,17 +62,17 @@ impl Running {
 
 fn retry_policy(settings: &Settings) -> RetryPolicy {
     RetryPolicy {
-        base: std::time::Duration::from_secs(settings.queue_backoff_base_secs),
-        cap: std::time::Duration::from_secs(settings.queue_backoff_cap_secs),
+        base: Duration::from_secs(settings.queue_backoff_base_secs),
+        cap: Duration::from_secs(settings.queue_backoff_cap_secs),
         max_attempts: settings.queue_max_attempts,
     }
 }
 
-/// The Discord REST port for the configured token and base URL, if a token is set.
-fn discord_port(settings: &Settings) -> Option<std::sync::Arc<dyn DiscordPort>> {
+/// The Discord REST adapter for the configured token and base URL, if a token is set.
+fn discord_rest(settings: &Settings) -> Option<Arc<SerenityRest>> {
     let token = settings.discord_token.as_ref().filter(|t| !t.is_empty())?;
     let http = crate::discord::http_client(token.expose(), &settings.discord_api_url);
-    Some(std::sync::Arc::new(SerenityRest::new(http)))
+    Some(Arc::new(SerenityRest::new(http)))
 }
 
 /// Connects, migrates and starts the five actors wired to each other. Must run inside an
@@ -80,19 +84,21 @@ pub async fn start(settings: &Settings) -> AppResult<Running> {
     let worker_id = settings.worker_id();
     let cache = SnapshotCache::new(settings.kill_switch);
 
-    let auditor =
-        SeatAuditor::new(AuditQueue::audit(db.clone(), policy), worker_id.clone()).start();
+    // The auditor and the gate need each other's address: create the auditor's first.
+    let auditor_ctx = Context::<SeatAuditor>::new();
+    let auditor = auditor_ctx.address();
     let mirror_store = MirrorStore::new(db.clone(), MirrorQueue::mirror(db.clone(), policy));
-    let port = discord_port(settings);
-    let mut gate_cfg = MirrorGateConfig::new(worker_id);
-    gate_cfg.lease = std::time::Duration::from_secs(settings.queue_lease_secs);
-    gate_cfg.max_age = std::time::Duration::from_secs(settings.mirror_max_age_secs);
+    let rest = discord_rest(settings);
+    let port = rest.clone().map(|r| r as Arc<dyn DiscordPort>);
+    let mut gate_cfg = MirrorGateConfig::new(worker_id.clone());
+    gate_cfg.lease = Duration::from_secs(settings.queue_lease_secs);
+    gate_cfg.max_age = Duration::from_secs(settings.mirror_max_age_secs);
     gate_cfg.windows =
         FreshnessWindows::from_secs(settings.fresh_window_secs, settings.stale_window_secs);
     let gate = MirrorGate::new(
         mirror_store,
         cache.clone(),
-        port,
+        port.clone(),
         Some(auditor.clone().recipient()),
         gate_cfg,
     )
@@ -100,11 +106,40 @@ pub async fn start(settings: &Settings) -> AppResult<Running> {
     let cache_actor = SnapshotCacheActor::new(cache.clone(), gate.clone().recipient())
         .with_resume(gate.clone().recipient())
         .start();
-    let ingest = GatewayIngest::new(
+    let mut auditor_cfg = SeatAuditorConfig::new(worker_id);
+    auditor_cfg.lease = Duration::from_secs(settings.queue_lease_secs.max(60));
+    auditor_cfg.recheck = Duration::from_secs(settings.recheck_secs);
+    auditor_cfg.recheck_over_limit = Duration::from_secs(settings.recheck_over_limit_secs);
+    auditor_cfg.reconcile_interval = Duration::from_secs(settings.reconcile_interval_secs.max(1));
+    // Re-stamp well inside the fresh window so that a live count never looks stale.
+    auditor_cfg.keepalive_interval = Duration::from_secs((settings.fresh_window_secs / 3).max(1));
+    let mut seat_auditor = SeatAuditor::new(
+        SeatAuditStore::new(db.clone()),
+        AuditQueue::audit(db.clone(), policy),
+        auditor_cfg,
+    )
+    .with_cache(
+        cache_actor.clone().recipient(),
+        cache_actor.clone().recipient(),
+    );
+    if let Some(rest) = rest {
+        seat_auditor = seat_auditor
+            .with_reader(rest.clone() as Arc<dyn GuildReader>)
+            .with_notifier(rest as Arc<dyn DiscordPort>);
+    }
+    auditor_ctx.run(seat_auditor);
+    let mut ingest = GatewayIngest::new(
         auditor.clone().recipient(),
         settings.discord_api_url.clone(),
     )
-    .start();
+    .with_mirror(
+        MirrorStore::new(db.clone(), MirrorQueue::mirror(db.clone(), policy)),
+        gate.clone().recipient(),
+    );
+    if let Some(token) = settings.discord_token.clone().filter(|t| !t.is_empty()) {
+        ingest = ingest.with_token(token);
+    }
+    let ingest = ingest.start();
 
     let state = AppState {
         db: db.clone(),

@@ -181,6 +181,16 @@ pub trait DiscordPort: Send + Sync + 'static {
     ) -> DiscordResult<()>;
 }
 
+/// What the seat auditor needs from Discord for a full recount.
+#[async_trait::async_trait]
+pub trait GuildReader: Send + Sync + 'static {
+    /// The guild's owner, roles, channels with their overwrites, and every member (paged).
+    async fn fetch_guild(
+        &self,
+        guild_id: u64,
+    ) -> DiscordResult<crate::domain::seats::GuildSnapshot>;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -247,3 +247,76 @@ impl DiscordPort for SerenityRest {
             .map(|_| ())
     }
 }
+
+/// serenity's errors in the port's terms.
+pub fn from_serenity(err: serenity::Error) -> DiscordError {
+    use serenity::http::HttpError;
+    match err {
+        serenity::Error::Http(HttpError::UnsuccessfulRequest(resp)) => DiscordError::from_status(
+            resp.status_code.as_u16(),
+            resp.error.code as i64,
+            &resp.error.message,
+            None,
+            false,
+        ),
+        other => DiscordError::Transient(other.to_string()),
+    }
+}
+
+const MEMBER_PAGE: u64 = 1000;
+
+#[async_trait::async_trait]
+impl super::port::GuildReader for SerenityRest {
+    async fn fetch_guild(
+        &self,
+        guild_id: u64,
+    ) -> DiscordResult<crate::domain::seats::GuildSnapshot> {
+        use crate::domain::seats::{ChannelSnapshot, GuildSnapshot, MemberSnapshot, RoleSnapshot};
+        use serenity::model::id::GuildId;
+
+        let id = GuildId::new(guild_id);
+        let guild = self.http.get_guild(id).await.map_err(from_serenity)?;
+        let channels = self.http.get_channels(id).await.map_err(from_serenity)?;
+        let mut snapshot = GuildSnapshot {
+            guild_id,
+            owner_id: guild.owner_id.get(),
+            roles: guild
+                .roles
+                .values()
+                .map(|r| RoleSnapshot {
+                    id: r.id.get(),
+                    permissions: r.permissions.bits(),
+                })
+                .collect(),
+            channels: channels
+                .iter()
+                .map(|c| ChannelSnapshot {
+                    id: c.id.get(),
+                    overwrites: crate::domain::seats::overwrites_from_serenity(
+                        &c.permission_overwrites,
+                    ),
+                })
+                .collect(),
+            members: Vec::new(),
+        };
+        let mut after = None;
+        loop {
+            let page = self
+                .http
+                .get_guild_members(id, Some(MEMBER_PAGE), after)
+                .await
+                .map_err(from_serenity)?;
+            let last = page.last().map(|m| m.user.id.get());
+            snapshot.members.extend(page.iter().map(|m| MemberSnapshot {
+                user_id: m.user.id.get(),
+                roles: m.roles.iter().map(|r| r.get()).collect(),
+                is_bot: m.user.bot,
+            }));
+            match last {
+                Some(last) if page.len() as u64 == MEMBER_PAGE => after = Some(last),
+                _ => break,
+            }
+        }
+        Ok(snapshot)
+    }
+}

@@ -1,5 +1,6 @@
 //! Pure logic: plain types and functions, no async, no I/O. Tested without a runtime.
 
+pub mod audit;
 pub mod backoff;
 pub mod freshness;
 pub mod gate;

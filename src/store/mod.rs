@@ -4,6 +4,7 @@
 pub mod db;
 pub mod mirror;
 pub mod queue;
+pub mod seat_audit;
 pub mod testing;
 
 pub use db::{now_ms, Database};
