@@ -1,0 +1,560 @@
+//! The seat auditor fed with gateway changes and a scripted Discord REST reader, on the
+//! backend `SEATGATE_TEST_DATABASE` selects.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use actix::prelude::*;
+use sea_orm::{ActiveModelTrait, ActiveValue::Set};
+use seatgate::{
+    actors::{
+        seat_auditor::{AuditReason, AuditRequested, GuildChange, SeatAuditor, SeatAuditorConfig},
+        snapshot_cache::{PolicyUpdated, SnapshotUpdated},
+        ServerKey,
+    },
+    discord::port::{DiscordError, DiscordResult, GuildReader},
+    domain::{
+        backoff::RetryPolicy,
+        gate::SnapshotView,
+        permissions::{Overwrite, VIEW_CHANNEL},
+        seats::{ChannelSnapshot, GuildSnapshot, MemberSnapshot, RoleSnapshot},
+        snowflake,
+    },
+    store::{now_ms, queue::AuditQueue, seat_audit::SeatAuditStore, testing::TestDatabase},
+};
+
+const GUILD: u64 = 5_000;
+const OWNER: u64 = 1;
+const MEMBER_ROLE: u64 = 600;
+const HIDDEN_ROLE: u64 = 601;
+const CH1: u64 = 701;
+const CH2: u64 = 702;
+const BOT: u64 = 990;
+
+/// Records what the auditor tells the snapshot cache.
+#[derive(Default)]
+struct Spy {
+    snapshots: Arc<Mutex<Vec<(ServerKey, SnapshotView)>>>,
+}
+impl Actor for Spy {
+    type Context = Context<Self>;
+}
+impl Handler<SnapshotUpdated> for Spy {
+    type Result = ();
+    fn handle(&mut self, msg: SnapshotUpdated, _: &mut Self::Context) {
+        self.snapshots.lock().unwrap().push((msg.key, msg.snapshot));
+    }
+}
+impl Handler<PolicyUpdated> for Spy {
+    type Result = ();
+    fn handle(&mut self, _: PolicyUpdated, _: &mut Self::Context) {}
+}
+
+/// Discord's REST API as a script: the guild, or failures to return first.
+#[derive(Default)]
+struct FakeReader {
+    guilds: Mutex<HashMap<u64, GuildSnapshot>>,
+    failures: Mutex<VecDeque<DiscordError>>,
+    fail_always: Mutex<Option<DiscordError>>,
+    calls: Mutex<u32>,
+}
+
+#[async_trait::async_trait]
+impl GuildReader for FakeReader {
+    async fn fetch_guild(&self, guild_id: u64) -> DiscordResult<GuildSnapshot> {
+        *self.calls.lock().unwrap() += 1;
+        if let Some(e) = self.fail_always.lock().unwrap().clone() {
+            return Err(e);
+        }
+        if let Some(e) = self.failures.lock().unwrap().pop_front() {
+            return Err(e);
+        }
+        self.guilds
+            .lock()
+            .unwrap()
+            .get(&guild_id)
+            .cloned()
+            .ok_or(DiscordError::MissingAccess)
+    }
+}
+
+fn member(id: u64, roles: &[u64]) -> MemberSnapshot {
+    MemberSnapshot {
+        user_id: id,
+        roles: roles.to_vec(),
+        is_bot: false,
+    }
+}
+
+/// @everyone sees nothing; MEMBER_ROLE sees CH1 and CH2 through overwrites; HIDDEN_ROLE
+/// sees nothing. Owner + 2 members = 3 seats.
+fn guild() -> GuildSnapshot {
+    let ch = |id| ChannelSnapshot {
+        id,
+        overwrites: vec![
+            Overwrite::role(GUILD, 0, VIEW_CHANNEL),
+            Overwrite::role(MEMBER_ROLE, VIEW_CHANNEL, 0),
+        ],
+    };
+    GuildSnapshot {
+        guild_id: GUILD,
+        owner_id: OWNER,
+        roles: vec![
+            RoleSnapshot {
+                id: GUILD,
+                permissions: VIEW_CHANNEL,
+            },
+            RoleSnapshot {
+                id: MEMBER_ROLE,
+                permissions: 0,
+            },
+            RoleSnapshot {
+                id: HIDDEN_ROLE,
+                permissions: 0,
+            },
+        ],
+        channels: vec![ch(CH1), ch(CH2)],
+        members: vec![
+            member(OWNER, &[]),
+            member(11, &[MEMBER_ROLE]),
+            member(12, &[MEMBER_ROLE]),
+        ],
+    }
+}
+
+fn key() -> ServerKey {
+    ServerKey {
+        tenant_key: "acme".into(),
+        connector_id: "signals".into(),
+        guild_id: GUILD,
+    }
+}
+
+async fn configure(t: &TestDatabase, limit: i64) {
+    let db = t.db.conn();
+    entities::connectors::ActiveModel {
+        tenant_key: Set("acme".into()),
+        connector_id: Set("signals".into()),
+        name: Set("Signals".into()),
+        source_guild_id: Set(snowflake::to_db(1)),
+        enabled: Set(true),
+        created_at: Set(0),
+        updated_at: Set(0),
+        ..Default::default()
+    }
+    .insert(db)
+    .await
+    .unwrap();
+    for ch in [CH1, CH2] {
+        entities::connector_mappings::ActiveModel {
+            tenant_key: Set("acme".into()),
+            connector_id: Set("signals".into()),
+            source_channel_id: Set(snowflake::to_db(100)),
+            target_guild_id: Set(snowflake::to_db(GUILD)),
+            target_channel_id: Set(snowflake::to_db(ch)),
+            delivery_mode: Set("bot".into()),
+            enabled: Set(true),
+            created_at: Set(0),
+            updated_at: Set(0),
+            ..Default::default()
+        }
+        .insert(db)
+        .await
+        .unwrap();
+    }
+    entities::discord_server_configs::ActiveModel {
+        tenant_key: Set("acme".into()),
+        connector_id: Set("signals".into()),
+        guild_id: Set(snowflake::to_db(GUILD)),
+        seat_limit: Set(limit),
+        enforcement_mode: Set("enforce".into()),
+        enforcement_override: Set("none".into()),
+        stale_grace: Set(false),
+        created_at: Set(0),
+        updated_at: Set(0),
+        ..Default::default()
+    }
+    .insert(db)
+    .await
+    .unwrap();
+}
+
+struct Harness {
+    t: TestDatabase,
+    auditor: Addr<SeatAuditor>,
+    reader: Arc<FakeReader>,
+    seen: Arc<Mutex<Vec<(ServerKey, SnapshotView)>>>,
+}
+
+async fn start(t: TestDatabase, reader: Option<Arc<FakeReader>>, policy: RetryPolicy) -> Harness {
+    let spy = Spy::default();
+    let seen = spy.snapshots.clone();
+    let spy = spy.start();
+    let reader = reader.unwrap_or_default();
+    let mut cfg = SeatAuditorConfig::new("test-auditor".into());
+    cfg.poll = Duration::from_millis(50);
+    let auditor = SeatAuditor::new(
+        SeatAuditStore::new(t.db.clone()),
+        AuditQueue::audit(t.db.clone(), policy),
+        cfg,
+    )
+    .with_cache(spy.clone().recipient(), spy.recipient())
+    .with_reader(reader.clone() as Arc<dyn GuildReader>)
+    .start();
+    Harness {
+        t,
+        auditor,
+        reader,
+        seen,
+    }
+}
+
+fn last(h: &Harness) -> Option<SnapshotView> {
+    h.seen.lock().unwrap().last().map(|(_, v)| *v)
+}
+
+async fn wait_for(h: &Harness, what: &str, check: impl Fn(&SnapshotView) -> bool) -> Duration {
+    let start = Instant::now();
+    loop {
+        if last(h).is_some_and(|v| check(&v)) {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "timed out: {what}; last = {:?}",
+            last(h)
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+async fn counted(h: &Harness, reason: AuditReason) {
+    h.auditor
+        .send(AuditRequested { key: key(), reason })
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+async fn ready_at_limit() -> Harness {
+    let t = TestDatabase::new().await.unwrap();
+    configure(&t, 3).await;
+    let reader = Arc::new(FakeReader::default());
+    reader.guilds.lock().unwrap().insert(GUILD, guild());
+    let h = start(t, Some(reader), RetryPolicy::default()).await;
+    h.auditor
+        .send(GuildChange::SessionStarted { resumed_gap: false })
+        .await
+        .unwrap();
+    counted(&h, AuditReason::AdminRefresh).await;
+    wait_for(&h, "initial recount", |v| {
+        v.seats_used == 3 && v.seat_limit == 3
+    })
+    .await;
+    h
+}
+
+#[actix_web::test]
+async fn a_member_joining_past_the_limit_is_over_within_two_seconds_and_under_when_they_leave() {
+    let h = ready_at_limit().await;
+    h.auditor.do_send(GuildChange::MemberUpserted {
+        guild_id: GUILD,
+        user_id: 13,
+        roles: vec![MEMBER_ROLE],
+        bot: false,
+    });
+    let took = wait_for(&h, "over the limit", |v| {
+        v.seats_used == 4 && v.is_over_limit()
+    })
+    .await;
+    println!(
+        "member join -> snapshot over the limit in the cache: {:?}",
+        took
+    );
+    assert!(took < Duration::from_secs(2));
+    h.auditor.do_send(GuildChange::MemberRemoved {
+        guild_id: GUILD,
+        user_id: 13,
+    });
+    wait_for(&h, "under again", |v| {
+        v.seats_used == 3 && !v.is_over_limit()
+    })
+    .await;
+
+    let events = SeatAuditStore::new(h.t.db.clone());
+    let start = Instant::now();
+    loop {
+        let states: Vec<(String, String)> = events
+            .events(&key())
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.from_state, e.to_state))
+            .collect();
+        if states.len() >= 3 {
+            assert_eq!(
+                states,
+                vec![
+                    ("unknown".into(), "under".into()),
+                    ("under".into(), "over".into()),
+                    ("over".into(), "under".into())
+                ]
+            );
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{states:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[actix_web::test]
+async fn bots_and_members_who_cannot_see_change_nothing_until_a_role_lets_them_see() {
+    let h = ready_at_limit().await;
+    let writes_before = h.seen.lock().unwrap().len();
+    h.auditor
+        .send(GuildChange::MemberUpserted {
+            guild_id: GUILD,
+            user_id: BOT,
+            roles: vec![MEMBER_ROLE],
+            bot: true,
+        })
+        .await
+        .unwrap();
+    h.auditor
+        .send(GuildChange::MemberUpserted {
+            guild_id: GUILD,
+            user_id: 14,
+            roles: vec![HIDDEN_ROLE],
+            bot: false,
+        })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    assert_eq!(
+        h.seen.lock().unwrap().len(),
+        writes_before,
+        "nothing visible changed"
+    );
+    assert_eq!(last(&h).unwrap().seats_used, 3);
+
+    // A role-level VIEW_CHANNEL is not enough: the @everyone overwrite denies it in both
+    // mapped channels. An allow overwrite for the role is.
+    h.auditor
+        .send(GuildChange::RoleUpserted {
+            guild_id: GUILD,
+            role_id: HIDDEN_ROLE,
+            permissions: VIEW_CHANNEL,
+        })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(last(&h).unwrap().seats_used, 3);
+    let channel = |id: u64| -> Box<serenity::model::channel::GuildChannel> {
+        Box::new(serde_json::from_value(serde_json::json!({
+            "id": id.to_string(), "type": 0, "name": format!("ch{id}"), "guild_id": GUILD.to_string(), "position": 0,
+            "permission_overwrites": [
+                {"id": GUILD.to_string(), "type": 0, "allow": "0", "deny": VIEW_CHANNEL.to_string()},
+                {"id": MEMBER_ROLE.to_string(), "type": 0, "allow": VIEW_CHANNEL.to_string(), "deny": "0"},
+                {"id": HIDDEN_ROLE.to_string(), "type": 0, "allow": VIEW_CHANNEL.to_string(), "deny": "0"}
+            ]
+        })).unwrap())
+    };
+    h.auditor.do_send(GuildChange::ChannelUpserted {
+        channel: channel(CH1),
+    });
+    wait_for(
+        &h,
+        "member 14 counted once the overwrite lets the role see",
+        |v| v.seats_used == 4,
+    )
+    .await;
+}
+
+#[actix_web::test]
+async fn an_overwrite_hiding_a_mapped_channel_drops_exactly_those_who_see_no_mapped_channel() {
+    let t = TestDatabase::new().await.unwrap();
+    configure(&t, 100).await;
+    let mut g = guild();
+    // Member 21 holds HIDDEN_ROLE, which sees only CH2 through an overwrite.
+    g.channels[1]
+        .overwrites
+        .push(Overwrite::role(HIDDEN_ROLE, VIEW_CHANNEL, 0));
+    g.members.push(member(21, &[HIDDEN_ROLE]));
+    let reader = Arc::new(FakeReader::default());
+    reader.guilds.lock().unwrap().insert(GUILD, g);
+    let h = start(t, Some(reader), RetryPolicy::default()).await;
+    counted(&h, AuditReason::AdminRefresh).await;
+    wait_for(&h, "4 seats", |v| v.seats_used == 4).await;
+    // CH2 loses its HIDDEN_ROLE overwrite: member 21 saw only CH2 and drops; members 11
+    // and 12 still see both channels.
+    let ch2 = |extra: serde_json::Value| -> Box<serenity::model::channel::GuildChannel> {
+        let mut ows = vec![
+            serde_json::json!({"id": GUILD.to_string(), "type": 0, "allow": "0", "deny": VIEW_CHANNEL.to_string()}),
+        ];
+        ows.push(extra);
+        Box::new(serde_json::from_value(serde_json::json!({
+            "id": CH2.to_string(), "type": 0, "name": "ch2", "guild_id": GUILD.to_string(), "position": 0,
+            "permission_overwrites": ows
+        })).unwrap())
+    };
+    h.auditor.send(GuildChange::ChannelUpserted { channel: ch2(serde_json::json!({"id": MEMBER_ROLE.to_string(), "type": 0, "allow": VIEW_CHANNEL.to_string(), "deny": "0"})) }).await.unwrap();
+    wait_for(&h, "member 21 lost CH2, their only mapped channel", |v| {
+        v.seats_used == 3
+    })
+    .await;
+}
+
+#[actix_web::test]
+async fn a_burst_of_a_thousand_member_events_makes_a_handful_of_writes_and_the_right_count() {
+    let t = TestDatabase::new().await.unwrap();
+    configure(&t, 10_000).await;
+    let reader = Arc::new(FakeReader::default());
+    reader.guilds.lock().unwrap().insert(GUILD, guild());
+    let h = start(t, Some(reader), RetryPolicy::default()).await;
+    counted(&h, AuditReason::AdminRefresh).await;
+    wait_for(&h, "initial", |v| v.seats_used == 3).await;
+    let before = h.seen.lock().unwrap().len();
+    for i in 0..1_000u64 {
+        let change = if i % 4 == 3 {
+            GuildChange::MemberRemoved {
+                guild_id: GUILD,
+                user_id: 10_000 + i - 1,
+            }
+        } else {
+            GuildChange::MemberUpserted {
+                guild_id: GUILD,
+                user_id: 10_000 + i,
+                roles: vec![MEMBER_ROLE],
+                bot: false,
+            }
+        };
+        h.auditor.do_send(change);
+    }
+    // 1000 events: 750 joins, 250 of them leave again.
+    wait_for(&h, "final count", |v| v.seats_used == 3 + 500).await;
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let writes = h.seen.lock().unwrap().len() - before;
+    println!("1000 member events -> {writes} snapshot writes");
+    assert!(writes <= 5, "{writes} writes");
+    assert_eq!(last(&h).unwrap().seats_used, 503);
+}
+
+#[actix_web::test]
+async fn a_hundred_refresh_requests_leave_one_pending_audit_job() {
+    let t = TestDatabase::new().await.unwrap();
+    configure(&t, 10).await;
+    let spy = Spy::default().start();
+    // No reader: the jobs are only queued.
+    let auditor = SeatAuditor::new(
+        SeatAuditStore::new(t.db.clone()),
+        AuditQueue::audit(t.db.clone(), RetryPolicy::default()),
+        SeatAuditorConfig::new("w".into()),
+    )
+    .with_cache(spy.clone().recipient(), spy.recipient())
+    .start();
+    let mut ids = Vec::new();
+    for _ in 0..100 {
+        ids.push(
+            auditor
+                .send(AuditRequested {
+                    key: key(),
+                    reason: AuditReason::AdminRefresh,
+                })
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    assert!(ids.iter().all(|e| e.id == ids[0].id));
+    assert_eq!(ids.iter().filter(|e| !e.deduped).count(), 1);
+    let counts = AuditQueue::audit(t.db.clone(), RetryPolicy::default())
+        .counts(now_ms())
+        .await
+        .unwrap();
+    assert_eq!(counts.pending, 1);
+}
+
+#[actix_web::test]
+async fn a_member_list_failing_three_times_is_retried_with_backoff_then_counted() {
+    let t = TestDatabase::new().await.unwrap();
+    configure(&t, 10).await;
+    let reader = Arc::new(FakeReader::default());
+    reader.guilds.lock().unwrap().insert(GUILD, guild());
+    for _ in 0..3 {
+        reader
+            .failures
+            .lock()
+            .unwrap()
+            .push_back(DiscordError::Transient("500: Internal Server Error".into()));
+    }
+    let policy = RetryPolicy {
+        base: Duration::from_millis(100),
+        cap: Duration::from_secs(1),
+        max_attempts: 8,
+    };
+    let h = start(t, Some(reader), policy).await;
+    let started = Instant::now();
+    counted(&h, AuditReason::AdminRefresh).await;
+    wait_for(&h, "counted after retries", |v| v.seats_used == 3).await;
+    assert_eq!(*h.reader.calls.lock().unwrap(), 4);
+    // Backoff: at least 100 + 200 + 400 ms (less up to 20% jitter) between the attempts.
+    assert!(
+        started.elapsed() >= Duration::from_millis(560),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[actix_web::test]
+async fn a_guild_the_bot_was_removed_from_ends_in_seat_audit_failed() {
+    let t = TestDatabase::new().await.unwrap();
+    configure(&t, 10).await;
+    let reader = Arc::new(FakeReader::default());
+    *reader.fail_always.lock().unwrap() = Some(DiscordError::UnknownChannel);
+    let policy = RetryPolicy {
+        base: Duration::from_millis(20),
+        cap: Duration::from_millis(50),
+        max_attempts: 3,
+    };
+    let h = start(t, Some(reader), policy).await;
+    counted(&h, AuditReason::AdminRefresh).await;
+    wait_for(&h, "audit failed", |v| v.audit_failed).await;
+    let rows = SeatAuditStore::new(h.t.db.clone())
+        .snapshots()
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].1.status.as_str(), "expired");
+    assert!(
+        rows[0]
+            .1
+            .last_error
+            .as_deref()
+            .unwrap()
+            .starts_with("seat_audit_failed"),
+        "{:?}",
+        rows[0].1.last_error
+    );
+}
+
+#[actix_web::test]
+async fn after_a_restart_the_snapshots_come_back_into_the_cache() {
+    let h = ready_at_limit().await;
+    // Let the ordered writer persist it.
+    let store = SeatAuditStore::new(h.t.db.clone());
+    let start_t = Instant::now();
+    while store.snapshots().await.unwrap().is_empty() {
+        assert!(start_t.elapsed() < Duration::from_secs(5));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    h.auditor.send(seatgate::actors::Shutdown).await.unwrap();
+    let again = start(h.t, None, RetryPolicy::default()).await;
+    wait_for(&again, "restored", |v| {
+        v.seats_used == 3 && v.seat_limit == 3
+    })
+    .await;
+    assert_eq!(again.seen.lock().unwrap()[0].0, key());
+}
