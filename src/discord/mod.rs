@@ -1,1 +1,4 @@
-//! The Discord port and its serenity adapter.
+//! The Discord port and its serenity adapter. [`connect`] is the one place that builds
+//! serenity's `Http` and `Client` for a base URL (Discord itself or the sandbox).
+
+pub mod connect;
