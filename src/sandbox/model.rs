@@ -297,7 +297,9 @@ pub fn message_json(m: &Message, author: Value) -> Value {
     v
 }
 
-pub fn webhook_json(w: &Webhook, creator: Option<&User>, api_url: &str) -> Value {
+/// `url` is Discord's own form (`https://discord.com/api/webhooks/...`), which serenity's
+/// `Webhook::from_url` requires; serenity's proxy setting rewrites it to the sandbox.
+pub fn webhook_json(w: &Webhook, creator: Option<&User>) -> Value {
     json!({
         "id": sf(w.id),
         "type": 1,
@@ -308,11 +310,17 @@ pub fn webhook_json(w: &Webhook, creator: Option<&User>, api_url: &str) -> Value
         "avatar": null,
         "token": w.token,
         "application_id": null,
-        "url": format!("{api_url}/api/webhooks/{}/{}", w.id, w.token),
+        "url": format!("https://discord.com/api/webhooks/{}/{}", w.id, w.token),
     })
 }
 
-pub fn webhook_author_json(webhook_id: u64, name: &str, avatar: Option<&str>) -> Value {
+/// The author of a webhook message. `avatar_url` overrides become an image hash, as Discord
+/// stores the image and reports its hash (serenity accepts only 32-character hashes).
+pub fn webhook_author_json(webhook_id: u64, name: &str, avatar_url: Option<&str>) -> Value {
+    let avatar = avatar_url.map(|url| {
+        use sha2::Digest;
+        hex::encode(&sha2::Sha256::digest(url.as_bytes())[..16])
+    });
     json!({
         "id": sf(webhook_id),
         "username": name,

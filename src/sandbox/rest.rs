@@ -541,7 +541,7 @@ fn handle(core: &Core, route: Route, call: &Call<'_>) -> DResult<Reply> {
             bot_channel(&st, cid, &[MANAGE_WEBHOOKS])?;
             let bot = st.bot_id;
             let w = st.create_webhook(cid, name, bot)?;
-            ok(webhook_json(&w, st.bot(), &core.api_url))
+            ok(webhook_json(&w, st.bot()))
         }
         Route::ChannelWebhooks => core.read(|st| {
             let cid = call.id(0, DiscordError::unknown_channel)?;
@@ -549,7 +549,7 @@ fn handle(core: &Core, route: Route, call: &Call<'_>) -> DResult<Reply> {
             let list = st
                 .channel_webhooks(cid)
                 .into_iter()
-                .map(|w| webhook_json(w, st.users.get(&w.creator_id), &core.api_url))
+                .map(|w| webhook_json(w, st.users.get(&w.creator_id)))
                 .collect();
             ok(Value::Array(list))
         }),
@@ -560,11 +560,11 @@ fn handle(core: &Core, route: Route, call: &Call<'_>) -> DResult<Reply> {
                 .get(&id)
                 .ok_or_else(DiscordError::unknown_webhook)?;
             bot_channel(st, w.channel_id, &[MANAGE_WEBHOOKS])?;
-            ok(webhook_json(w, st.users.get(&w.creator_id), &core.api_url))
+            ok(webhook_json(w, st.users.get(&w.creator_id)))
         }),
         Route::GetWebhookWithToken => core.read(|st| {
             let w = st.webhook(call.id(0, DiscordError::unknown_webhook)?, call.param(1))?;
-            let mut v = webhook_json(w, None, &core.api_url);
+            let mut v = webhook_json(w, None);
             if let Some(o) = v.as_object_mut() {
                 o.remove("user");
             }

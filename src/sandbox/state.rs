@@ -755,6 +755,9 @@ impl State {
                         let mut v = with_guild_id(self.message_value(m), m.guild_id);
                         if let Some(obj) = v.as_object_mut() {
                             obj.insert("deleted".into(), json!(m.deleted));
+                            if let Some((_, Some(url))) = &m.webhook_author {
+                                obj.insert("avatar_url".into(), json!(url));
+                            }
                             obj.entry("nonce").or_insert(Value::Null);
                             obj.entry("webhook_id").or_insert(Value::Null);
                         }
@@ -771,7 +774,12 @@ impl State {
         let (g, _) = self.channel(cid)?;
         let gid = g.id;
         let id = self.next_id();
-        let token = uuid::Uuid::new_v4().simple().to_string();
+        // 68 characters, like Discord's webhook tokens (serenity's URL parser checks the length).
+        let token = format!(
+            "{}{}-sbx",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
         let w = Webhook {
             id,
             token,
