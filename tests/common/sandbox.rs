@@ -236,3 +236,166 @@ pub async fn wait_for(rx: &mut Seen, name: &str, pred: impl Fn(&Value) -> bool) 
 pub fn arc<T>(t: T) -> Arc<T> {
     Arc::new(t)
 }
+
+pub mod bot {
+    //! A real serenity client, built exactly as the service builds it
+    //! (`seatgate::discord::connect`), recording every handler call.
+
+    use std::sync::{Arc, Mutex};
+
+    use serde::Serialize;
+    use serde_json::{json, Value};
+    use serenity::all::*;
+    use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
+
+    use super::Seen;
+
+    pub struct Recorder {
+        tx: UnboundedSender<(String, Value)>,
+        ctx: Arc<Mutex<Option<Context>>>,
+    }
+
+    fn v<T: Serialize>(t: &T) -> Value {
+        serde_json::to_value(t).unwrap_or(Value::Null)
+    }
+
+    impl Recorder {
+        fn send(&self, name: &str, detail: Value) {
+            let _ = self.tx.send((name.to_owned(), detail));
+        }
+    }
+
+    #[async_trait]
+    impl EventHandler for Recorder {
+        async fn ready(&self, ctx: Context, ready: Ready) {
+            *self.ctx.lock().unwrap() = Some(ctx);
+            self.send(
+                "ready",
+                json!({"session_id": ready.session_id, "guilds": ready.guilds.len()}),
+            );
+        }
+        async fn resume(&self, ctx: Context, _: ResumedEvent) {
+            *self.ctx.lock().unwrap() = Some(ctx);
+            self.send("resume", Value::Null);
+        }
+        async fn guild_create(&self, _: Context, guild: Guild, _: Option<bool>) {
+            self.send("guild_create", json!({"id": guild.id, "channels": guild.channels.len(), "members": guild.members.len(), "roles": guild.roles.len()}));
+        }
+        async fn guild_delete(&self, _: Context, g: UnavailableGuild, _: Option<Guild>) {
+            self.send("guild_delete", v(&g));
+        }
+        async fn guild_member_addition(&self, _: Context, m: Member) {
+            self.send("guild_member_addition", v(&m));
+        }
+        async fn guild_member_update(
+            &self,
+            _: Context,
+            _: Option<Member>,
+            _: Option<Member>,
+            e: GuildMemberUpdateEvent,
+        ) {
+            self.send("guild_member_update", v(&e));
+        }
+        async fn guild_member_removal(&self, _: Context, g: GuildId, u: User, _: Option<Member>) {
+            self.send(
+                "guild_member_removal",
+                json!({"guild_id": g, "user": v(&u)}),
+            );
+        }
+        async fn guild_members_chunk(&self, _: Context, c: GuildMembersChunkEvent) {
+            let ids: Vec<u64> = c.members.keys().map(|k| k.get()).collect();
+            self.send("guild_members_chunk", json!({"nonce": c.nonce, "chunk_index": c.chunk_index, "chunk_count": c.chunk_count, "ids": ids}));
+        }
+        async fn guild_role_create(&self, _: Context, r: Role) {
+            self.send("guild_role_create", v(&r));
+        }
+        async fn guild_role_update(&self, _: Context, _: Option<Role>, r: Role) {
+            self.send("guild_role_update", v(&r));
+        }
+        async fn guild_role_delete(&self, _: Context, g: GuildId, r: RoleId, _: Option<Role>) {
+            self.send("guild_role_delete", json!({"guild_id": g, "role_id": r}));
+        }
+        async fn channel_create(&self, _: Context, c: GuildChannel) {
+            self.send("channel_create", v(&c));
+        }
+        async fn channel_update(&self, _: Context, _: Option<GuildChannel>, c: GuildChannel) {
+            self.send("channel_update", v(&c));
+        }
+        async fn channel_delete(&self, _: Context, c: GuildChannel, _: Option<Vec<Message>>) {
+            self.send("channel_delete", v(&c));
+        }
+        async fn message(&self, _: Context, m: Message) {
+            self.send("message", v(&m));
+        }
+        async fn message_update(
+            &self,
+            _: Context,
+            _: Option<Message>,
+            _: Option<Message>,
+            e: MessageUpdateEvent,
+        ) {
+            self.send("message_update", v(&e));
+        }
+        async fn message_delete(&self, _: Context, c: ChannelId, m: MessageId, g: Option<GuildId>) {
+            self.send(
+                "message_delete",
+                json!({"channel_id": c, "id": m, "guild_id": g}),
+            );
+        }
+    }
+
+    pub struct Bot {
+        pub events: Seen,
+        pub http: Arc<Http>,
+        pub cache: Arc<Cache>,
+        pub shard_manager: Arc<ShardManager>,
+        ctx: Arc<Mutex<Option<Context>>>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl Bot {
+        /// Builds the client with `discord::connect` (the service's builder) and starts it.
+        pub async fn start(api_url: &str, token: &str) -> Bot {
+            let (tx, events) = unbounded_channel();
+            let ctx = Arc::new(Mutex::new(None));
+            let builder = seatgate::discord::connect::client_builder(api_url, token).event_handler(
+                Recorder {
+                    tx,
+                    ctx: ctx.clone(),
+                },
+            );
+            let mut client = seatgate::discord::connect::build_client(builder, api_url)
+                .await
+                .expect("client builds against the sandbox");
+            let http = client.http.clone();
+            let cache = client.cache.clone();
+            let shard_manager = client.shard_manager.clone();
+            let task = tokio::spawn(async move {
+                let _ = client.start().await;
+            });
+            Bot {
+                events,
+                http,
+                cache,
+                shard_manager,
+                ctx,
+                task,
+            }
+        }
+
+        /// The latest handler context (for the shard messenger).
+        pub fn context(&self) -> Context {
+            self.ctx.lock().unwrap().clone().expect("no READY yet")
+        }
+
+        pub async fn stop(self) {
+            self.shard_manager.shutdown_all().await;
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), self.task).await;
+        }
+    }
+}
+
+/// Whether a JSON snowflake (a string, as Discord sends ids) is `id`.
+pub fn id_eq(v: &Value, id: u64) -> bool {
+    v.as_str().and_then(|s| s.parse::<u64>().ok()) == Some(id)
+}
