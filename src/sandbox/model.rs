@@ -331,3 +331,65 @@ pub fn webhook_author_json(webhook_id: u64, name: &str, avatar_url: Option<&str>
         "public_flags": 0,
     })
 }
+
+/// A member serialised straight to JSON, without building a `Value` tree: GUILD_MEMBERS_CHUNK
+/// answers for very large guilds use it. Same keys as [`member_json`].
+#[derive(serde::Serialize)]
+pub struct MemberWire<'a> {
+    user: UserWire<'a>,
+    nick: Option<&'a str>,
+    avatar: Option<()>,
+    banner: Option<()>,
+    roles: Vec<String>,
+    joined_at: &'a str,
+    premium_since: Option<()>,
+    deaf: bool,
+    mute: bool,
+    flags: u8,
+    pending: bool,
+    communication_disabled_until: Option<()>,
+}
+
+#[derive(serde::Serialize)]
+struct UserWire<'a> {
+    id: String,
+    username: &'a str,
+    discriminator: &'static str,
+    global_name: Option<&'a str>,
+    avatar: Option<&'a str>,
+    bot: bool,
+    public_flags: u8,
+    banner: Option<()>,
+    accent_color: Option<()>,
+    avatar_decoration_data: Option<()>,
+}
+
+impl<'a> MemberWire<'a> {
+    pub fn new(m: &'a Member, u: &'a User) -> Self {
+        Self {
+            user: UserWire {
+                id: sf(u.id),
+                username: &u.username,
+                discriminator: "0",
+                global_name: u.global_name.as_deref(),
+                avatar: u.avatar.as_deref(),
+                bot: u.bot,
+                public_flags: 0,
+                banner: None,
+                accent_color: None,
+                avatar_decoration_data: None,
+            },
+            nick: m.nick.as_deref(),
+            avatar: None,
+            banner: None,
+            roles: m.roles.iter().map(|r| sf(*r)).collect(),
+            joined_at: &m.joined_at,
+            premium_since: None,
+            deaf: false,
+            mute: false,
+            flags: 0,
+            pending: false,
+            communication_disabled_until: None,
+        }
+    }
+}

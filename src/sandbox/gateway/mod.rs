@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc::unbounded_channel;
 
 use super::core::Core;
-use super::model::{sf, user_json};
+use super::model::{sf, user_json, Member, MemberWire, User};
 use super::scenario::parse_id;
 use hub::{Outgoing, ResumeRefused, SessionParams, INTENT_GUILD_MEMBERS};
 
@@ -265,21 +265,23 @@ fn request_guild_members(core: &Core, sid: &str, d: &Value) {
         if user_ids.is_none() && params.intents & INTENT_GUILD_MEMBERS == 0 {
             continue;
         }
-        let (members, not_found) = {
+        if !params.owns_guild(gid) {
+            continue;
+        }
+        // Copy the selection out of the state lock; serialise outside it.
+        let (selected, not_found): (Vec<(Member, User)>, Vec<String>) = {
             let st = core.lock();
             let Some(g) = st.guilds.get(&gid) else {
                 continue;
             };
-            if !params.owns_guild(gid) {
-                continue;
-            }
+            let with_user = |m: &Member| st.users.get(&m.user_id).map(|u| (m.clone(), u.clone()));
             match &user_ids {
                 Some(ids) => {
                     let mut found = Vec::new();
                     let mut missing = Vec::new();
                     for id in ids.iter().take(100) {
-                        match g.members.get(id).and_then(|m| st.member_value(m)) {
-                            Some(v) => found.push(v),
+                        match g.members.get(id).and_then(with_user) {
+                            Some(pair) => found.push(pair),
                             None => missing.push(sf(*id)),
                         }
                     }
@@ -305,35 +307,32 @@ fn request_guild_members(core: &Core, sid: &str, d: &Value) {
                                 })
                         })
                         .take(cap)
-                        .filter_map(|m| st.member_value(m))
-                        .collect::<Vec<_>>();
+                        .filter_map(with_user)
+                        .collect();
                     (found, Vec::new())
                 }
             }
         };
-        let chunks: Vec<&[Value]> = if members.is_empty() {
-            vec![&[]]
-        } else {
-            members.chunks(CHUNK_SIZE).collect()
-        };
-        let count = chunks.len();
-        for (i, chunk) in chunks.into_iter().enumerate() {
-            let mut body = json!({
-                "guild_id": sf(gid),
-                "members": chunk,
-                "chunk_index": i,
-                "chunk_count": count,
-            });
-            if let Some(o) = body.as_object_mut() {
-                if i == 0 && !not_found.is_empty() {
-                    o.insert("not_found".into(), json!(not_found));
-                }
-                if let Some(n) = &nonce {
-                    o.insert("nonce".into(), json!(n));
-                }
+        let count = selected.len().div_ceil(CHUNK_SIZE).max(1);
+        for i in 0..count {
+            let chunk = selected
+                .get(i * CHUNK_SIZE..((i + 1) * CHUNK_SIZE).min(selected.len()))
+                .unwrap_or(&[]);
+            let members: Vec<MemberWire<'_>> =
+                chunk.iter().map(|(m, u)| MemberWire::new(m, u)).collect();
+            // Members are serialised straight to text; the envelope is small.
+            let mut extra = String::new();
+            if i == 0 && !not_found.is_empty() {
+                extra.push_str(&format!(r#","not_found":{}"#, json!(not_found)));
             }
-            core.hub
-                .send_to(sid, "GUILD_MEMBERS_CHUNK", &body.to_string());
+            if let Some(n) = &nonce {
+                extra.push_str(&format!(r#","nonce":{}"#, json!(n)));
+            }
+            let members_text = serde_json::to_string(&members).unwrap_or_else(|_| "[]".into());
+            let text = format!(
+                r#"{{"guild_id":"{gid}","chunk_index":{i},"chunk_count":{count},"members":{members_text}{extra}}}"#
+            );
+            core.hub.send_to(sid, "GUILD_MEMBERS_CHUNK", &text);
         }
     }
 }
