@@ -107,8 +107,12 @@ impl State {
         self.member_value(m).ok_or_else(DiscordError::unknown_user)
     }
 
+    /// Records a user. The bot's own record (id and name fixed by the scenario's `bot`) is never
+    /// replaced by a member entry that names it.
     fn upsert_user(&mut self, u: User) {
-        self.users.insert(u.id, u);
+        if u.id != self.bot_id {
+            self.users.insert(u.id, u);
+        }
     }
 
     // ---- guilds ----

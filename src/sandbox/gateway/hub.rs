@@ -6,6 +6,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tokio::sync::mpsc::UnboundedSender;
@@ -21,6 +22,10 @@ pub const INTENT_MESSAGE_CONTENT: u64 = 1 << 15;
 /// Events kept per session for RESUME; older ones are dropped and a RESUME from before them
 /// gets INVALID_SESSION, as on Discord when a client was away too long.
 const REPLAY_CAP: usize = 20_000;
+
+/// How long a disconnected session stays resumable before it is forgotten (and stops
+/// buffering events). Discord keeps sessions resumable for a few minutes.
+pub const RESUME_WINDOW: Duration = Duration::from_secs(5 * 60);
 
 /// What a connection task is told to do.
 #[derive(Debug)]
@@ -100,6 +105,7 @@ struct Session {
     trimmed_upto: u64,
     buffer: VecDeque<(u64, String)>,
     conn: Option<(u64, ConnTx)>,
+    detached_at: Option<Instant>,
 }
 
 impl Session {
@@ -153,6 +159,9 @@ impl Hub {
             return;
         }
         let mut inner = self.lock();
+        inner
+            .sessions
+            .retain(|_, s| s.detached_at.is_none_or(|t| t.elapsed() < RESUME_WINDOW));
         for d in dispatches {
             // Serialised lazily, once per variant.
             let mut full: Option<String> = None;
@@ -209,6 +218,7 @@ impl Hub {
             trimmed_upto: 0,
             buffer: VecDeque::new(),
             conn: Some((conn_id, tx)),
+            detached_at: None,
         };
         session.push("READY", &ready.to_string());
         for gid in state.guilds.keys() {
@@ -232,6 +242,12 @@ impl Hub {
             .sessions
             .get_mut(session_id)
             .ok_or(ResumeRefused::UnknownSession)?;
+        if session
+            .detached_at
+            .is_some_and(|t| t.elapsed() >= RESUME_WINDOW)
+        {
+            return Err(ResumeRefused::UnknownSession);
+        }
         if seq < session.trimmed_upto || seq > session.seq {
             return Err(ResumeRefused::TooOld);
         }
@@ -244,6 +260,7 @@ impl Hub {
             }
         }
         session.conn = Some((conn_id, tx));
+        session.detached_at = None;
         session.push("RESUMED", "{}");
         Ok(())
     }
@@ -278,6 +295,7 @@ impl Hub {
         for s in inner.sessions.values_mut() {
             if s.conn.as_ref().is_some_and(|(c, _)| *c == conn_id) {
                 s.conn = None;
+                s.detached_at = Some(Instant::now());
             }
         }
     }

@@ -105,7 +105,7 @@ async fn run_connection(
 
 /// Handles one client frame; returns frames to send back directly, or a close reason.
 fn on_frame(
-    core: &Core,
+    core: &Arc<Core>,
     conn_id: u64,
     tx: &hub::ConnTx,
     session_id: &mut Option<String>,
@@ -192,7 +192,9 @@ fn on_frame(
             let Some(sid) = session_id.as_deref() else {
                 return Err(close_reason(4003, "Not authenticated."));
             };
-            request_guild_members(core, sid, &d);
+            // Large answers take a while to build: off the connection's thread.
+            let (core, sid) = (core.clone(), sid.to_owned());
+            tokio::task::spawn_blocking(move || request_guild_members(&core, &sid, &d));
             Ok(Vec::new())
         }
         // Presence and voice state updates: accepted and ignored.
