@@ -71,8 +71,8 @@ fn retry_policy(settings: &Settings) -> RetryPolicy {
 /// The Discord REST adapter for the configured token and base URL, if a token is set.
 fn discord_rest(settings: &Settings) -> Option<Arc<SerenityRest>> {
     let token = settings.discord_token.as_ref().filter(|t| !t.is_empty())?;
-    let http = crate::discord::http_client(token.expose(), &settings.discord_api_url);
-    Some(Arc::new(SerenityRest::new(http)))
+    let http = crate::discord::connect::http(&settings.discord_api_url, token.expose());
+    Some(Arc::new(SerenityRest::new(Arc::new(http))))
 }
 
 /// Connects, migrates and starts the five actors wired to each other. Must run inside an

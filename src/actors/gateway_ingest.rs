@@ -10,8 +10,8 @@ use std::sync::{
 use actix::prelude::*;
 use serenity::{
     all::{
-        ChannelId, Context as SerenityContext, EventHandler, GatewayIntents, Guild, GuildChannel,
-        GuildId, GuildMemberUpdateEvent, Member, Message, MessageId, MessageUpdateEvent, Ready,
+        ChannelId, Context as SerenityContext, EventHandler, Guild, GuildChannel, GuildId,
+        GuildMemberUpdateEvent, Member, Message, MessageId, MessageUpdateEvent, Ready,
         ResumedEvent, Role, RoleId, ShardManager, ShardStageUpdateEvent, UnavailableGuild, User,
     },
     gateway::ConnectionStage,
@@ -20,21 +20,13 @@ use serenity::{
 use super::{mirror_gate::Wake, seat_auditor::GuildChange, Shutdown};
 use crate::{
     config::Secret,
+    discord::connect,
     domain::mirror::{AttachmentRef, MirrorPayload},
     store::{
         mirror::{MirrorStore, SourceEvent},
         now_ms,
     },
 };
-
-/// Privileged intents included: member lists need GUILD_MEMBERS, mirrored text needs
-/// MESSAGE_CONTENT.
-pub fn intents() -> GatewayIntents {
-    GatewayIntents::GUILDS
-        | GatewayIntents::GUILD_MEMBERS
-        | GatewayIntents::GUILD_MESSAGES
-        | GatewayIntents::MESSAGE_CONTENT
-}
 
 pub struct GatewayIngest {
     handler: Arc<Handler>,
@@ -97,30 +89,24 @@ impl Actor for GatewayIngest {
         tokio::spawn(async move {
             let mut attempt = 0u32;
             loop {
-                let builder = crate::discord::client_builder(token.expose(), &api_url, intents());
-                let mut client = match builder.event_handler(handler.clone()).await {
-                    Ok(client) => client,
-                    Err(err) => {
-                        tracing::error!(error = %err, "gateway ingest: cannot build the Discord client");
+                let builder = connect::client_builder(&api_url, token.expose())
+                    .event_handler(handler.clone());
+                match connect::build_client(builder, &api_url).await {
+                    Ok(mut client) => {
+                        me.do_send(Connected(client.shard_manager.clone()));
+                        if let Err(err) = client.start().await {
+                            tracing::error!(error = %err, "gateway ingest: the Discord client stopped");
+                        }
                         return;
                     }
-                };
-                let ws_url = client.ws_url.lock().await.clone();
-                if !crate::discord::gateway_url_matches(&api_url, &ws_url) {
-                    // serenity falls back to Discord's own gateway when the configured API
-                    // does not answer GET /gateway: never let a sandbox setup reach Discord.
-                    let wait =
-                        crate::domain::backoff::RetryPolicy::default().delay(attempt + 1, 0.0);
-                    attempt += 1;
-                    tracing::error!(api_url = %api_url, retry_in_s = wait.as_secs(), "gateway ingest: GET /gateway did not answer with a gateway of the configured API; not connecting");
-                    tokio::time::sleep(wait).await;
-                    continue;
+                    Err(err) => {
+                        attempt += 1;
+                        let wait =
+                            crate::domain::backoff::RetryPolicy::default().delay(attempt, 0.0);
+                        tracing::error!(error = %err, retry_in_s = wait.as_secs(), "gateway ingest: not connecting");
+                        tokio::time::sleep(wait).await;
+                    }
                 }
-                me.do_send(Connected(client.shard_manager.clone()));
-                if let Err(err) = client.start().await {
-                    tracing::error!(error = %err, "gateway ingest: the Discord client stopped");
-                }
-                return;
             }
         });
     }

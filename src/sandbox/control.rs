@@ -1,0 +1,194 @@
+//! The HTTP control surface under `control_url`: script Discord state and read back what the
+//! bot did. Same operations as [`super::SandboxHandle`]'s methods; errors in Discord's shape.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::{json, Value};
+
+use super::core::Core;
+use super::error::{DResult, DiscordError};
+use super::faults::Fault;
+use super::router::match_template;
+
+/// Posts a message as a scripted user: `{"author": {"id", "username"}, "content", ...}`.
+pub fn post_message(core: &Core, channel_id: u64, v: &Value) -> DResult<Value> {
+    let author = v
+        .get("author")
+        .ok_or_else(|| DiscordError::invalid_form("author is required"))?;
+    core.mutate(|st| {
+        let author_id = st.ensure_user(author)?;
+        st.create_message(channel_id, author_id, None, v)
+    })
+}
+
+fn id(params: &[&str], i: usize) -> DResult<u64> {
+    params
+        .get(i)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(DiscordError::not_found)
+}
+
+fn json_status(status: StatusCode, v: Value) -> HttpResponse {
+    HttpResponse::build(status).json(v)
+}
+
+pub async fn entry(req: HttpRequest, body: web::Bytes, core: web::Data<Core>) -> HttpResponse {
+    let path = req
+        .path()
+        .strip_prefix("/control")
+        .unwrap_or(req.path())
+        .to_owned();
+    let method = req.method().as_str().to_owned();
+    let body = if body.is_empty() {
+        json!({})
+    } else {
+        match serde_json::from_slice::<Value>(&body) {
+            Ok(v) => v,
+            Err(_) => return DiscordError::invalid_json().to_response(),
+        }
+    };
+    match handle(&core, &method, &path, &body) {
+        Ok(resp) => resp,
+        Err(e) => e.to_response(),
+    }
+}
+
+fn handle(core: &Core, method: &str, path: &str, body: &Value) -> DResult<HttpResponse> {
+    let m = |t: &str| match_template(t, path);
+    let created = |v: Value| json_status(StatusCode::CREATED, v);
+    let okj = |v: Value| json_status(StatusCode::OK, v);
+    let no_content = || HttpResponse::NoContent().finish();
+
+    if let Some(p) = m("/guilds") {
+        let _ = p;
+        return match method {
+            "POST" => Ok(created(core.mutate(|st| st.add_guild(body))?)),
+            _ => Err(DiscordError::method_not_allowed()),
+        };
+    }
+    if let Some(p) = m("/guilds/{guild_id}") {
+        return match method {
+            "DELETE" => {
+                core.mutate(|st| st.remove_guild(id(&p, 0)?))?;
+                Ok(no_content())
+            }
+            _ => Err(DiscordError::method_not_allowed()),
+        };
+    }
+    if let Some(p) = m("/guilds/{guild_id}/members") {
+        return match method {
+            "POST" => Ok(created(core.mutate(|st| st.add_member(id(&p, 0)?, body))?)),
+            _ => Err(DiscordError::method_not_allowed()),
+        };
+    }
+    if let Some(p) = m("/guilds/{guild_id}/members/{user_id}") {
+        let (g, u) = (id(&p, 0)?, id(&p, 1)?);
+        return match method {
+            "PATCH" => Ok(okj(core.mutate(|st| st.update_member(g, u, body))?)),
+            "DELETE" => {
+                core.mutate(|st| st.remove_member(g, u))?;
+                Ok(no_content())
+            }
+            _ => Err(DiscordError::method_not_allowed()),
+        };
+    }
+    if let Some(p) = m("/guilds/{guild_id}/roles") {
+        return match method {
+            "POST" => Ok(created(core.mutate(|st| st.create_role(id(&p, 0)?, body))?)),
+            _ => Err(DiscordError::method_not_allowed()),
+        };
+    }
+    if let Some(p) = m("/guilds/{guild_id}/roles/{role_id}") {
+        let (g, r) = (id(&p, 0)?, id(&p, 1)?);
+        return match method {
+            "PATCH" => Ok(okj(core.mutate(|st| st.update_role(g, r, body))?)),
+            "DELETE" => {
+                core.mutate(|st| st.delete_role(g, r))?;
+                Ok(no_content())
+            }
+            _ => Err(DiscordError::method_not_allowed()),
+        };
+    }
+    if let Some(p) = m("/guilds/{guild_id}/channels") {
+        return match method {
+            "POST" => Ok(created(
+                core.mutate(|st| st.create_channel(id(&p, 0)?, body))?,
+            )),
+            _ => Err(DiscordError::method_not_allowed()),
+        };
+    }
+    if let Some(p) = m("/channels/{channel_id}") {
+        let c = id(&p, 0)?;
+        return match method {
+            "PATCH" => Ok(okj(core.mutate(|st| st.update_channel(c, body))?)),
+            "DELETE" => {
+                core.mutate(|st| st.delete_channel(c))?;
+                Ok(no_content())
+            }
+            _ => Err(DiscordError::method_not_allowed()),
+        };
+    }
+    if let Some(p) = m("/channels/{channel_id}/permissions/{overwrite_id}") {
+        let (c, o) = (id(&p, 0)?, id(&p, 1)?);
+        return match method {
+            "PUT" => {
+                core.mutate(|st| st.put_overwrite(c, o, body))?;
+                Ok(no_content())
+            }
+            "DELETE" => {
+                core.mutate(|st| st.delete_overwrite(c, o))?;
+                Ok(no_content())
+            }
+            _ => Err(DiscordError::method_not_allowed()),
+        };
+    }
+    if let Some(p) = m("/channels/{channel_id}/messages") {
+        let c = id(&p, 0)?;
+        return match method {
+            "POST" => Ok(created(post_message(core, c, body)?)),
+            "GET" => Ok(okj(Value::Array(core.read(|st| st.channel_log(c))?))),
+            _ => Err(DiscordError::method_not_allowed()),
+        };
+    }
+    if let Some(p) = m("/channels/{channel_id}/messages/{message_id}") {
+        let (c, msg) = (id(&p, 0)?, id(&p, 1)?);
+        return match method {
+            "PATCH" => Ok(okj(core.mutate(|st| st.edit_message(c, msg, body))?)),
+            "DELETE" => {
+                core.mutate(|st| st.delete_message(c, msg))?;
+                Ok(no_content())
+            }
+            _ => Err(DiscordError::method_not_allowed()),
+        };
+    }
+    if m("/faults").is_some() {
+        return match method {
+            "POST" => {
+                let fault: Fault = serde_json::from_value(body.clone())
+                    .map_err(|e| DiscordError::invalid_form(e.to_string()))?;
+                core.faults.add(fault);
+                Ok(created(json!({"ok": true})))
+            }
+            "DELETE" => {
+                core.faults.clear();
+                Ok(no_content())
+            }
+            _ => Err(DiscordError::method_not_allowed()),
+        };
+    }
+    if m("/rate-limits").is_some() && method == "PUT" {
+        let mut config = core.limits.config();
+        if let Some(e) = body.get("enabled").and_then(Value::as_bool) {
+            config.enabled = e;
+        }
+        core.limits.set_config(config);
+        return Ok(no_content());
+    }
+    if m("/gateway/disconnect").is_some() && method == "POST" {
+        return Ok(okj(json!({"sessions": core.hub.drop_connections()})));
+    }
+    if m("/gateway/invalidate-session").is_some() && method == "POST" {
+        return Ok(okj(json!({"sessions": core.hub.invalidate_sessions()})));
+    }
+    Err(DiscordError::not_found())
+}

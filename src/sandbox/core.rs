@@ -1,0 +1,80 @@
+//! What every request handler shares: the state, the gateway hub, limits, faults, identity.
+
+use std::sync::{Mutex, MutexGuard};
+
+use super::error::DResult;
+use super::faults::Faults;
+use super::gateway::hub::{Dispatch, Hub};
+use super::ratelimit::RateLimiter;
+use super::state::State;
+
+pub struct Core {
+    state: Mutex<State>,
+    pub hub: Hub,
+    pub token: String,
+    pub bot_id: u64,
+    pub limits: RateLimiter,
+    pub faults: Faults,
+    pub heartbeat_interval_ms: u64,
+    pub api_url: String,
+    pub gateway_url: String,
+    pub control_url: String,
+    /// Flips to true on shutdown; gateway connections close.
+    pub shutdown: tokio::sync::watch::Sender<bool>,
+}
+
+impl Core {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        state: State,
+        token: String,
+        limits: RateLimiter,
+        heartbeat_interval_ms: u64,
+        api_url: String,
+        gateway_url: String,
+        control_url: String,
+    ) -> Self {
+        let bot_id = state.bot_id;
+        Self {
+            state: Mutex::new(state),
+            hub: Hub::default(),
+            token,
+            bot_id,
+            limits,
+            faults: Faults::default(),
+            heartbeat_interval_ms,
+            api_url,
+            gateway_url,
+            control_url,
+            shutdown: tokio::sync::watch::channel(false).0,
+        }
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies a change and publishes its dispatches while still holding the state lock, so
+    /// every gateway session sees changes in the order they happened.
+    pub fn mutate<R>(
+        &self,
+        f: impl FnOnce(&mut State) -> DResult<(R, Vec<Dispatch>)>,
+    ) -> DResult<R> {
+        let mut st = self.lock();
+        let (r, dispatches) = f(&mut st)?;
+        self.hub.publish(&st, &dispatches);
+        Ok(r)
+    }
+
+    pub fn read<R>(&self, f: impl FnOnce(&State) -> R) -> R {
+        f(&self.lock())
+    }
+
+    /// Whether an `Authorization` header value carries the bot token.
+    pub fn token_ok(&self, header: &str) -> bool {
+        let t = header.strip_prefix("Bot ").unwrap_or(header);
+        // Constant time: the token is a secret.
+        use subtle::ConstantTimeEq;
+        t.len() == self.token.len() && bool::from(t.as_bytes().ct_eq(self.token.as_bytes()))
+    }
+}

@@ -1,0 +1,825 @@
+//! The sandbox's Discord state and every change to it. Each change returns the gateway
+//! dispatches Discord would emit for it; the caller publishes them under the same lock.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+
+use super::error::{DResult, DiscordError};
+use super::gateway::hub::{Dispatch, INTENT_GUILDS, INTENT_GUILD_MEMBERS, INTENT_GUILD_MESSAGES};
+use super::model::*;
+use super::scenario::{
+    id_list, opt_str, parse_channel_fields, parse_guild, parse_member, parse_overwrite_fields,
+    parse_role_fields, parse_user,
+};
+
+/// Discord keeps `enforce_nonce` nonces for "a few minutes".
+pub const NONCE_WINDOW: Duration = Duration::from_secs(5 * 60);
+const DISCORD_EPOCH_MS: u64 = 1_420_070_400_000;
+
+pub type Changed = (Value, Vec<Dispatch>);
+
+pub fn now_iso() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, false)
+}
+
+pub struct State {
+    pub bot_id: u64,
+    pub users: HashMap<u64, User>,
+    pub guilds: BTreeMap<u64, Guild>,
+    pub channel_guild: HashMap<u64, u64>,
+    pub messages: HashMap<u64, Message>,
+    pub channel_messages: HashMap<u64, Vec<u64>>,
+    pub webhooks: HashMap<u64, Webhook>,
+    /// (author id, nonce) -> message id, for `enforce_nonce`.
+    nonces: HashMap<(u64, String), (u64, Instant)>,
+    last_id: u64,
+}
+
+impl State {
+    pub fn new(bot: User) -> Self {
+        let bot_id = bot.id;
+        let mut users = HashMap::new();
+        users.insert(bot.id, bot);
+        Self {
+            bot_id,
+            users,
+            guilds: BTreeMap::new(),
+            channel_guild: HashMap::new(),
+            messages: HashMap::new(),
+            channel_messages: HashMap::new(),
+            webhooks: HashMap::new(),
+            nonces: HashMap::new(),
+            last_id: 0,
+        }
+    }
+
+    /// A fresh snowflake, increasing even within one millisecond.
+    pub fn next_id(&mut self) -> u64 {
+        let ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(DISCORD_EPOCH_MS)
+            .saturating_sub(DISCORD_EPOCH_MS);
+        let id = (ms << 22).max(self.last_id + 1);
+        self.last_id = id;
+        id
+    }
+
+    pub fn bot(&self) -> Option<&User> {
+        self.users.get(&self.bot_id)
+    }
+
+    pub fn guild(&self, id: u64) -> DResult<&Guild> {
+        self.guilds.get(&id).ok_or_else(DiscordError::unknown_guild)
+    }
+
+    fn guild_mut(&mut self, id: u64) -> DResult<&mut Guild> {
+        self.guilds
+            .get_mut(&id)
+            .ok_or_else(DiscordError::unknown_guild)
+    }
+
+    pub fn channel(&self, id: u64) -> DResult<(&Guild, &Channel)> {
+        let gid = self
+            .channel_guild
+            .get(&id)
+            .ok_or_else(DiscordError::unknown_channel)?;
+        let g = self.guild(*gid)?;
+        let c = g
+            .channels
+            .get(&id)
+            .ok_or_else(DiscordError::unknown_channel)?;
+        Ok((g, c))
+    }
+
+    pub fn member_value(&self, m: &Member) -> Option<Value> {
+        self.users.get(&m.user_id).map(|u| member_json(m, u))
+    }
+
+    pub fn member_json(&self, guild_id: u64, user_id: u64) -> DResult<Value> {
+        let g = self.guild(guild_id)?;
+        let m = g
+            .members
+            .get(&user_id)
+            .ok_or_else(DiscordError::unknown_member)?;
+        self.member_value(m).ok_or_else(DiscordError::unknown_user)
+    }
+
+    /// Records a user. The bot's own record (id and name fixed by the scenario's `bot`) is never
+    /// replaced by a member entry that names it.
+    fn upsert_user(&mut self, u: User) {
+        if u.id != self.bot_id {
+            self.users.insert(u.id, u);
+        }
+    }
+
+    // ---- guilds ----
+
+    /// Adds (or replaces) a guild from a Discord-shaped object; the bot joins it.
+    pub fn add_guild(&mut self, v: &Value) -> DResult<Changed> {
+        let now = now_iso();
+        let (mut guild, users) = parse_guild(v, &now)?;
+        for u in users {
+            self.upsert_user(u);
+        }
+        guild.members.entry(self.bot_id).or_insert_with(|| Member {
+            user_id: self.bot_id,
+            roles: Vec::new(),
+            nick: None,
+            joined_at: now.clone(),
+        });
+        if !self.users.contains_key(&guild.owner_id) {
+            let id = guild.owner_id;
+            self.upsert_user(User {
+                id,
+                username: format!("owner{id}"),
+                global_name: None,
+                avatar: None,
+                bot: false,
+            });
+        }
+        let gid = guild.id;
+        let mut dispatches = Vec::new();
+        if self.guilds.contains_key(&gid) {
+            let (_, mut d) = self.remove_guild(gid)?;
+            dispatches.append(&mut d);
+        }
+        for cid in guild.channels.keys() {
+            if let Some(other) = self.channel_guild.get(cid) {
+                return Err(DiscordError::invalid_form(format!(
+                    "channel {cid} already belongs to guild {other}"
+                )));
+            }
+        }
+        for cid in guild.channels.keys() {
+            self.channel_guild.insert(*cid, gid);
+        }
+        let summary =
+            json!({"id": sf(gid), "name": guild.name, "member_count": guild.members.len()});
+        self.guilds.insert(gid, guild);
+        dispatches.push(Dispatch::guild_create(gid));
+        Ok((summary, dispatches))
+    }
+
+    /// The bot leaves (or the guild goes away): GUILD_DELETE without `unavailable`.
+    pub fn remove_guild(&mut self, gid: u64) -> DResult<Changed> {
+        let g = self
+            .guilds
+            .remove(&gid)
+            .ok_or_else(DiscordError::unknown_guild)?;
+        for cid in g.channels.keys() {
+            self.channel_guild.remove(cid);
+        }
+        let d = json!({"id": sf(gid)});
+        Ok((
+            d.clone(),
+            vec![Dispatch::new("GUILD_DELETE", gid, INTENT_GUILDS, d)],
+        ))
+    }
+
+    // ---- members ----
+
+    pub fn add_member(&mut self, gid: u64, v: &Value) -> DResult<Changed> {
+        let now = now_iso();
+        let (member, user) = parse_member(v, &now)?;
+        let g = self.guild(gid)?;
+        for r in &member.roles {
+            if !g.roles.contains_key(r) {
+                return Err(DiscordError::unknown_role());
+            }
+        }
+        let uid = user.id;
+        self.upsert_user(user);
+        let g = self.guild_mut(gid)?;
+        g.members.insert(uid, member);
+        let d = with_guild_id(self.member_json(gid, uid)?, gid);
+        Ok((
+            d.clone(),
+            vec![Dispatch::new(
+                "GUILD_MEMBER_ADD",
+                gid,
+                INTENT_GUILD_MEMBERS,
+                d,
+            )],
+        ))
+    }
+
+    /// Replaces a member's roles and/or nick (keys absent from `v` are kept).
+    pub fn update_member(&mut self, gid: u64, uid: u64, v: &Value) -> DResult<Changed> {
+        let roles = id_list(v, "roles", "roles")?;
+        let g = self.guild(gid)?;
+        if let Some(roles) = &roles {
+            for r in roles {
+                if !g.roles.contains_key(r) {
+                    return Err(DiscordError::unknown_role());
+                }
+            }
+        }
+        let g = self.guild_mut(gid)?;
+        let m = g
+            .members
+            .get_mut(&uid)
+            .ok_or_else(DiscordError::unknown_member)?;
+        if let Some(roles) = roles {
+            m.roles = roles;
+        }
+        if let Some(nick) = v.get("nick") {
+            m.nick = nick.as_str().map(str::to_owned);
+        }
+        self.member_changed(gid, uid)
+    }
+
+    fn member_changed(&self, gid: u64, uid: u64) -> DResult<Changed> {
+        let d = with_guild_id(self.member_json(gid, uid)?, gid);
+        Ok((
+            d.clone(),
+            vec![Dispatch::new(
+                "GUILD_MEMBER_UPDATE",
+                gid,
+                INTENT_GUILD_MEMBERS,
+                d,
+            )],
+        ))
+    }
+
+    pub fn add_member_role(&mut self, gid: u64, uid: u64, rid: u64) -> DResult<Changed> {
+        let g = self.guild_mut(gid)?;
+        if !g.roles.contains_key(&rid) {
+            return Err(DiscordError::unknown_role());
+        }
+        let m = g
+            .members
+            .get_mut(&uid)
+            .ok_or_else(DiscordError::unknown_member)?;
+        if m.roles.contains(&rid) {
+            return Ok((Value::Null, Vec::new()));
+        }
+        m.roles.push(rid);
+        self.member_changed(gid, uid)
+    }
+
+    pub fn remove_member_role(&mut self, gid: u64, uid: u64, rid: u64) -> DResult<Changed> {
+        let g = self.guild_mut(gid)?;
+        if !g.roles.contains_key(&rid) {
+            return Err(DiscordError::unknown_role());
+        }
+        let m = g
+            .members
+            .get_mut(&uid)
+            .ok_or_else(DiscordError::unknown_member)?;
+        if !m.roles.contains(&rid) {
+            return Ok((Value::Null, Vec::new()));
+        }
+        m.roles.retain(|r| *r != rid);
+        self.member_changed(gid, uid)
+    }
+
+    pub fn remove_member(&mut self, gid: u64, uid: u64) -> DResult<Changed> {
+        if uid == self.bot_id {
+            return self.remove_guild(gid);
+        }
+        let g = self.guild_mut(gid)?;
+        g.members
+            .remove(&uid)
+            .ok_or_else(DiscordError::unknown_member)?;
+        let user = self.users.get(&uid).map(user_json).unwrap_or(Value::Null);
+        let d = json!({"guild_id": sf(gid), "user": user});
+        Ok((
+            d.clone(),
+            vec![Dispatch::new(
+                "GUILD_MEMBER_REMOVE",
+                gid,
+                INTENT_GUILD_MEMBERS,
+                d,
+            )],
+        ))
+    }
+
+    /// Adds many plain members at once without dispatches (large-guild fixtures).
+    pub fn bulk_add_members(&mut self, gid: u64, users: Vec<User>) -> DResult<usize> {
+        let now = now_iso();
+        let g = self
+            .guilds
+            .get_mut(&gid)
+            .ok_or_else(DiscordError::unknown_guild)?;
+        let n = users.len();
+        for u in users {
+            g.members.insert(
+                u.id,
+                Member {
+                    user_id: u.id,
+                    roles: Vec::new(),
+                    nick: None,
+                    joined_at: now.clone(),
+                },
+            );
+            self.users.insert(u.id, u);
+        }
+        Ok(n)
+    }
+
+    // ---- roles ----
+
+    pub fn create_role(&mut self, gid: u64, v: &Value) -> DResult<Changed> {
+        let id = match v.get("id") {
+            Some(idv) => super::scenario::parse_id(idv)
+                .ok_or_else(|| DiscordError::invalid_form("role.id: not a snowflake"))?,
+            None => self.next_id(),
+        };
+        let g = self.guild(gid)?;
+        if g.roles.contains_key(&id) {
+            return Err(DiscordError::invalid_form(format!(
+                "role {id} already exists"
+            )));
+        }
+        let position = g.roles.values().map(|r| r.position).max().unwrap_or(0) + 1;
+        let role = parse_role_fields(id, v, position)?;
+        let rj = role_json(&role);
+        self.guild_mut(gid)?.roles.insert(id, role);
+        let d = json!({"guild_id": sf(gid), "role": rj});
+        Ok((
+            rj,
+            vec![Dispatch::new("GUILD_ROLE_CREATE", gid, INTENT_GUILDS, d)],
+        ))
+    }
+
+    pub fn update_role(&mut self, gid: u64, rid: u64, v: &Value) -> DResult<Changed> {
+        let g = self.guild_mut(gid)?;
+        let role = g
+            .roles
+            .get_mut(&rid)
+            .ok_or_else(DiscordError::unknown_role)?;
+        if let Some(name) = opt_str(v, "name") {
+            role.name = name;
+        }
+        if let Some(p) = super::scenario::opt_perms(v, "permissions", "role.permissions")? {
+            role.permissions = p;
+        }
+        if let Some(p) = v.get("position").and_then(Value::as_i64) {
+            role.position = p;
+        }
+        if let Some(c) = v.get("color").and_then(Value::as_u64) {
+            role.color = c as u32;
+        }
+        if let Some(h) = v.get("hoist").and_then(Value::as_bool) {
+            role.hoist = h;
+        }
+        let rj = role_json(role);
+        let d = json!({"guild_id": sf(gid), "role": rj});
+        Ok((
+            rj,
+            vec![Dispatch::new("GUILD_ROLE_UPDATE", gid, INTENT_GUILDS, d)],
+        ))
+    }
+
+    /// Deleting a role also takes it off every member, as Discord does (without member events).
+    pub fn delete_role(&mut self, gid: u64, rid: u64) -> DResult<Changed> {
+        if rid == gid {
+            return Err(DiscordError::invalid_form(
+                "the @everyone role cannot be deleted",
+            ));
+        }
+        let g = self.guild_mut(gid)?;
+        g.roles
+            .remove(&rid)
+            .ok_or_else(DiscordError::unknown_role)?;
+        for m in g.members.values_mut() {
+            m.roles.retain(|r| *r != rid);
+        }
+        let d = json!({"guild_id": sf(gid), "role_id": sf(rid)});
+        Ok((
+            d.clone(),
+            vec![Dispatch::new("GUILD_ROLE_DELETE", gid, INTENT_GUILDS, d)],
+        ))
+    }
+
+    // ---- channels ----
+
+    pub fn create_channel(&mut self, gid: u64, v: &Value) -> DResult<Changed> {
+        let id = match v.get("id") {
+            Some(idv) => super::scenario::parse_id(idv)
+                .ok_or_else(|| DiscordError::invalid_form("channel.id: not a snowflake"))?,
+            None => self.next_id(),
+        };
+        if self.channel_guild.contains_key(&id) {
+            return Err(DiscordError::invalid_form(format!(
+                "channel {id} already exists"
+            )));
+        }
+        let position = self.guild(gid)?.channels.len() as i64;
+        let ch = parse_channel_fields(id, v, gid, position)?;
+        let cj = channel_json(&ch);
+        self.guild_mut(gid)?.channels.insert(id, ch);
+        self.channel_guild.insert(id, gid);
+        Ok((
+            cj.clone(),
+            vec![Dispatch::new("CHANNEL_CREATE", gid, INTENT_GUILDS, cj)],
+        ))
+    }
+
+    pub fn update_channel(&mut self, cid: u64, v: &Value) -> DResult<Changed> {
+        let gid = *self
+            .channel_guild
+            .get(&cid)
+            .ok_or_else(DiscordError::unknown_channel)?;
+        let g = self.guild_mut(gid)?;
+        let ch = g
+            .channels
+            .get_mut(&cid)
+            .ok_or_else(DiscordError::unknown_channel)?;
+        if let Some(name) = opt_str(v, "name") {
+            ch.name = name;
+        }
+        if let Some(t) = v.get("topic") {
+            ch.topic = t.as_str().map(str::to_owned);
+        }
+        if let Some(p) = v.get("position").and_then(Value::as_i64) {
+            ch.position = p;
+        }
+        if v.get("permission_overwrites").is_some() {
+            let parsed = parse_channel_fields(cid, v, gid, ch.position)?;
+            ch.overwrites = parsed.overwrites;
+        }
+        self.channel_changed(cid)
+    }
+
+    fn channel_changed(&self, cid: u64) -> DResult<Changed> {
+        let (g, ch) = self.channel(cid)?;
+        let cj = channel_json(ch);
+        Ok((
+            cj.clone(),
+            vec![Dispatch::new("CHANNEL_UPDATE", g.id, INTENT_GUILDS, cj)],
+        ))
+    }
+
+    pub fn put_overwrite(&mut self, cid: u64, oid: u64, v: &Value) -> DResult<Changed> {
+        let ow = parse_overwrite_fields(oid, v)?;
+        let gid = *self
+            .channel_guild
+            .get(&cid)
+            .ok_or_else(DiscordError::unknown_channel)?;
+        let g = self.guild_mut(gid)?;
+        let ch = g
+            .channels
+            .get_mut(&cid)
+            .ok_or_else(DiscordError::unknown_channel)?;
+        match ch.overwrites.iter_mut().find(|o| o.id == oid) {
+            Some(existing) => *existing = ow,
+            None => ch.overwrites.push(ow),
+        }
+        self.channel_changed(cid)
+    }
+
+    pub fn delete_overwrite(&mut self, cid: u64, oid: u64) -> DResult<Changed> {
+        let gid = *self
+            .channel_guild
+            .get(&cid)
+            .ok_or_else(DiscordError::unknown_channel)?;
+        let g = self.guild_mut(gid)?;
+        let ch = g
+            .channels
+            .get_mut(&cid)
+            .ok_or_else(DiscordError::unknown_channel)?;
+        let before = ch.overwrites.len();
+        ch.overwrites.retain(|o| o.id != oid);
+        if ch.overwrites.len() == before {
+            return Ok((Value::Null, Vec::new()));
+        }
+        self.channel_changed(cid)
+    }
+
+    pub fn delete_channel(&mut self, cid: u64) -> DResult<Changed> {
+        let gid = self
+            .channel_guild
+            .remove(&cid)
+            .ok_or_else(DiscordError::unknown_channel)?;
+        let g = self.guild_mut(gid)?;
+        let ch = g
+            .channels
+            .remove(&cid)
+            .ok_or_else(DiscordError::unknown_channel)?;
+        let cj = channel_json(&ch);
+        Ok((
+            cj.clone(),
+            vec![Dispatch::new("CHANNEL_DELETE", gid, INTENT_GUILDS, cj)],
+        ))
+    }
+
+    // ---- messages ----
+
+    fn author_json(&self, m: &Message) -> Value {
+        match (&m.webhook_author, m.webhook_id) {
+            (Some((name, avatar)), Some(wid)) => webhook_author_json(wid, name, avatar.as_deref()),
+            _ => self
+                .users
+                .get(&m.author_id)
+                .map(user_json)
+                .unwrap_or(Value::Null),
+        }
+    }
+
+    /// A message as REST returns it.
+    pub fn message_value(&self, m: &Message) -> Value {
+        message_json(m, self.author_json(m))
+    }
+
+    /// The MESSAGE_CREATE/UPDATE dispatch body (with `guild_id` and `member`) and its variant
+    /// for sessions without MESSAGE_CONTENT.
+    fn message_dispatch(&self, t: &'static str, m: &Message) -> Dispatch {
+        let mut d = with_guild_id(self.message_value(m), m.guild_id);
+        if m.webhook_id.is_none() {
+            if let Some(mem) = self
+                .guilds
+                .get(&m.guild_id)
+                .and_then(|g| g.members.get(&m.author_id))
+            {
+                if let Some(obj) = d.as_object_mut() {
+                    obj.insert(
+                        "member".into(),
+                        json!({
+                            "roles": mem.roles.iter().map(|r| sf(*r)).collect::<Vec<_>>(),
+                            "nick": mem.nick,
+                            "joined_at": mem.joined_at,
+                            "deaf": false,
+                            "mute": false,
+                            "flags": 0,
+                            "premium_since": null,
+                            "avatar": null,
+                        }),
+                    );
+                }
+            }
+        }
+        // Discord keeps content for the bot's own messages even without MESSAGE_CONTENT.
+        let mut stripped = d.clone();
+        if m.author_id != self.bot_id || m.webhook_id.is_some() {
+            if let Some(obj) = stripped.as_object_mut() {
+                obj.insert("content".into(), json!(""));
+                obj.insert("embeds".into(), json!([]));
+                obj.insert("attachments".into(), json!([]));
+                obj.insert("components".into(), json!([]));
+            }
+        }
+        Dispatch::new(t, m.guild_id, INTENT_GUILD_MESSAGES, d).with_stripped(stripped)
+    }
+
+    fn live_message(&self, cid: u64, mid: u64) -> DResult<&Message> {
+        self.messages
+            .get(&mid)
+            .filter(|m| m.channel_id == cid && !m.deleted)
+            .ok_or_else(DiscordError::unknown_message)
+    }
+
+    /// Creates a message. `author_id` is the bot, a scripted user, or a webhook (with
+    /// `webhook` set). Honours `nonce` + `enforce_nonce` for non-webhook authors.
+    pub fn create_message(
+        &mut self,
+        cid: u64,
+        author_id: u64,
+        webhook: Option<(u64, String, Option<String>)>,
+        v: &Value,
+    ) -> DResult<Changed> {
+        let (g, _) = self.channel(cid)?;
+        let gid = g.id;
+        let content = v
+            .get("content")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        if content.chars().count() > 2000 {
+            return Err(DiscordError::invalid_form(
+                "content: must be 2000 or fewer in length",
+            ));
+        }
+        let embeds = v
+            .get("embeds")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let attachments = v
+            .get("attachments")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        if content.is_empty() && embeds.is_empty() && attachments.is_empty() {
+            return Err(DiscordError::empty_message());
+        }
+        let nonce = match v.get("nonce") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.chars().count() <= 25 => Some(Value::String(s.clone())),
+            Some(Value::Number(n)) => Some(Value::Number(n.clone())),
+            Some(_) => {
+                return Err(DiscordError::invalid_form(
+                    "nonce: must be 25 or fewer in length",
+                ))
+            }
+        };
+        let enforce = v
+            .get("enforce_nonce")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let nonce_key = nonce.as_ref().map(|n| match n {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        });
+        if enforce && webhook.is_none() {
+            if let Some(key) = &nonce_key {
+                self.nonces.retain(|_, (_, at)| at.elapsed() < NONCE_WINDOW);
+                if let Some((mid, _)) = self.nonces.get(&(author_id, key.clone())) {
+                    if let Some(existing) = self.messages.get(mid) {
+                        return Ok((self.message_value(existing), Vec::new()));
+                    }
+                }
+            }
+        }
+        let id = self.next_id();
+        let msg = Message {
+            id,
+            channel_id: cid,
+            guild_id: gid,
+            author_id,
+            content,
+            embeds,
+            attachments,
+            timestamp: now_iso(),
+            edited_timestamp: None,
+            nonce: if webhook.is_some() { None } else { nonce },
+            webhook_id: webhook.as_ref().map(|w| w.0),
+            webhook_author: webhook.map(|(_, name, avatar)| (name, avatar)),
+            deleted: false,
+            created_at: Instant::now(),
+        };
+        if let (Some(key), None) = (nonce_key, msg.webhook_id) {
+            self.nonces.insert((author_id, key), (id, Instant::now()));
+        }
+        let value = self.message_value(&msg);
+        let dispatch = self.message_dispatch("MESSAGE_CREATE", &msg);
+        self.messages.insert(id, msg);
+        self.channel_messages.entry(cid).or_default().push(id);
+        if let Ok(g) = self.guild_mut(gid) {
+            if let Some(ch) = g.channels.get_mut(&cid) {
+                ch.last_message_id = Some(id);
+            }
+        }
+        Ok((value, vec![dispatch]))
+    }
+
+    pub fn edit_message(&mut self, cid: u64, mid: u64, v: &Value) -> DResult<Changed> {
+        self.live_message(cid, mid)?;
+        if let Some(c) = v.get("content").and_then(Value::as_str) {
+            if c.chars().count() > 2000 {
+                return Err(DiscordError::invalid_form(
+                    "content: must be 2000 or fewer in length",
+                ));
+            }
+        }
+        let Some(m) = self.messages.get_mut(&mid) else {
+            return Err(DiscordError::unknown_message());
+        };
+        if let Some(c) = v.get("content") {
+            m.content = c.as_str().unwrap_or("").to_owned();
+        }
+        if let Some(e) = v.get("embeds") {
+            m.embeds = e.as_array().cloned().unwrap_or_default();
+        }
+        if let Some(a) = v.get("attachments") {
+            m.attachments = a.as_array().cloned().unwrap_or_default();
+        }
+        m.edited_timestamp = Some(now_iso());
+        let m = self.live_message(cid, mid)?;
+        Ok((
+            self.message_value(m),
+            vec![self.message_dispatch("MESSAGE_UPDATE", m)],
+        ))
+    }
+
+    /// Marks a message deleted (kept for the control listing, flagged `deleted`).
+    pub fn delete_message(&mut self, cid: u64, mid: u64) -> DResult<Changed> {
+        let gid = self.live_message(cid, mid)?.guild_id;
+        if let Some(m) = self.messages.get_mut(&mid) {
+            m.deleted = true;
+        }
+        let d = json!({"id": sf(mid), "channel_id": sf(cid), "guild_id": sf(gid)});
+        Ok((
+            Value::Null,
+            vec![Dispatch::new(
+                "MESSAGE_DELETE",
+                gid,
+                INTENT_GUILD_MESSAGES,
+                d,
+            )],
+        ))
+    }
+
+    pub fn message(&self, cid: u64, mid: u64) -> DResult<&Message> {
+        self.live_message(cid, mid)
+    }
+
+    /// Live messages of a channel, newest first, as `GET /channels/{id}/messages` pages them.
+    pub fn channel_page(
+        &self,
+        cid: u64,
+        after: Option<u64>,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Vec<Value> {
+        let Some(ids) = self.channel_messages.get(&cid) else {
+            return Vec::new();
+        };
+        let live = ids
+            .iter()
+            .filter_map(|id| self.messages.get(id))
+            .filter(|m| !m.deleted)
+            .filter(|m| after.is_none_or(|a| m.id > a))
+            .filter(|m| before.is_none_or(|b| m.id < b));
+        let mut page: Vec<&Message> = if after.is_some() {
+            // Discord returns the `limit` messages right after `after`, newest first.
+            live.take(limit).collect()
+        } else {
+            let all: Vec<&Message> = live.collect();
+            let skip = all.len().saturating_sub(limit);
+            all.into_iter().skip(skip).collect()
+        };
+        page.reverse();
+        page.into_iter().map(|m| self.message_value(m)).collect()
+    }
+
+    /// Every message of a channel, oldest first, deleted ones flagged (control listing).
+    pub fn channel_log(&self, cid: u64) -> DResult<Vec<Value>> {
+        self.channel(cid)?;
+        Ok(self
+            .channel_messages
+            .get(&cid)
+            .map(|ids| {
+                ids.iter()
+                    .filter_map(|id| self.messages.get(id))
+                    .map(|m| {
+                        let mut v = with_guild_id(self.message_value(m), m.guild_id);
+                        if let Some(obj) = v.as_object_mut() {
+                            obj.insert("deleted".into(), json!(m.deleted));
+                            if let Some((_, Some(url))) = &m.webhook_author {
+                                obj.insert("avatar_url".into(), json!(url));
+                            }
+                            obj.entry("nonce").or_insert(Value::Null);
+                            obj.entry("webhook_id").or_insert(Value::Null);
+                        }
+                        v
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    // ---- webhooks ----
+
+    pub fn create_webhook(&mut self, cid: u64, name: String, creator: u64) -> DResult<Webhook> {
+        let (g, _) = self.channel(cid)?;
+        let gid = g.id;
+        let id = self.next_id();
+        // 68 characters, like Discord's webhook tokens (serenity's URL parser checks the length).
+        let token = format!(
+            "{}{}-sbx",
+            uuid::Uuid::new_v4().simple(),
+            uuid::Uuid::new_v4().simple()
+        );
+        let w = Webhook {
+            id,
+            token,
+            guild_id: gid,
+            channel_id: cid,
+            name,
+            creator_id: creator,
+        };
+        self.webhooks.insert(id, w.clone());
+        Ok(w)
+    }
+
+    pub fn webhook(&self, id: u64, token: &str) -> DResult<&Webhook> {
+        self.webhooks
+            .get(&id)
+            .filter(|w| w.token == token && self.channel_guild.contains_key(&w.channel_id))
+            .ok_or_else(DiscordError::unknown_webhook)
+    }
+
+    pub fn channel_webhooks(&self, cid: u64) -> Vec<&Webhook> {
+        let mut v: Vec<&Webhook> = self
+            .webhooks
+            .values()
+            .filter(|w| w.channel_id == cid)
+            .collect();
+        v.sort_by_key(|w| w.id);
+        v
+    }
+
+    /// Parses a bare user body (control: message authors).
+    pub fn ensure_user(&mut self, v: &Value) -> DResult<u64> {
+        let u = parse_user(v)?;
+        let id = u.id;
+        if !self.users.contains_key(&id) {
+            self.upsert_user(u);
+        }
+        Ok(id)
+    }
+}
