@@ -6,3 +6,7 @@ pub mod queue;
 pub mod testing;
 
 pub use db::{now_ms, Database};
+pub mod connectors;
+pub mod servers;
+pub mod settings;
+pub mod tokens;
