@@ -212,6 +212,27 @@ impl Driver {
         }
     }
 
+    /// Waits until the page has no request in flight.
+    async fn settle(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let busy = self
+                .script("return document.body.dataset.busy || '0';")
+                .await;
+            if busy == json!("0") {
+                return;
+            }
+            assert!(Instant::now() < deadline, "page still busy: {busy}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Clicks and waits for the requests the click started.
+    async fn click_settled(&self, css: &str) {
+        self.click(css).await;
+        self.settle().await;
+    }
+
     async fn screenshot(&self) -> Vec<u8> {
         let b64 = self.get(&self.s("/screenshot")).await;
         base64::engine::general_purpose::STANDARD
@@ -273,7 +294,7 @@ async fn set_a_limit_and_mode_see_the_snapshot_and_refresh() {
     d.goto(&format!("{base}/admin")).await;
     d.type_into("#tenant", "acme").await;
     d.type_into("#token", OPERATOR).await;
-    d.click("#connect").await;
+    d.click_settled("#connect").await;
     d.wait_text("#chip-900", "unconfigured").await;
     let url = d.script("return location.href;").await;
     assert!(
@@ -282,12 +303,12 @@ async fn set_a_limit_and_mode_see_the_snapshot_and_refresh() {
     );
 
     // Set a limit and a mode, save.
-    d.click("#chips a").await;
+    d.click_settled("#chips a").await;
     d.type_into("#seat_limit", "5").await;
     d.script("document.getElementById('enforcement_mode').value = 'enforce';")
         .await;
     d.type_into("#basic_role_id", "41").await;
-    d.click("#save").await;
+    d.click_settled("#save").await;
     d.wait_text("#notice", "Saved").await;
     d.wait_text("#chip-900", "pending").await;
     let key = ServerKey {
@@ -322,7 +343,7 @@ async fn set_a_limit_and_mode_see_the_snapshot_and_refresh() {
         updated_at: now_ms(),
     };
     store.put_snapshot(&key, snap(4)).await.expect("snapshot");
-    d.click("#chips a").await;
+    d.click_settled("#chips a").await;
     d.wait_text("#snap-seats", "4 of 5").await;
     d.wait_text("#chip-900", "ok").await;
     assert!(d.text("#snap-status").await.starts_with("fresh"));
@@ -330,7 +351,7 @@ async fn set_a_limit_and_mode_see_the_snapshot_and_refresh() {
     d.wait_text("#members", "not yet").await;
 
     // Refresh asks the auditor for a recount.
-    d.click("#refresh").await;
+    d.click_settled("#refresh").await;
     d.wait_text("#notice", "Recount requested").await;
 
     // Over the limit: the chip and the readout follow the snapshot.
@@ -360,7 +381,7 @@ async fn set_a_limit_and_mode_see_the_snapshot_and_refresh() {
             .await
             .expect("event");
     }
-    d.click("#chips a").await;
+    d.click_settled("#chips a").await;
     d.wait_text("#chip-900", "over").await;
     d.wait_text("#snap-seats", "6 of 5").await;
     let pauses = d

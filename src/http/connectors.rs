@@ -45,17 +45,17 @@ pub struct ConnectorList {
 pub struct CreateConnector {
     #[schema(pattern = "^[A-Za-z0-9_.-]{1,64}$")]
     pub connector_id: String,
-    #[schema(min_length = 1, max_length = 100)]
+    #[schema(min_length = 1, max_length = 100, pattern = "^\\s*\\S")]
     pub name: String,
-    #[schema(pattern = "^[0-9]{1,20}$")]
+    #[schema(pattern = "^[1-9][0-9]{0,18}$")]
     pub source_guild_id: String,
 }
 
 #[derive(Deserialize, ToSchema)]
 pub struct UpdateConnector {
-    #[schema(min_length = 1, max_length = 100)]
+    #[schema(min_length = 1, max_length = 100, pattern = "^\\s*\\S")]
     pub name: Option<String>,
-    #[schema(pattern = "^[0-9]{1,20}$")]
+    #[schema(pattern = "^[1-9][0-9]{0,18}$")]
     pub source_guild_id: Option<String>,
     pub enabled: Option<bool>,
 }

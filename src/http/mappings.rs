@@ -77,11 +77,11 @@ pub struct MappingList {
 
 #[derive(Deserialize, ToSchema)]
 pub struct CreateMapping {
-    #[schema(pattern = "^[0-9]{1,20}$")]
+    #[schema(pattern = "^[1-9][0-9]{0,18}$")]
     pub source_channel_id: String,
-    #[schema(pattern = "^[0-9]{1,20}$")]
+    #[schema(pattern = "^[1-9][0-9]{0,18}$")]
     pub target_guild_id: String,
-    #[schema(pattern = "^[0-9]{1,20}$")]
+    #[schema(pattern = "^[1-9][0-9]{0,18}$")]
     pub target_channel_id: String,
     #[serde(default)]
     pub delivery_mode: Option<DeliveryMode>,
@@ -89,11 +89,11 @@ pub struct CreateMapping {
 
 #[derive(Deserialize, ToSchema)]
 pub struct UpdateMapping {
-    #[schema(pattern = "^[0-9]{1,20}$")]
+    #[schema(pattern = "^[1-9][0-9]{0,18}$")]
     pub source_channel_id: Option<String>,
-    #[schema(pattern = "^[0-9]{1,20}$")]
+    #[schema(pattern = "^[1-9][0-9]{0,18}$")]
     pub target_guild_id: Option<String>,
-    #[schema(pattern = "^[0-9]{1,20}$")]
+    #[schema(pattern = "^[1-9][0-9]{0,18}$")]
     pub target_channel_id: Option<String>,
     pub delivery_mode: Option<DeliveryMode>,
     pub enabled: Option<bool>,
@@ -205,7 +205,7 @@ async fn load_mapping(
 #[utoipa::path(get, path = "/api/v1/tenants/{tenant_key}/connectors/{connector_id}/mappings/{mapping_id}", tag = "mappings",
     params(("tenant_key" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$"),
         ("connector_id" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$"),
-        ("mapping_id" = String, Path)),
+        ("mapping_id" = String, Path, pattern = "^[1-9][0-9]{0,17}$")),
     responses((status = 200, body = Mapping), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -223,7 +223,7 @@ pub async fn get_mapping(
 #[utoipa::path(put, path = "/api/v1/tenants/{tenant_key}/connectors/{connector_id}/mappings/{mapping_id}", tag = "mappings",
     params(("tenant_key" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$"),
         ("connector_id" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$"),
-        ("mapping_id" = String, Path)),
+        ("mapping_id" = String, Path, pattern = "^[1-9][0-9]{0,17}$")),
     request_body = UpdateMapping,
     responses((status = 200, body = Mapping), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)),
@@ -275,7 +275,7 @@ pub async fn update_mapping(
 #[utoipa::path(delete, path = "/api/v1/tenants/{tenant_key}/connectors/{connector_id}/mappings/{mapping_id}", tag = "mappings",
     params(("tenant_key" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$"),
         ("connector_id" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$"),
-        ("mapping_id" = String, Path)),
+        ("mapping_id" = String, Path, pattern = "^[1-9][0-9]{0,17}$")),
     responses((status = 204), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]

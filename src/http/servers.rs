@@ -234,13 +234,13 @@ pub struct PutServerConfig {
     pub override_mode: Option<Override>,
     /// Default false.
     pub stale_grace: Option<bool>,
-    #[schema(value_type = Option<String>, pattern = "^\\s*[0-9]{0,20}\\s*$")]
+    #[schema(value_type = Option<String>, pattern = "^\\s*([1-9][0-9]{0,18})?\\s*$")]
     pub basic_role_id: Option<Value>,
-    #[schema(value_type = Option<String>, pattern = "^\\s*[0-9]{0,20}\\s*$")]
+    #[schema(value_type = Option<String>, pattern = "^\\s*([1-9][0-9]{0,18})?\\s*$")]
     pub advanced_role_id: Option<Value>,
-    #[schema(value_type = Option<String>, pattern = "^\\s*[0-9]{0,20}\\s*$")]
+    #[schema(value_type = Option<String>, pattern = "^\\s*([1-9][0-9]{0,18})?\\s*$")]
     pub pro_role_id: Option<Value>,
-    #[schema(value_type = Option<String>, pattern = "^\\s*[0-9]{0,20}\\s*$")]
+    #[schema(value_type = Option<String>, pattern = "^\\s*([1-9][0-9]{0,18})?\\s*$")]
     pub notify_channel_id: Option<Value>,
 }
 
@@ -422,7 +422,7 @@ pub async fn list_servers(
 #[utoipa::path(get, path = "/api/v1/tenants/{tenant_key}/connectors/{connector_id}/servers/{guild_id}", tag = "servers",
     params(("tenant_key" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$"),
         ("connector_id" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$"),
-        ("guild_id" = String, Path, pattern = "^[0-9]{1,20}$")),
+        ("guild_id" = String, Path, pattern = "^[1-9][0-9]{0,18}$")),
     responses((status = 200, body = ServerConfig), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -440,7 +440,7 @@ pub async fn get_server(
 #[utoipa::path(put, path = "/api/v1/tenants/{tenant_key}/connectors/{connector_id}/servers/{guild_id}", tag = "servers",
     params(("tenant_key" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$"),
         ("connector_id" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$"),
-        ("guild_id" = String, Path, pattern = "^[0-9]{1,20}$")),
+        ("guild_id" = String, Path, pattern = "^[1-9][0-9]{0,18}$")),
     request_body = PutServerConfig,
     responses((status = 200, description = "updated", body = ServerConfig),
         (status = 201, description = "created", body = ServerConfig), (status = 400, body = ErrorBody),
@@ -492,7 +492,7 @@ pub async fn put_server(
 #[utoipa::path(delete, path = "/api/v1/tenants/{tenant_key}/connectors/{connector_id}/servers/{guild_id}", tag = "servers",
     params(("tenant_key" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$"),
         ("connector_id" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$"),
-        ("guild_id" = String, Path, pattern = "^[0-9]{1,20}$")),
+        ("guild_id" = String, Path, pattern = "^[1-9][0-9]{0,18}$")),
     responses((status = 204), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -533,7 +533,7 @@ pub async fn delete_server(
 #[utoipa::path(get, path = "/api/v1/tenants/{tenant_key}/connectors/{connector_id}/servers/{guild_id}/snapshot", tag = "servers",
     params(("tenant_key" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$"),
         ("connector_id" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$"),
-        ("guild_id" = String, Path, pattern = "^[0-9]{1,20}$")),
+        ("guild_id" = String, Path, pattern = "^[1-9][0-9]{0,18}$")),
     responses((status = 200, body = Snapshot), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody),
         (status = 404, description = "`seat_snapshot_missing` when the server has not been counted yet", body = ErrorBody)),
@@ -560,7 +560,7 @@ pub async fn get_snapshot(
 #[utoipa::path(post, path = "/api/v1/tenants/{tenant_key}/connectors/{connector_id}/servers/{guild_id}/audit", tag = "servers",
     params(("tenant_key" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$"),
         ("connector_id" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$"),
-        ("guild_id" = String, Path, pattern = "^[0-9]{1,20}$")),
+        ("guild_id" = String, Path, pattern = "^[1-9][0-9]{0,18}$")),
     responses((status = 202, body = AuditAccepted), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -583,7 +583,7 @@ pub async fn request_audit(
 #[utoipa::path(get, path = "/api/v1/tenants/{tenant_key}/connectors/{connector_id}/servers/{guild_id}/seats", tag = "servers",
     params(("tenant_key" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$"),
         ("connector_id" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$"),
-        ("guild_id" = String, Path, pattern = "^[0-9]{1,20}$"), PageQuery),
+        ("guild_id" = String, Path, pattern = "^[1-9][0-9]{0,18}$"), PageQuery),
     responses((status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 501, description = "`not_yet`: the counted members come from the seat auditor's live index", body = ErrorBody)),
     security(("bearer" = [])))]
@@ -616,7 +616,7 @@ fn page_limit(q: &PageQuery) -> AppResult<u64> {
 #[utoipa::path(get, path = "/api/v1/tenants/{tenant_key}/connectors/{connector_id}/servers/{guild_id}/events", tag = "servers",
     params(("tenant_key" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$"),
         ("connector_id" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$"),
-        ("guild_id" = String, Path, pattern = "^[0-9]{1,20}$"), PageQuery),
+        ("guild_id" = String, Path, pattern = "^[1-9][0-9]{0,18}$"), PageQuery),
     responses((status = 200, body = EventList), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]

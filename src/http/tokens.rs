@@ -83,7 +83,7 @@ pub async fn list_tokens(
 }
 
 #[utoipa::path(delete, path = "/api/v1/tenants/{tenant_key}/tokens/{token_id}", tag = "tokens",
-    params(("tenant_key" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$"), ("token_id" = String, Path)),
+    params(("tenant_key" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$"), ("token_id" = String, Path, pattern = "^[1-9][0-9]{0,17}$")),
     responses((status = 204), (status = 400, body = super::openapi::ErrorBody),
         (status = 401, body = super::openapi::ErrorBody), (status = 403, body = super::openapi::ErrorBody),
         (status = 404, body = super::openapi::ErrorBody)),

@@ -34,7 +34,17 @@ function notice(text, isError) {
 
 function token() { return sessionStorage.getItem("seatgate.token") || ""; }
 
+// Requests in flight, exposed as <body data-busy="N"> so tests (and styles) can tell when
+// the page has settled.
+let busy = 0;
+function setBusy(delta) { busy += delta; document.body.dataset.busy = String(busy); }
+
 async function api(method, path, body) {
+  setBusy(1);
+  try { return await apiCall(method, path, body); } finally { setBusy(-1); }
+}
+
+async function apiCall(method, path, body) {
   const headers = { Authorization: "Bearer " + token() };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
