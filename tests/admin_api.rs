@@ -914,3 +914,32 @@ async fn queues_and_metrics_report_the_audit_backlog() {
     }
     assert!(!r.text.contains(OPERATOR));
 }
+
+#[actix_web::test]
+async fn the_page_is_served_self_contained_without_a_token() {
+    let h = harness().await;
+    let app = app!(h.state);
+    for path in ["/", "/admin"] {
+        let r = send(&app, "GET", path, None, None).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}");
+        assert!(r.text.contains("src=\"/admin/app.js\""), "{path}");
+        assert!(r.text.contains("href=\"/admin/style.css\""), "{path}");
+        assert!(r.text.contains("Bronze role id") && r.text.contains("Gold role id"));
+    }
+    for path in ["/admin/app.js", "/admin/style.css"] {
+        let r = send(&app, "GET", path, None, None).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}");
+        // Works offline: nothing is fetched from another origin (the SVG namespace is a name,
+        // not a fetch).
+        let text = r.text.replace("http://www.w3.org/2000/svg", "");
+        let external =
+            text.contains("http://") || text.contains("https://") || text.contains("url(");
+        assert!(!external, "{path} references another origin");
+    }
+    let js = send(&app, "GET", "/admin/app.js", None, None).await.text;
+    assert!(js.contains("sessionStorage") && js.contains("Authorization"));
+    assert!(
+        !js.contains("localStorage"),
+        "the token must not outlive the tab"
+    );
+}
