@@ -943,3 +943,30 @@ async fn the_page_is_served_self_contained_without_a_token() {
         "the token must not outlive the tab"
     );
 }
+
+#[actix_web::test]
+async fn deleting_a_connector_drops_its_servers_from_the_cache_and_the_database() {
+    let h = harness().await;
+    let app = app!(h.state);
+    seed(&app, "acme", 900).await;
+    let k = key("acme", "c1", 900);
+    assert!(h.state.cache.policy(&k).is_some());
+    let r = send(&app, "DELETE", C, Some(OPERATOR), None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert!(
+        h.state.cache.policy(&k).is_none(),
+        "the gate no longer sees a policy"
+    );
+    let left = entities::discord_server_configs::Entity::find()
+        .all(h.t.db.conn())
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "server configs go with their connector");
+    let left = connector_mappings::Entity::find()
+        .all(h.t.db.conn())
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "mappings go with their connector");
+    let r = send(&app, "GET", &format!("{C}/servers"), Some(OPERATOR), None).await;
+    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "not_found"));
+}
