@@ -3,7 +3,7 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use actix::prelude::*;
-use actix_web::{web, App, HttpServer};
+use actix_web::{App, HttpServer};
 
 use crate::{
     actors::{
@@ -11,7 +11,7 @@ use crate::{
         gateway_ingest::GatewayIngest,
         mirror_gate::{MirrorGate, MirrorGateConfig},
         seat_auditor::{SeatAuditor, SeatAuditorConfig},
-        snapshot_cache::{SnapshotCache, SnapshotCacheActor},
+        snapshot_cache::{KillSwitchSet, PolicyUpdated, SnapshotCache, SnapshotCacheActor},
         Shutdown,
     },
     config::Settings,
@@ -21,11 +21,14 @@ use crate::{
     },
     domain::{backoff::RetryPolicy, freshness::FreshnessWindows},
     error::{AppError, AppResult, ErrorCode},
-    http::{self, AppState},
+    http::{self, auth::Authenticator, ActorLinks, AppState},
     store::{
         mirror::MirrorStore,
         queue::{AuditQueue, MirrorQueue},
         seat_audit::SeatAuditStore,
+        servers::{key_of, policy_of, ServerStore},
+        settings::SettingsStore,
+        tokens::TokenStore,
         Database,
     },
 };
@@ -62,24 +65,24 @@ impl Running {
 
 fn retry_policy(settings: &Settings) -> RetryPolicy {
     RetryPolicy {
-        base: Duration::from_secs(settings.queue_backoff_base_secs),
-        cap: Duration::from_secs(settings.queue_backoff_cap_secs),
+        base: std::time::Duration::from_secs(settings.queue_backoff_base_secs),
+        cap: std::time::Duration::from_secs(settings.queue_backoff_cap_secs),
         max_attempts: settings.queue_max_attempts,
     }
 }
 
-/// The Discord REST adapter for the configured token and base URL, if a token is set.
-fn discord_rest(settings: &Settings) -> Option<Arc<SerenityRest>> {
-    let token = settings.discord_token.as_ref().filter(|t| !t.is_empty())?;
-    let http = crate::discord::connect::http(&settings.discord_api_url, token.expose());
-    Some(Arc::new(SerenityRest::new(Arc::new(http))))
+/// The four actors behind the admin HTTP server, wired to each other.
+pub struct Actors {
+    pub cache: SnapshotCache,
+    pub gate: Addr<MirrorGate>,
+    pub cache_actor: Addr<SnapshotCacheActor>,
+    pub auditor: Addr<SeatAuditor>,
+    pub ingest: Addr<GatewayIngest>,
 }
 
-/// Connects, migrates and starts the five actors wired to each other. Must run inside an
+/// Starts the gate, the snapshot cache, the auditor and gateway ingest. Must run inside an
 /// actix system.
-pub async fn start(settings: &Settings) -> AppResult<Running> {
-    let db = Database::connect(&settings.database_url).await?;
-    db.migrate().await?;
+pub fn start_actors(db: &Database, settings: &Settings) -> Actors {
     let policy = retry_policy(settings);
     let worker_id = settings.worker_id();
     let cache = SnapshotCache::new(settings.kill_switch);
@@ -96,9 +99,9 @@ pub async fn start(settings: &Settings) -> AppResult<Running> {
     gate_cfg.windows =
         FreshnessWindows::from_secs(settings.fresh_window_secs, settings.stale_window_secs);
     let gate = MirrorGate::new(
-        mirror_store,
+        mirror_store.clone(),
         cache.clone(),
-        port.clone(),
+        port,
         Some(auditor.clone().recipient()),
         gate_cfg,
     )
@@ -132,34 +135,108 @@ pub async fn start(settings: &Settings) -> AppResult<Running> {
         auditor.clone().recipient(),
         settings.discord_api_url.clone(),
     )
-    .with_mirror(
-        MirrorStore::new(db.clone(), MirrorQueue::mirror(db.clone(), policy)),
-        gate.clone().recipient(),
-    );
+    .with_mirror(mirror_store, gate.clone().recipient());
     if let Some(token) = settings.discord_token.clone().filter(|t| !t.is_empty()) {
         ingest = ingest.with_token(token);
     }
     let ingest = ingest.start();
+    Actors {
+        cache,
+        gate,
+        cache_actor,
+        auditor,
+        ingest,
+    }
+}
 
-    let state = AppState {
+/// The Discord REST adapter for the configured token and base URL, if a token is set.
+fn discord_rest(settings: &Settings) -> Option<Arc<SerenityRest>> {
+    let token = settings.discord_token.as_ref().filter(|t| !t.is_empty())?;
+    let http = crate::discord::connect::http(&settings.discord_api_url, token.expose());
+    Some(Arc::new(SerenityRest::new(Arc::new(http))))
+}
+
+/// The admin API's state. Loads what the API persisted into the snapshot cache first: the
+/// kill switch (on when the configuration or the last API call says so) and every server's
+/// enforcement policy.
+pub async fn admin_state(
+    db: &Database,
+    settings: &Settings,
+    actors: &Actors,
+) -> AppResult<AppState> {
+    let settings_store = SettingsStore::new(db.clone());
+    let persisted = settings_store.kill_switch().await?;
+    let kill_switch = settings.kill_switch || persisted.unwrap_or(false);
+    if settings.kill_switch && persisted != Some(true) {
+        settings_store.set_kill_switch(true).await?;
+    }
+    actors
+        .cache_actor
+        .send(KillSwitchSet(kill_switch))
+        .await
+        .map_err(|err| AppError::internal("snapshot cache did not start").with_source(err))?;
+    let configs = ServerStore::new(db.clone()).all_configs().await?;
+    for row in &configs {
+        actors
+            .cache_actor
+            .send(PolicyUpdated {
+                key: key_of(row),
+                policy: Some(policy_of(row)),
+            })
+            .await
+            .map_err(|err| AppError::internal("snapshot cache did not start").with_source(err))?;
+    }
+    tracing::info!(
+        servers = configs.len(),
+        kill_switch,
+        "[admin/discord-bot] server policies loaded into the snapshot cache"
+    );
+    let auth = Authenticator::new(
+        settings.operator_token.as_ref(),
+        TokenStore::new(db.clone()),
+    );
+    if !auth.has_operator_token() {
+        tracing::warn!("SEATGATE_OPERATOR_TOKEN is not set: only tenant tokens can use the admin API, and none can be created");
+    }
+    let policy = retry_policy(settings);
+    Ok(AppState {
         db: db.clone(),
-        cache: cache.clone(),
-    };
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(web::Data::new(state.clone()))
-            .configure(http::configure)
+        cache: actors.cache.clone(),
+        auth,
+        actors: ActorLinks {
+            audit: actors.auditor.clone().recipient(),
+            policy: actors.cache_actor.clone().recipient(),
+            kill_switch: actors.cache_actor.clone().recipient(),
+            wake: actors.gate.clone().recipient(),
+        },
+        windows: FreshnessWindows::from_secs(
+            settings.fresh_window_secs,
+            settings.stale_window_secs,
+        ),
+        audit_queue: AuditQueue::audit(db.clone(), policy),
+        mirror_queue: MirrorQueue::mirror(db.clone(), policy),
+        metrics: http::metrics::install(),
     })
-    .workers(2)
-    .disable_signals()
-    .shutdown_timeout(10)
-    .bind(settings.bind)
-    .map_err(|err| {
-        AppError::new(
-            ErrorCode::IoError,
-            format!("SEATGATE_BIND: cannot listen on {}: {err}", settings.bind),
-        )
-    })?;
+}
+
+/// Connects, migrates and starts the five actors wired to each other. Must run inside an
+/// actix system.
+pub async fn start(settings: &Settings) -> AppResult<Running> {
+    let db = Database::connect(&settings.database_url).await?;
+    db.migrate().await?;
+    let actors = start_actors(&db, settings);
+    let state = admin_state(&db, settings, &actors).await?;
+    let server = HttpServer::new(move || App::new().configure(http::configure(state.clone())))
+        .workers(2)
+        .disable_signals()
+        .shutdown_timeout(10)
+        .bind(settings.bind)
+        .map_err(|err| {
+            AppError::new(
+                ErrorCode::IoError,
+                format!("SEATGATE_BIND: cannot listen on {}: {err}", settings.bind),
+            )
+        })?;
     let bound = server.addrs().first().copied().unwrap_or(settings.bind);
     let server = server.run();
     let http = AdminHttp::new(server.handle()).start();
@@ -169,6 +246,13 @@ pub async fn start(settings: &Settings) -> AppResult<Running> {
         }
     });
     tracing::info!(%bound, "admin HTTP listening");
+    let Actors {
+        cache,
+        gate,
+        cache_actor,
+        auditor,
+        ingest,
+    } = actors;
     Ok(Running {
         bound,
         db,

@@ -22,6 +22,8 @@ pub enum ErrorCode {
     SeatLimitInvalid,
     GuildIdInvalid,
     SnowflakeInvalid,
+    TenantKeyInvalid,
+    ConnectorIdInvalid,
     ValidationFailed,
     InvalidJson,
     PayloadTooLarge,
@@ -68,6 +70,8 @@ impl ErrorCode {
             SeatLimitInvalid => "seat_limit_invalid",
             GuildIdInvalid => "guild_id_invalid",
             SnowflakeInvalid => "snowflake_invalid",
+            TenantKeyInvalid => "tenant_key_invalid",
+            ConnectorIdInvalid => "connector_id_invalid",
             ValidationFailed => "validation_failed",
             InvalidJson => "invalid_json",
             PayloadTooLarge => "payload_too_large",
@@ -110,6 +114,8 @@ impl ErrorCode {
             SeatLimitInvalid,
             GuildIdInvalid,
             SnowflakeInvalid,
+            TenantKeyInvalid,
+            ConnectorIdInvalid,
             ValidationFailed,
             InvalidJson,
             PayloadTooLarge,
@@ -148,7 +154,9 @@ impl ErrorCode {
         use ErrorCode::*;
         match self {
             SeatLimitRequired | SeatLimitInvalid | GuildIdInvalid | SnowflakeInvalid
-            | ValidationFailed | InvalidJson => StatusCode::BAD_REQUEST,
+            | TenantKeyInvalid | ConnectorIdInvalid | ValidationFailed | InvalidJson => {
+                StatusCode::BAD_REQUEST
+            }
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             AuthRequired | AuthInvalid => StatusCode::UNAUTHORIZED,
             Forbidden => StatusCode::FORBIDDEN,
@@ -238,6 +246,13 @@ impl std::error::Error for AppError {
 impl From<sea_orm::DbErr> for AppError {
     fn from(err: sea_orm::DbErr) -> Self {
         use sea_orm::DbErr;
+        if let Some(sea_orm::SqlErr::UniqueConstraintViolation(_)) = err.sql_err() {
+            return AppError::new(
+                ErrorCode::Conflict,
+                "a row with the same key already exists",
+            )
+            .with_source(err);
+        }
         let code = match &err {
             DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => ErrorCode::DatabaseUnavailable,
             _ => ErrorCode::DatabaseError,

@@ -9,6 +9,8 @@ pub mod discord_server_seat_snapshots;
 pub mod mirror_jobs;
 pub mod mirror_message_links;
 pub mod seat_enforcement_events;
+pub mod service_settings;
+pub mod tenant_tokens;
 
 pub mod prelude {
     pub use super::connector_mappings::Entity as ConnectorMappings;
@@ -19,4 +21,6 @@ pub mod prelude {
     pub use super::mirror_jobs::Entity as MirrorJobs;
     pub use super::mirror_message_links::Entity as MirrorMessageLinks;
     pub use super::seat_enforcement_events::Entity as SeatEnforcementEvents;
+    pub use super::service_settings::Entity as ServiceSettings;
+    pub use super::tenant_tokens::Entity as TenantTokens;
 }

@@ -17,6 +17,8 @@ mod m20261125_000005_create_discord_seat_audit_jobs;
 mod m20261125_000006_create_mirror_jobs;
 mod m20261125_000007_create_mirror_message_links;
 mod m20261125_000008_create_seat_enforcement_events;
+mod m20261125_000009_create_tenant_tokens;
+mod m20261125_000010_create_service_settings;
 mod queue_columns;
 
 pub struct Migrator;
@@ -33,6 +35,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000006_create_mirror_jobs::Migration),
             Box::new(m20261125_000007_create_mirror_message_links::Migration),
             Box::new(m20261125_000008_create_seat_enforcement_events::Migration),
+            Box::new(m20261125_000009_create_tenant_tokens::Migration),
+            Box::new(m20261125_000010_create_service_settings::Migration),
         ]
     }
 }
@@ -47,6 +51,8 @@ pub const TABLES: &[&str] = &[
     "mirror_jobs",
     "mirror_message_links",
     "seat_enforcement_events",
+    "tenant_tokens",
+    "service_settings",
 ];
 
 /// Every named index the migrations create.
@@ -64,4 +70,6 @@ pub const INDEXES: &[&str] = &[
     "mirror_jobs_by_source_message",
     "mirror_message_links_by_mapping_source",
     "seat_enforcement_events_by_tenant_connector_guild",
+    "tenant_tokens_by_hash",
+    "tenant_tokens_by_tenant",
 ];

@@ -1,18 +1,156 @@
-//! Admin HTTP surface: health probes now; the admin API and page join here.
+//! Admin HTTP surface: health probes, the admin API under `/api/v1`, `/metrics`, and the
+//! admin page. One module per concern; every handler answers errors as
+//! `{"error": {"code", "message"}}` with a stable code, never a bare 500 for bad input.
 
+pub mod auth;
+pub mod connectors;
+pub mod enforcement;
 pub mod health;
+pub mod mappings;
+pub mod metrics;
+pub mod openapi;
+pub mod page;
+pub mod queues;
+pub mod servers;
+pub mod tokens;
+pub mod validate;
 
-use actix_web::web;
+use actix::Recipient;
+use actix_web::{
+    error::{JsonPayloadError, PathError, QueryPayloadError},
+    web, HttpRequest, HttpResponse,
+};
 
-use crate::{actors::snapshot_cache::SnapshotCache, store::Database};
+use crate::{
+    actors::{
+        mirror_gate::Wake,
+        seat_auditor::AuditRequested,
+        snapshot_cache::{KillSwitchSet, PolicyUpdated, SnapshotCache},
+    },
+    domain::freshness::FreshnessWindows,
+    error::{AppError, ErrorCode},
+    store::{
+        queue::{AuditQueue, MirrorQueue},
+        Database,
+    },
+};
+
+/// Largest request body the admin API reads.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The actors the admin API talks to.
+#[derive(Clone)]
+pub struct ActorLinks {
+    /// Seat auditor: recount a server.
+    pub audit: Recipient<AuditRequested>,
+    /// Snapshot cache actor: a server's policy changed.
+    pub policy: Recipient<PolicyUpdated>,
+    /// Snapshot cache actor: the global kill switch changed.
+    pub kill_switch: Recipient<KillSwitchSet>,
+    /// Mirror gate: something changed that may unblock or create work.
+    pub wake: Recipient<Wake>,
+}
 
 /// Shared state of every request handler.
 #[derive(Clone)]
 pub struct AppState {
     pub db: Database,
     pub cache: SnapshotCache,
+    pub auth: auth::Authenticator,
+    pub actors: ActorLinks,
+    pub windows: FreshnessWindows,
+    pub audit_queue: AuditQueue,
+    pub mirror_queue: MirrorQueue,
+    pub metrics: metrics_exporter_prometheus::PrometheusHandle,
 }
 
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(health::healthz).service(health::readyz);
+/// Registers every route with its state and extractor configuration.
+pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg: &mut web::ServiceConfig| {
+        cfg.app_data(web::Data::new(state))
+            .app_data(json_config())
+            .app_data(path_config())
+            .app_data(query_config())
+            .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
+            .service(health::healthz)
+            .service(health::readyz)
+            .service(metrics::prometheus)
+            .service(openapi::openapi_json)
+            .service(tokens::create_token)
+            .service(tokens::list_tokens)
+            .service(tokens::revoke_token)
+            .service(connectors::list_connectors)
+            .service(connectors::create_connector)
+            .service(connectors::get_connector)
+            .service(connectors::update_connector)
+            .service(connectors::delete_connector)
+            .service(mappings::list_mappings)
+            .service(mappings::create_mapping)
+            .service(mappings::get_mapping)
+            .service(mappings::update_mapping)
+            .service(mappings::delete_mapping)
+            .service(servers::list_servers)
+            .service(servers::get_server)
+            .service(servers::put_server)
+            .service(servers::delete_server)
+            .service(servers::get_snapshot)
+            .service(servers::request_audit)
+            .service(servers::list_seats)
+            .service(servers::list_events)
+            .service(enforcement::get_enforcement)
+            .service(enforcement::put_enforcement)
+            .service(queues::get_queues)
+            .service(page::index)
+            .service(page::admin_index)
+            .service(page::app_js)
+            .service(page::style_css)
+            .default_service(web::to(no_route));
+    }
+}
+
+/// Message of the 404 for a path no route serves (tests tell it from "resource absent").
+pub const NO_ROUTE: &str = "no such route";
+
+async fn no_route(_req: HttpRequest) -> Result<HttpResponse, AppError> {
+    Err(AppError::new(ErrorCode::NotFound, NO_ROUTE))
+}
+
+fn json_config() -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(MAX_BODY_BYTES)
+        .error_handler(|err, _req| {
+            let app = match &err {
+                JsonPayloadError::Overflow { .. }
+                | JsonPayloadError::OverflowKnownLength { .. } => AppError::new(
+                    ErrorCode::PayloadTooLarge,
+                    format!("request body is larger than {MAX_BODY_BYTES} bytes"),
+                ),
+                JsonPayloadError::ContentType => AppError::new(
+                    ErrorCode::InvalidJson,
+                    "request body must be JSON with Content-Type: application/json",
+                ),
+                JsonPayloadError::Deserialize(e) => AppError::new(
+                    ErrorCode::InvalidJson,
+                    format!("request body does not fit this route: {e}"),
+                ),
+                _ => AppError::new(ErrorCode::InvalidJson, "request body could not be read"),
+            };
+            app.into()
+        })
+}
+
+fn path_config() -> web::PathConfig {
+    web::PathConfig::default().error_handler(|err: PathError, _req| {
+        AppError::new(ErrorCode::ValidationFailed, format!("bad path: {err}")).into()
+    })
+}
+
+fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default().error_handler(|err: QueryPayloadError, _req| {
+        AppError::new(
+            ErrorCode::ValidationFailed,
+            format!("bad query string: {err}"),
+        )
+        .into()
+    })
 }

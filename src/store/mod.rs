@@ -8,3 +8,7 @@ pub mod seat_audit;
 pub mod testing;
 
 pub use db::{now_ms, Database};
+pub mod connectors;
+pub mod servers;
+pub mod settings;
+pub mod tokens;

@@ -1,0 +1,124 @@
+//! Bearer-token authentication. The operator token (from configuration) reaches every
+//! tenant; tenant tokens (stored as SHA-256, see `store::tokens`) reach only their tenant,
+//! and another tenant's resources answer 404 as if absent. Tokens are compared in constant
+//! time and never logged.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::{dev::Payload, web, FromRequest, HttpRequest};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::AppState;
+use crate::{
+    config::Secret,
+    error::{AppError, AppResult, ErrorCode},
+    store::tokens::{hash_token, TokenStore},
+};
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    Operator,
+    Tenant(String),
+}
+
+impl Caller {
+    /// Operator-only routes: a tenant token gets 403.
+    pub fn require_operator(&self) -> AppResult<()> {
+        match self {
+            Caller::Operator => Ok(()),
+            Caller::Tenant(_) => Err(AppError::new(
+                ErrorCode::Forbidden,
+                "this route needs the operator token",
+            )),
+        }
+    }
+
+    /// Tenant-scoped routes: another tenant's data answers 404, as if it did not exist.
+    pub fn reach(&self, tenant_key: &str) -> AppResult<()> {
+        match self {
+            Caller::Operator => Ok(()),
+            Caller::Tenant(own) if own == tenant_key => Ok(()),
+            Caller::Tenant(_) => Err(AppError::new(ErrorCode::NotFound, "tenant not found")),
+        }
+    }
+}
+
+/// Checks presented tokens against the operator token and the stored tenant tokens.
+#[derive(Clone)]
+pub struct Authenticator {
+    operator_hash: Option<[u8; 32]>,
+    tokens: TokenStore,
+}
+
+impl Authenticator {
+    pub fn new(operator_token: Option<&Secret>, tokens: TokenStore) -> Self {
+        let operator_hash = operator_token
+            .filter(|t| !t.is_empty())
+            .map(|t| Sha256::digest(t.expose().as_bytes()).into());
+        Self {
+            operator_hash,
+            tokens,
+        }
+    }
+
+    pub fn has_operator_token(&self) -> bool {
+        self.operator_hash.is_some()
+    }
+
+    /// Resolves a presented bearer token to a caller.
+    pub async fn authenticate(&self, token: &str) -> AppResult<Caller> {
+        let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        if let Some(op) = &self.operator_hash {
+            if bool::from(op.ct_eq(&presented)) {
+                return Ok(Caller::Operator);
+            }
+        }
+        let hash = hash_token(token);
+        if let Some(row) = self.tokens.find_by_hash(&hash).await? {
+            if bool::from(row.token_hash.as_bytes().ct_eq(hash.as_bytes())) {
+                return Ok(Caller::Tenant(row.tenant_key));
+            }
+        }
+        Err(invalid())
+    }
+}
+
+fn invalid() -> AppError {
+    AppError::new(ErrorCode::AuthInvalid, "the bearer token is not valid")
+}
+
+/// The bearer token of a request: 401 `auth_required` without one, `auth_invalid` when
+/// the header is malformed.
+fn bearer(req: &HttpRequest) -> AppResult<String> {
+    let Some(value) = req.headers().get(actix_web::http::header::AUTHORIZATION) else {
+        return Err(AppError::new(
+            ErrorCode::AuthRequired,
+            "send Authorization: Bearer <token>",
+        ));
+    };
+    let text = value.to_str().map_err(|_| invalid())?;
+    let (scheme, token) = text.trim().split_once(' ').ok_or_else(invalid)?;
+    let token = token.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() || token.len() > 512 {
+        return Err(invalid());
+    }
+    Ok(token.to_owned())
+}
+
+impl FromRequest for Caller {
+    type Error = AppError;
+    type Future = Pin<Box<dyn Future<Output = Result<Caller, AppError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let token = bearer(req);
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        Box::pin(async move {
+            let token = token?;
+            let state = state.ok_or_else(|| AppError::internal("admin state is not configured"))?;
+            state.auth.authenticate(&token).await
+        })
+    }
+}

@@ -1,0 +1,130 @@
+//! `/metrics` in Prometheus text format. The recorder is installed once per process; the
+//! auditor and the gate record into it with the `metrics` macros under the names below, and
+//! the scrape refreshes the gauges that are read from the database (queue depths, snapshots
+//! by status, the kill switch).
+
+use std::sync::OnceLock;
+
+use actix_web::{get, web, HttpResponse};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+use super::{queues, AppState};
+use crate::{
+    domain::freshness::Freshness,
+    error::AppResult,
+    store::{now_ms, servers::ServerStore},
+};
+
+/// Counter, label `outcome` = `ok` | `failed`.
+pub const AUDITS_TOTAL: &str = "seatgate_audits_total";
+/// Gauge, label `status` = `fresh` | `stale` | `expired`.
+pub const SNAPSHOTS: &str = "seatgate_snapshots";
+/// Counter, label `reason` = a gate error code (`seat_limit_exceeded`, ...).
+pub const JOBS_BLOCKED_TOTAL: &str = "seatgate_mirror_jobs_blocked_total";
+/// Histogram, seconds from a source message to its mirrored copy.
+pub const MIRROR_LATENCY: &str = "seatgate_mirror_latency_seconds";
+/// Histogram, seconds a server stayed paused before it resumed.
+pub const PAUSE_TO_RESUME: &str = "seatgate_pause_to_resume_seconds";
+/// Gauge, labels `queue` = `audit` | `mirror`, `status` = `pending` | `processing` | `failed`.
+pub const QUEUE_DEPTH: &str = "seatgate_queue_depth";
+/// Gauge, labels `queue`: seconds since the oldest due pending job became due.
+pub const QUEUE_OLDEST_DUE: &str = "seatgate_queue_oldest_due_seconds";
+/// Gauge: 1 while the global kill switch is on.
+pub const KILL_SWITCH: &str = "seatgate_kill_switch";
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The process's Prometheus handle, installing the recorder on first use. When another
+/// recorder is already installed (a second test in the same process built its own), a
+/// detached recorder still renders what the API sets on it.
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let builder = || {
+                PrometheusBuilder::new()
+                    .set_buckets(&[
+                        0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+                    ])
+                    .unwrap_or_else(|_| PrometheusBuilder::new())
+            };
+            let handle = builder()
+                .install_recorder()
+                .unwrap_or_else(|_| builder().build_recorder().handle());
+            describe();
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    ::metrics::describe_counter!(AUDITS_TOTAL, "Seat audits finished, by outcome");
+    ::metrics::describe_gauge!(SNAPSHOTS, "Server snapshots by freshness status");
+    ::metrics::describe_counter!(
+        JOBS_BLOCKED_TOTAL,
+        "Mirror jobs held by the gate, by reason"
+    );
+    ::metrics::describe_histogram!(MIRROR_LATENCY, "Source message to mirrored copy, seconds");
+    ::metrics::describe_histogram!(PAUSE_TO_RESUME, "Time a server stayed paused, seconds");
+    ::metrics::describe_gauge!(QUEUE_DEPTH, "Jobs per queue and status");
+    ::metrics::describe_gauge!(
+        QUEUE_OLDEST_DUE,
+        "Age of the oldest due pending job, seconds"
+    );
+    ::metrics::describe_gauge!(KILL_SWITCH, "1 while the global kill switch is on");
+    // Counters exist from the start, so alerts on rate() see zero instead of no data.
+    for outcome in ["ok", "failed"] {
+        ::metrics::counter!(AUDITS_TOTAL, "outcome" => outcome).increment(0);
+    }
+    for reason in [
+        "seat_limit_exceeded",
+        "seat_check_pending",
+        "seat_audit_failed",
+        "seat_override_block",
+        "mirror_job_expired",
+    ] {
+        ::metrics::counter!(JOBS_BLOCKED_TOTAL, "reason" => reason).increment(0);
+    }
+}
+
+async fn refresh(state: &AppState) -> AppResult<()> {
+    for q in queues::all_counts(state).await? {
+        for (status, n) in [
+            ("pending", q.pending),
+            ("processing", q.processing),
+            ("failed", q.failed),
+        ] {
+            ::metrics::gauge!(QUEUE_DEPTH, "queue" => q.name.clone(), "status" => status)
+                .set(n as f64);
+        }
+        ::metrics::gauge!(QUEUE_OLDEST_DUE, "queue" => q.name.clone())
+            .set(q.oldest_due_age_ms.unwrap_or(0) as f64 / 1000.0);
+    }
+    let now = now_ms();
+    let (mut fresh, mut stale, mut expired) = (0u32, 0u32, 0u32);
+    for s in ServerStore::new(state.db.clone()).all_snapshots().await? {
+        let status = match Freshness::parse(&s.status) {
+            Some(Freshness::Expired) => Freshness::Expired,
+            _ => state.windows.classify(s.checked_at, now),
+        };
+        match status {
+            Freshness::Fresh => fresh += 1,
+            Freshness::Stale => stale += 1,
+            Freshness::Expired => expired += 1,
+        }
+    }
+    ::metrics::gauge!(SNAPSHOTS, "status" => "fresh").set(f64::from(fresh));
+    ::metrics::gauge!(SNAPSHOTS, "status" => "stale").set(f64::from(stale));
+    ::metrics::gauge!(SNAPSHOTS, "status" => "expired").set(f64::from(expired));
+    ::metrics::gauge!(KILL_SWITCH).set(if state.cache.kill_switch() { 1.0 } else { 0.0 });
+    Ok(())
+}
+
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain", body = String)))]
+#[get("/metrics")]
+pub async fn prometheus(state: web::Data<AppState>) -> AppResult<HttpResponse> {
+    refresh(&state).await?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.metrics.render()))
+}

@@ -1,0 +1,61 @@
+//! `/api/v1/openapi.json`, generated from the handlers' `#[utoipa::path]` attributes.
+
+use actix_web::{get, HttpResponse};
+use serde::Serialize;
+use utoipa::{
+    openapi::security::{Http, HttpAuthScheme, SecurityScheme},
+    Modify, OpenApi, ToSchema,
+};
+
+use super::{connectors, enforcement, mappings, metrics, queues, servers, tokens};
+
+/// Every error: `{"error": {"code", "message"}}`.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable snake_case code (`seat_limit_invalid`, `auth_required`, ...).
+    pub code: String,
+    pub message: String,
+}
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "seatgate admin API", description = "Connectors, mappings, per-server seat limits and enforcement"),
+    modifiers(&BearerAuth),
+    paths(
+        tokens::create_token, tokens::list_tokens, tokens::revoke_token,
+        connectors::list_connectors, connectors::create_connector, connectors::get_connector,
+        connectors::update_connector, connectors::delete_connector,
+        mappings::list_mappings, mappings::create_mapping, mappings::get_mapping,
+        mappings::update_mapping, mappings::delete_mapping,
+        servers::list_servers, servers::get_server, servers::put_server, servers::delete_server,
+        servers::get_snapshot, servers::request_audit, servers::list_seats, servers::list_events,
+        enforcement::get_enforcement, enforcement::put_enforcement,
+        queues::get_queues, metrics::prometheus, openapi_json,
+    ),
+    components(schemas(ErrorBody, ErrorDetail))
+)]
+pub struct ApiDoc;
+
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "operations",
+    responses((status = 200, description = "This document", content_type = "application/json")))]
+#[get("/api/v1/openapi.json")]
+pub async fn openapi_json() -> HttpResponse {
+    HttpResponse::Ok().json(ApiDoc::openapi())
+}

@@ -1,0 +1,292 @@
+// seatgate admin page. Plain JS, no dependencies. The bearer token lives in sessionStorage
+// and travels only in the Authorization header, never in a URL.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const SVG = "http://www.w3.org/2000/svg";
+const S = { tenant: "", connector: "", guild: "", servers: [] };
+
+// Error codes as sentences an admin can act on (the same codes as the API and the logs).
+const SENTENCES = {
+  seat_limit_exceeded: "More people can see the mirrored channels than this server pays for; mirroring is paused until members leave or the limit is raised.",
+  seat_check_pending: "The seat count is not current yet; mirroring waits for a fresh count.",
+  seat_snapshot_missing: "This server has not been counted yet. Press Refresh count.",
+  seat_audit_failed: "Counting the seats failed repeatedly (the bot may have lost access to the server); mirroring is paused until a count succeeds.",
+  seat_override_block: "An operator has paused this server by override.",
+  mirror_job_expired: "Messages waited longer than the maximum age and were dropped.",
+  seat_limit_required: "Enter a seat limit.",
+  seat_limit_invalid: "The seat limit must be a whole number, 0 or more.",
+  guild_id_invalid: "That guild id is not a Discord id.",
+  snowflake_invalid: "A role or channel id is not a Discord id.",
+  auth_required: "Enter a token.",
+  auth_invalid: "That token is not valid (revoked or mistyped).",
+  not_found: "Not found (or not yours).",
+  not_yet: "Not available yet.",
+};
+const sentence = (code, fallback) => SENTENCES[code] || fallback || code;
+
+function notice(text, isError) {
+  const n = $("notice");
+  n.textContent = text;
+  n.hidden = !text;
+  n.className = isError ? "notice error" : "notice";
+}
+
+function token() { return sessionStorage.getItem("seatgate.token") || ""; }
+
+// Requests in flight, exposed as <body data-busy="N"> so tests (and styles) can tell when
+// the page has settled.
+let busy = 0;
+function setBusy(delta) { busy += delta; document.body.dataset.busy = String(busy); }
+
+async function api(method, path, body) {
+  setBusy(1);
+  try { return await apiCall(method, path, body); } finally { setBusy(-1); }
+}
+
+async function apiCall(method, path, body) {
+  const headers = { Authorization: "Bearer " + token() };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  let data = null;
+  if (res.status !== 204) { try { data = await res.json(); } catch (_) { data = null; } }
+  if (!res.ok) {
+    const code = data && data.error ? data.error.code : "http_" + res.status;
+    const message = data && data.error ? data.error.message : res.statusText;
+    const err = new Error(sentence(code, message));
+    err.code = code; err.status = res.status; err.apiMessage = message;
+    throw err;
+  }
+  return data;
+}
+
+const enc = encodeURIComponent;
+const base = () => `/api/v1/tenants/${enc(S.tenant)}/connectors`;
+const serverPath = () => `${base()}/${enc(S.connector)}/servers/${enc(S.guild)}`;
+
+function option(select, value, label) {
+  const o = document.createElement("option");
+  o.value = value; o.textContent = label;
+  select.appendChild(o);
+}
+
+async function loadConnectors() {
+  const list = await api("GET", base());
+  const sel = $("connector");
+  sel.replaceChildren();
+  for (const c of list.items) option(sel, c.connector_id, `${c.name} (${c.connector_id})`);
+  if (!list.items.length) { notice("This tenant has no connectors yet."); return; }
+  if (!list.items.some((c) => c.connector_id === S.connector)) S.connector = list.items[0].connector_id;
+  sel.value = S.connector;
+  await loadServers();
+}
+
+async function loadServers() {
+  const list = await api("GET", `${base()}/${enc(S.connector)}/servers`);
+  S.servers = list.items;
+  const chips = $("chips");
+  chips.replaceChildren();
+  const sel = $("guild");
+  sel.replaceChildren();
+  for (const s of list.items) {
+    const li = document.createElement("li");
+    const a = document.createElement("a");
+    a.href = `#/c/${enc(S.connector)}/g/${s.guild_id}`;
+    a.dataset.guild = s.guild_id;
+    const name = document.createElement("span");
+    name.className = "mono";
+    name.textContent = s.guild_id;
+    const chip = document.createElement("span");
+    chip.className = "chip " + s.seat_status;
+    chip.dataset.status = s.seat_status;
+    chip.id = "chip-" + s.guild_id;
+    chip.textContent = s.seat_status;
+    a.append(name, chip);
+    // Opening a server's panel also refreshes every chip of the workspace.
+    a.addEventListener("click", (e) => {
+      e.preventDefault();
+      guarded(async () => { S.guild = s.guild_id; location.hash = `#/c/${enc(S.connector)}/g/${s.guild_id}`; await loadServers(); });
+    });
+    li.appendChild(a);
+    chips.appendChild(li);
+    option(sel, s.guild_id, s.guild_id);
+  }
+  if (!S.guild && list.items.length) S.guild = list.items[0].guild_id;
+  if (S.guild) { if (!list.items.some((s) => s.guild_id === S.guild)) option(sel, S.guild, S.guild); sel.value = S.guild; await loadPanel(); }
+}
+
+async function selectGuild(id) {
+  S.guild = id;
+  $("guild").value = id;
+  location.hash = `#/c/${enc(S.connector)}/g/${id}`;
+  await loadPanel();
+}
+
+function fillForm(cfg) {
+  $("seat_limit").value = cfg ? cfg.seat_limit : "";
+  $("enforcement_mode").value = cfg ? cfg.enforcement_mode : "off";
+  $("override").value = cfg ? cfg.override : "none";
+  $("stale_grace").checked = cfg ? cfg.stale_grace : false;
+  for (const f of ["basic_role_id", "advanced_role_id", "pro_role_id", "notify_channel_id"]) $(f).value = cfg && cfg[f] ? cfg[f] : "";
+}
+
+async function loadPanel() {
+  $("panel-guild").textContent = S.guild;
+  let cfg = null;
+  try { cfg = await api("GET", serverPath()); } catch (e) { if (e.status !== 404) throw e; }
+  fillForm(cfg);
+  let snap = null;
+  try { snap = await api("GET", serverPath() + "/snapshot"); } catch (e) { if (e.code !== "seat_snapshot_missing" && e.status !== 404) throw e; }
+  renderSnapshot(snap, cfg);
+  let events = { items: [] };
+  try { events = await api("GET", serverPath() + "/events?limit=200"); } catch (_) { /* shown empty */ }
+  renderPlot(events.items, snap, cfg);
+  await loadMembers(cfg);
+}
+
+function renderSnapshot(snap, cfg) {
+  const limit = snap ? snap.seat_limit : cfg ? cfg.seat_limit : 0;
+  const used = snap ? snap.seats_used : null;
+  $("snap-seats").textContent = snap ? `${used} of ${limit}` : "not counted yet";
+  $("snap-status").textContent = snap ? snap.status + (snap.is_over_limit ? ", over the limit" : "") : "-";
+  $("snap-checked").textContent = snap ? new Date(snap.checked_at).toLocaleString() : "-";
+  $("snap-tiers").textContent = snap ? `bronze ${snap.tiers.basic}, silver ${snap.tiers.advanced}, gold ${snap.tiers.pro}` : "-";
+  $("snap-error").textContent = snap ? (snap.last_error ? sentence(snap.last_error) : "none") : sentence("seat_snapshot_missing");
+  drawGauge(used, limit);
+}
+
+function el(name, attrs, text) {
+  const e = document.createElementNS(SVG, name);
+  for (const [k, v] of Object.entries(attrs)) e.setAttribute(k, v);
+  if (text !== undefined) e.textContent = text;
+  return e;
+}
+
+function drawGauge(used, limit) {
+  const g = $("gauge");
+  g.replaceChildren();
+  const arc = (frac, color, w) => {
+    const a = Math.PI * (1 - Math.min(Math.max(frac, 0), 1));
+    const x = 100 + 80 * Math.cos(a), y = 100 - 80 * Math.sin(a);
+    return el("path", { d: `M 20 100 A 80 80 0 0 1 ${x.toFixed(2)} ${y.toFixed(2)}`, fill: "none", stroke: color, "stroke-width": w, "stroke-linecap": "round" });
+  };
+  g.appendChild(arc(1, "#d0d7de", 14));
+  if (used !== null) {
+    const frac = limit > 0 ? used / limit : used > 0 ? 1 : 0;
+    g.appendChild(arc(frac, used > limit ? "#cf222e" : "#1a7f37", 14));
+  }
+  g.appendChild(el("text", { x: 100, y: 92, "text-anchor": "middle", "font-size": 22, "font-weight": 700, id: "gauge-text" }, used === null ? "?" : `${used}/${limit}`));
+}
+
+// Seats used over time from the pause/resume history plus the current snapshot, with the
+// limit as a line; a pause is the over transition, a resume the under one.
+function renderPlot(events, snap, cfg) {
+  const p = $("plot");
+  p.replaceChildren();
+  const pts = events.slice().reverse().map((e) => ({ t: e.at, used: e.seats_used, limit: e.seat_limit, to: e.to_state }));
+  if (snap) pts.push({ t: snap.checked_at, used: snap.seats_used, limit: snap.seat_limit, to: null });
+  const W = 600, H = 200, L = 40, R = 10, T = 10, B = 25;
+  p.appendChild(el("rect", { x: L, y: T, width: W - L - R, height: H - T - B, fill: "#fff", stroke: "#d0d7de" }));
+  if (!pts.length) { p.appendChild(el("text", { x: W / 2, y: H / 2, "text-anchor": "middle", fill: "#656d76" }, "no history yet")); return; }
+  const t0 = Math.min(...pts.map((x) => x.t)), t1 = Math.max(...pts.map((x) => x.t), t0 + 1);
+  const limitNow = snap ? snap.seat_limit : cfg ? cfg.seat_limit : 0;
+  const ymax = Math.max(1, limitNow, ...pts.map((x) => Math.max(x.used, x.limit))) * 1.15;
+  const X = (t) => L + ((t - t0) / (t1 - t0)) * (W - L - R);
+  const Y = (v) => H - B - (v / ymax) * (H - T - B);
+  let d = "", prev = null;
+  for (const x of pts) { d += prev === null ? `M ${X(x.t)} ${Y(x.used)}` : ` H ${X(x.t)} V ${Y(x.used)}`; prev = x; }
+  let ld = "", lprev = null;
+  for (const x of pts) { ld += lprev === null ? `M ${X(x.t)} ${Y(x.limit)}` : ` H ${X(x.t)} V ${Y(x.limit)}`; lprev = x; }
+  p.appendChild(el("path", { d: ld, fill: "none", stroke: "#cf222e", "stroke-dasharray": "5 4", "stroke-width": 1.5 }));
+  p.appendChild(el("path", { d, fill: "none", stroke: "#0969da", "stroke-width": 2 }));
+  for (const x of pts) {
+    if (x.to === "over") p.appendChild(el("text", { x: X(x.t), y: Y(x.used) - 6, "text-anchor": "middle", fill: "#cf222e", class: "mark-pause" }, "\u25B2"));
+    if (x.to === "under") p.appendChild(el("text", { x: X(x.t), y: Y(x.used) + 16, "text-anchor": "middle", fill: "#1a7f37", class: "mark-resume" }, "\u25BC"));
+  }
+  p.appendChild(el("text", { x: L - 5, y: Y(0), "text-anchor": "end", "font-size": 10 }, "0"));
+  p.appendChild(el("text", { x: L - 5, y: Y(limitNow) + 4, "text-anchor": "end", "font-size": 10 }, String(limitNow)));
+  p.appendChild(el("text", { x: L, y: H - 8, "font-size": 10 }, new Date(t0).toLocaleTimeString()));
+  p.appendChild(el("text", { x: W - R, y: H - 8, "text-anchor": "end", "font-size": 10 }, new Date(t1).toLocaleTimeString()));
+}
+
+async function loadMembers(cfg) {
+  const box = $("members");
+  if (!cfg) { box.textContent = "Save a config to count this server's members."; return; }
+  try {
+    const page = await api("GET", serverPath() + "/seats?limit=100");
+    box.replaceChildren();
+    const ul = document.createElement("ul");
+    for (const m of page.items || []) {
+      const li = document.createElement("li");
+      li.textContent = `${m.user_id} ${m.tier ? "(" + m.tier + ")" : ""}`;
+      ul.appendChild(li);
+    }
+    box.appendChild(ul);
+  } catch (e) {
+    box.textContent = e.code === "not_yet" ? e.apiMessage : e.message;
+  }
+}
+
+function readForm() {
+  const v = $("seat_limit").value.trim();
+  const body = {
+    seat_limit: v === "" ? null : Number(v),
+    enforcement_mode: $("enforcement_mode").value,
+    override: $("override").value,
+    stale_grace: $("stale_grace").checked,
+  };
+  for (const f of ["basic_role_id", "advanced_role_id", "pro_role_id", "notify_channel_id"]) body[f] = $(f).value.trim();
+  return body;
+}
+
+async function guarded(fn) {
+  try { await fn(); } catch (e) { notice(e.message, true); }
+}
+
+function init() {
+  $("tenant").value = sessionStorage.getItem("seatgate.tenant") || "";
+  $("token").value = token();
+  const m = location.hash.match(/^#\/c\/([^/]+)\/g\/(\d+)$/);
+  if (m) { S.connector = decodeURIComponent(m[1]); S.guild = m[2]; }
+  $("login").addEventListener("submit", (e) => {
+    e.preventDefault();
+    S.tenant = $("tenant").value.trim();
+    sessionStorage.setItem("seatgate.tenant", S.tenant);
+    sessionStorage.setItem("seatgate.token", $("token").value.trim());
+    guarded(async () => { notice(""); await loadConnectors(); notice("Connected."); });
+  });
+  $("forget").addEventListener("click", () => { sessionStorage.removeItem("seatgate.token"); $("token").value = ""; notice("Token forgotten."); });
+  $("connector").addEventListener("change", () => guarded(async () => { S.connector = $("connector").value; S.guild = ""; await loadServers(); }));
+  $("guild").addEventListener("change", () => guarded(() => selectGuild($("guild").value)));
+  $("guild-new").addEventListener("change", () => guarded(async () => {
+    const id = $("guild-new").value.trim();
+    if (!/^\d{1,20}$/.test(id)) { notice(sentence("guild_id_invalid"), true); return; }
+    option($("guild"), id, id);
+    await selectGuild(id);
+  }));
+  $("config").addEventListener("submit", (e) => {
+    e.preventDefault();
+    guarded(async () => {
+      await api("PUT", serverPath(), readForm());
+      notice("Saved. A recount was requested.");
+      await loadServers();
+    });
+  });
+  $("clear").addEventListener("click", () => guarded(async () => {
+    await api("DELETE", serverPath());
+    notice("Config cleared for " + S.guild + ".");
+    await loadServers();
+    fillForm(null);
+  }));
+  $("refresh").addEventListener("click", () => guarded(async () => {
+    const r = await api("POST", serverPath() + "/audit");
+    notice(`Recount requested (job ${r.job_id}${r.deduped ? ", already queued" : ""}).`);
+    await loadServers();
+  }));
+  if (token() && sessionStorage.getItem("seatgate.tenant")) {
+    S.tenant = sessionStorage.getItem("seatgate.tenant");
+    guarded(loadConnectors);
+  }
+}
+
+document.addEventListener("DOMContentLoaded", init);

@@ -1,0 +1,644 @@
+//! Servers of a connector (a target guild each): config, snapshot, refresh, seats, events.
+
+use std::collections::BTreeMap;
+
+use actix_web::{delete, get, post, put, web, HttpResponse};
+use entities::{discord_server_configs, discord_server_seat_snapshots, seat_enforcement_events};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+
+use super::{auth::Caller, connectors, openapi::ErrorBody, validate, AppState};
+use crate::{
+    actors::{
+        seat_auditor::{AuditReason, AuditRequested},
+        snapshot_cache::PolicyUpdated,
+        ServerKey,
+    },
+    domain::{
+        freshness::{Freshness, FreshnessWindows},
+        gate::{EnforcementMode, OverrideMode},
+        snowflake::from_db,
+    },
+    error::{AppError, AppResult, ErrorCode},
+    store::{
+        connectors::ConnectorStore,
+        now_ms,
+        servers::{policy_of, ServerConfigInput, ServerStore},
+    },
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    Off,
+    Shadow,
+    Enforce,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Override {
+    None,
+    Allow,
+    Block,
+}
+
+/// Seat status chip of the connector workspace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SeatStatus {
+    /// Fresh and at or under the limit.
+    Ok,
+    /// Fresh and over the limit.
+    Over,
+    /// No snapshot yet, or the last one is stale or expired.
+    Pending,
+    /// The last audit failed for good.
+    Failed,
+    /// A mapping targets this guild but it has no server config.
+    Unconfigured,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ServerConfig {
+    pub guild_id: String,
+    pub seat_limit: i64,
+    pub enforcement_mode: Mode,
+    #[serde(rename = "override")]
+    #[schema(rename = "override")]
+    pub override_mode: Override,
+    pub stale_grace: bool,
+    /// Shown as "bronze".
+    pub basic_role_id: Option<String>,
+    /// Shown as "silver".
+    pub advanced_role_id: Option<String>,
+    /// Shown as "gold".
+    pub pro_role_id: Option<String>,
+    pub notify_channel_id: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+fn id_string(v: Option<i64>) -> Option<String> {
+    v.map(|v| from_db(v).to_string())
+}
+
+impl From<&discord_server_configs::Model> for ServerConfig {
+    fn from(r: &discord_server_configs::Model) -> Self {
+        let policy = policy_of(r);
+        Self {
+            guild_id: from_db(r.guild_id).to_string(),
+            seat_limit: r.seat_limit,
+            enforcement_mode: match policy.mode {
+                EnforcementMode::Off => Mode::Off,
+                EnforcementMode::Shadow => Mode::Shadow,
+                EnforcementMode::Enforce => Mode::Enforce,
+            },
+            override_mode: match policy.override_mode {
+                OverrideMode::None => Override::None,
+                OverrideMode::Allow => Override::Allow,
+                OverrideMode::Block => Override::Block,
+            },
+            stale_grace: r.stale_grace,
+            basic_role_id: id_string(r.basic_role_id),
+            advanced_role_id: id_string(r.advanced_role_id),
+            pro_role_id: id_string(r.pro_role_id),
+            notify_channel_id: id_string(r.notify_channel_id),
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TierCounts {
+    pub basic: i64,
+    pub advanced: i64,
+    pub pro: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SnapshotStatus {
+    Fresh,
+    Stale,
+    Expired,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Snapshot {
+    pub seats_used: i64,
+    pub seat_limit: i64,
+    pub is_over_limit: bool,
+    /// Epoch milliseconds.
+    pub checked_at: i64,
+    pub next_check_after: i64,
+    /// Judged now from `checked_at` and the configured windows; `expired` when the stored
+    /// snapshot says so (a failed audit).
+    pub status: SnapshotStatus,
+    /// A stable error code (`seat_audit_failed`, ...), when the last audit had one.
+    pub last_error: Option<String>,
+    pub tiers: TierCounts,
+}
+
+fn snapshot_status(
+    row: &discord_server_seat_snapshots::Model,
+    windows: &FreshnessWindows,
+    now: i64,
+) -> Freshness {
+    let live = windows.classify(row.checked_at, now);
+    match Freshness::parse(&row.status) {
+        Some(Freshness::Expired) => Freshness::Expired,
+        _ => live,
+    }
+}
+
+impl Snapshot {
+    fn from_row(
+        row: &discord_server_seat_snapshots::Model,
+        windows: &FreshnessWindows,
+        now: i64,
+    ) -> Self {
+        Self {
+            seats_used: row.seats_used,
+            seat_limit: row.seat_limit,
+            is_over_limit: row.is_over_limit,
+            checked_at: row.checked_at,
+            next_check_after: row.next_check_after,
+            status: match snapshot_status(row, windows, now) {
+                Freshness::Fresh => SnapshotStatus::Fresh,
+                Freshness::Stale => SnapshotStatus::Stale,
+                Freshness::Expired => SnapshotStatus::Expired,
+            },
+            last_error: row.last_error.clone(),
+            tiers: TierCounts {
+                basic: row.basic_count,
+                advanced: row.advanced_count,
+                pro: row.pro_count,
+            },
+        }
+    }
+}
+
+/// The chip: failed beats everything, then missing/stale/expired is pending, then over/ok.
+pub fn seat_status(
+    configured: bool,
+    snapshot: Option<&discord_server_seat_snapshots::Model>,
+    windows: &FreshnessWindows,
+    now: i64,
+) -> SeatStatus {
+    if !configured {
+        return SeatStatus::Unconfigured;
+    }
+    let Some(s) = snapshot else {
+        return SeatStatus::Pending;
+    };
+    if s.last_error.as_deref() == Some(ErrorCode::SeatAuditFailed.as_str()) {
+        return SeatStatus::Failed;
+    }
+    if snapshot_status(s, windows, now) != Freshness::Fresh {
+        return SeatStatus::Pending;
+    }
+    if s.seats_used > s.seat_limit {
+        SeatStatus::Over
+    } else {
+        SeatStatus::Ok
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Server {
+    pub guild_id: String,
+    pub seat_status: SeatStatus,
+    pub config: Option<ServerConfig>,
+    pub snapshot: Option<Snapshot>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ServerList {
+    pub items: Vec<Server>,
+}
+
+/// Body of `PUT .../servers/{guild_id}`. Ids are strings; blank role ids mean none.
+#[derive(Deserialize, ToSchema)]
+pub struct PutServerConfig {
+    /// Required, a whole number >= 0.
+    #[schema(value_type = i64, minimum = 0, required = true)]
+    pub seat_limit: Option<Value>,
+    /// Default `off`.
+    pub enforcement_mode: Option<Mode>,
+    /// Default `none`.
+    #[serde(rename = "override")]
+    #[schema(rename = "override")]
+    pub override_mode: Option<Override>,
+    /// Default false.
+    pub stale_grace: Option<bool>,
+    #[schema(value_type = Option<String>, pattern = "^\\s*([1-9][0-9]{0,18})?\\s*$")]
+    pub basic_role_id: Option<Value>,
+    #[schema(value_type = Option<String>, pattern = "^\\s*([1-9][0-9]{0,18})?\\s*$")]
+    pub advanced_role_id: Option<Value>,
+    #[schema(value_type = Option<String>, pattern = "^\\s*([1-9][0-9]{0,18})?\\s*$")]
+    pub pro_role_id: Option<Value>,
+    #[schema(value_type = Option<String>, pattern = "^\\s*([1-9][0-9]{0,18})?\\s*$")]
+    pub notify_channel_id: Option<Value>,
+}
+
+impl PutServerConfig {
+    fn validate(&self) -> AppResult<ServerConfigInput> {
+        Ok(ServerConfigInput {
+            seat_limit: validate::seat_limit(self.seat_limit.as_ref())?,
+            mode: match self.enforcement_mode.unwrap_or(Mode::Off) {
+                Mode::Off => EnforcementMode::Off,
+                Mode::Shadow => EnforcementMode::Shadow,
+                Mode::Enforce => EnforcementMode::Enforce,
+            },
+            override_mode: match self.override_mode.unwrap_or(Override::None) {
+                Override::None => OverrideMode::None,
+                Override::Allow => OverrideMode::Allow,
+                Override::Block => OverrideMode::Block,
+            },
+            stale_grace: self.stale_grace.unwrap_or(false),
+            basic_role_id: validate::optional_snowflake(
+                "basic_role_id",
+                self.basic_role_id.as_ref(),
+            )?,
+            advanced_role_id: validate::optional_snowflake(
+                "advanced_role_id",
+                self.advanced_role_id.as_ref(),
+            )?,
+            pro_role_id: validate::optional_snowflake("pro_role_id", self.pro_role_id.as_ref())?,
+            notify_channel_id: validate::optional_snowflake(
+                "notify_channel_id",
+                self.notify_channel_id.as_ref(),
+            )?,
+        })
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AuditAccepted {
+    pub job_id: i64,
+    /// True when an audit of this server was already pending or running and was reused.
+    pub deduped: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EnforcementEvent {
+    pub id: i64,
+    /// `under`, `over` or `unknown`.
+    pub from_state: String,
+    pub to_state: String,
+    pub seats_used: i64,
+    pub seat_limit: i64,
+    /// Epoch milliseconds.
+    pub at: i64,
+    pub cause: String,
+}
+
+impl From<seat_enforcement_events::Model> for EnforcementEvent {
+    fn from(r: seat_enforcement_events::Model) -> Self {
+        Self {
+            id: r.id,
+            from_state: r.from_state,
+            to_state: r.to_state,
+            seats_used: r.seats_used,
+            seat_limit: r.seat_limit,
+            at: r.at,
+            cause: r.cause,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EventList {
+    /// Newest first.
+    pub items: Vec<EnforcementEvent>,
+    /// Pass as `before` for the next page; absent on the last page.
+    pub next_before: Option<i64>,
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct PageQuery {
+    /// 1 to 500, default 100.
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<u32>,
+    /// Only rows with an id below this one.
+    #[param(minimum = 1)]
+    pub before: Option<i64>,
+}
+
+/// Validates the path, checks reach and the connector, and builds the server key.
+async fn server_key(
+    state: &AppState,
+    caller: &Caller,
+    path: (String, String, String),
+) -> AppResult<ServerKey> {
+    let (tenant_key, connector_id, guild_id) = path;
+    connectors::load(state, caller, &tenant_key, &connector_id).await?;
+    let guild_id = validate::guild_id("guild_id", &guild_id)?;
+    Ok(ServerKey {
+        tenant_key,
+        connector_id,
+        guild_id,
+    })
+}
+
+async fn require_config(
+    state: &AppState,
+    key: &ServerKey,
+) -> AppResult<discord_server_configs::Model> {
+    ServerStore::new(state.db.clone())
+        .config(key)
+        .await?
+        .ok_or_else(|| AppError::new(ErrorCode::NotFound, "server config not found"))
+}
+
+async fn request_audit_for(
+    state: &AppState,
+    key: &ServerKey,
+    reason: AuditReason,
+) -> AppResult<crate::store::queue::Enqueued> {
+    state
+        .actors
+        .audit
+        .send(AuditRequested {
+            key: key.clone(),
+            reason,
+        })
+        .await
+        .map_err(|err| {
+            AppError::new(ErrorCode::Internal, "the seat auditor is not running").with_source(err)
+        })?
+}
+
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant_key}/connectors/{connector_id}/servers", tag = "servers",
+    params(("tenant_key" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$"),
+        ("connector_id" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$")),
+    responses((status = 200, body = ServerList), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+#[get("/api/v1/tenants/{tenant_key}/connectors/{connector_id}/servers")]
+pub async fn list_servers(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+) -> AppResult<HttpResponse> {
+    let (tenant_key, connector_id) = path.into_inner();
+    connectors::load(&state, &caller, &tenant_key, &connector_id).await?;
+    let store = ServerStore::new(state.db.clone());
+    let configs = store.configs(&tenant_key, &connector_id).await?;
+    let snapshots = store.snapshots(&tenant_key, &connector_id).await?;
+    let mappings = ConnectorStore::new(state.db.clone())
+        .mappings(&tenant_key, &connector_id)
+        .await?;
+    // Every guild that has a config or is the target of a mapping, in Discord order.
+    let mut guilds: BTreeMap<u64, (Option<&discord_server_configs::Model>, Option<_>)> =
+        BTreeMap::new();
+    for m in &mappings {
+        guilds.entry(from_db(m.target_guild_id)).or_default();
+    }
+    for c in &configs {
+        guilds.entry(from_db(c.guild_id)).or_default().0 = Some(c);
+    }
+    for s in &snapshots {
+        if let Some(entry) = guilds.get_mut(&from_db(s.guild_id)) {
+            entry.1 = Some(s);
+        }
+    }
+    let now = now_ms();
+    let items = guilds
+        .into_iter()
+        .map(|(guild_id, (config, snapshot))| Server {
+            guild_id: guild_id.to_string(),
+            seat_status: seat_status(config.is_some(), snapshot, &state.windows, now),
+            config: config.map(ServerConfig::from),
+            snapshot: snapshot.map(|s| Snapshot::from_row(s, &state.windows, now)),
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(ServerList { items }))
+}
+
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant_key}/connectors/{connector_id}/servers/{guild_id}", tag = "servers",
+    params(("tenant_key" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$"),
+        ("connector_id" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$"),
+        ("guild_id" = String, Path, pattern = "^[1-9][0-9]{0,18}$")),
+    responses((status = 200, body = ServerConfig), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+#[get("/api/v1/tenants/{tenant_key}/connectors/{connector_id}/servers/{guild_id}")]
+pub async fn get_server(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String, String)>,
+) -> AppResult<HttpResponse> {
+    let key = server_key(&state, &caller, path.into_inner()).await?;
+    let row = require_config(&state, &key).await?;
+    Ok(HttpResponse::Ok().json(ServerConfig::from(&row)))
+}
+
+#[utoipa::path(put, path = "/api/v1/tenants/{tenant_key}/connectors/{connector_id}/servers/{guild_id}", tag = "servers",
+    params(("tenant_key" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$"),
+        ("connector_id" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$"),
+        ("guild_id" = String, Path, pattern = "^[1-9][0-9]{0,18}$")),
+    request_body = PutServerConfig,
+    responses((status = 200, description = "updated", body = ServerConfig),
+        (status = 201, description = "created", body = ServerConfig), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)),
+    security(("bearer" = [])))]
+#[put("/api/v1/tenants/{tenant_key}/connectors/{connector_id}/servers/{guild_id}")]
+pub async fn put_server(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String, String)>,
+    body: web::Json<PutServerConfig>,
+) -> AppResult<HttpResponse> {
+    let key = server_key(&state, &caller, path.into_inner()).await?;
+    let input = body.validate()?;
+    let (row, created) = ServerStore::new(state.db.clone())
+        .upsert_config(&key, &input)
+        .await?;
+    tracing::info!(
+        server = %key,
+        seat_limit = input.seat_limit,
+        mode = input.mode.as_str(),
+        override_mode = input.override_mode.as_str(),
+        stale_grace = input.stale_grace,
+        created,
+        "[admin/discord-bot] server config saved"
+    );
+    // The gate reads the policy from the cache: update it before answering.
+    state
+        .actors
+        .policy
+        .send(PolicyUpdated {
+            key: key.clone(),
+            policy: Some(policy_of(&row)),
+        })
+        .await
+        .map_err(|err| {
+            AppError::new(ErrorCode::Internal, "the snapshot cache is not running").with_source(err)
+        })?;
+    let job = request_audit_for(&state, &key, AuditReason::ConfigChanged).await?;
+    tracing::info!(server = %key, job = job.id, deduped = job.deduped, "[admin/discord-bot] audit requested after config change");
+    let body = ServerConfig::from(&row);
+    Ok(if created {
+        HttpResponse::Created().json(body)
+    } else {
+        HttpResponse::Ok().json(body)
+    })
+}
+
+#[utoipa::path(delete, path = "/api/v1/tenants/{tenant_key}/connectors/{connector_id}/servers/{guild_id}", tag = "servers",
+    params(("tenant_key" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$"),
+        ("connector_id" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$"),
+        ("guild_id" = String, Path, pattern = "^[1-9][0-9]{0,18}$")),
+    responses((status = 204), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+#[delete("/api/v1/tenants/{tenant_key}/connectors/{connector_id}/servers/{guild_id}")]
+pub async fn delete_server(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String, String)>,
+) -> AppResult<HttpResponse> {
+    let key = server_key(&state, &caller, path.into_inner()).await?;
+    if !ServerStore::new(state.db.clone())
+        .delete_config(&key)
+        .await?
+    {
+        return Err(AppError::new(
+            ErrorCode::NotFound,
+            "server config not found",
+        ));
+    }
+    tracing::info!(server = %key, "[admin/discord-bot] server config cleared");
+    state
+        .actors
+        .policy
+        .send(PolicyUpdated {
+            key: key.clone(),
+            policy: None,
+        })
+        .await
+        .map_err(|err| {
+            AppError::new(ErrorCode::Internal, "the snapshot cache is not running").with_source(err)
+        })?;
+    // The auditor learns the server is gone on its next look (it drops the index).
+    let job = request_audit_for(&state, &key, AuditReason::ConfigChanged).await?;
+    tracing::info!(server = %key, job = job.id, deduped = job.deduped, "[admin/discord-bot] audit requested after config removal");
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant_key}/connectors/{connector_id}/servers/{guild_id}/snapshot", tag = "servers",
+    params(("tenant_key" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$"),
+        ("connector_id" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$"),
+        ("guild_id" = String, Path, pattern = "^[1-9][0-9]{0,18}$")),
+    responses((status = 200, body = Snapshot), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "`seat_snapshot_missing` when the server has not been counted yet", body = ErrorBody)),
+    security(("bearer" = [])))]
+#[get("/api/v1/tenants/{tenant_key}/connectors/{connector_id}/servers/{guild_id}/snapshot")]
+pub async fn get_snapshot(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String, String)>,
+) -> AppResult<HttpResponse> {
+    let key = server_key(&state, &caller, path.into_inner()).await?;
+    let row = ServerStore::new(state.db.clone())
+        .snapshot(&key)
+        .await?
+        .ok_or_else(|| {
+            AppError::new(
+                ErrorCode::SeatSnapshotMissing,
+                "this server has not been counted yet; request a refresh",
+            )
+        })?;
+    Ok(HttpResponse::Ok().json(Snapshot::from_row(&row, &state.windows, now_ms())))
+}
+
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant_key}/connectors/{connector_id}/servers/{guild_id}/audit", tag = "servers",
+    params(("tenant_key" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$"),
+        ("connector_id" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$"),
+        ("guild_id" = String, Path, pattern = "^[1-9][0-9]{0,18}$")),
+    responses((status = 202, body = AuditAccepted), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+#[post("/api/v1/tenants/{tenant_key}/connectors/{connector_id}/servers/{guild_id}/audit")]
+pub async fn request_audit(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String, String)>,
+) -> AppResult<HttpResponse> {
+    let key = server_key(&state, &caller, path.into_inner()).await?;
+    require_config(&state, &key).await?;
+    let job = request_audit_for(&state, &key, AuditReason::AdminRefresh).await?;
+    tracing::info!(server = %key, job = job.id, deduped = job.deduped, "[admin/discord-bot] refresh requested");
+    Ok(HttpResponse::Accepted().json(AuditAccepted {
+        job_id: job.id,
+        deduped: job.deduped,
+    }))
+}
+
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant_key}/connectors/{connector_id}/servers/{guild_id}/seats", tag = "servers",
+    params(("tenant_key" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$"),
+        ("connector_id" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$"),
+        ("guild_id" = String, Path, pattern = "^[1-9][0-9]{0,18}$"), PageQuery),
+    responses((status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 501, description = "`not_yet`: the counted members come from the seat auditor's live index", body = ErrorBody)),
+    security(("bearer" = [])))]
+#[get("/api/v1/tenants/{tenant_key}/connectors/{connector_id}/servers/{guild_id}/seats")]
+pub async fn list_seats(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String, String)>,
+    query: web::Query<PageQuery>,
+) -> AppResult<HttpResponse> {
+    let key = server_key(&state, &caller, path.into_inner()).await?;
+    page_limit(&query)?;
+    require_config(&state, &key).await?;
+    Err(AppError::not_yet(
+        "the list of counted members (the seat auditor's live guild index, issue 5)",
+    ))
+}
+
+fn page_limit(q: &PageQuery) -> AppResult<u64> {
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) || q.before.is_some_and(|b| b < 1) {
+        return Err(AppError::new(
+            ErrorCode::ValidationFailed,
+            "limit must be 1 to 500 and before a positive id",
+        ));
+    }
+    Ok(u64::from(limit))
+}
+
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant_key}/connectors/{connector_id}/servers/{guild_id}/events", tag = "servers",
+    params(("tenant_key" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$"),
+        ("connector_id" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$"),
+        ("guild_id" = String, Path, pattern = "^[1-9][0-9]{0,18}$"), PageQuery),
+    responses((status = 200, body = EventList), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+#[get("/api/v1/tenants/{tenant_key}/connectors/{connector_id}/servers/{guild_id}/events")]
+pub async fn list_events(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String, String)>,
+    query: web::Query<PageQuery>,
+) -> AppResult<HttpResponse> {
+    let key = server_key(&state, &caller, path.into_inner()).await?;
+    let limit = page_limit(&query)?;
+    let rows = ServerStore::new(state.db.clone())
+        .events(&key, limit, query.before)
+        .await?;
+    let next_before = if rows.len() as u64 == limit {
+        rows.last().map(|r| r.id)
+    } else {
+        None
+    };
+    Ok(HttpResponse::Ok().json(EventList {
+        items: rows.into_iter().map(EnforcementEvent::from).collect(),
+        next_before,
+    }))
+}
