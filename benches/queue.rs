@@ -25,7 +25,7 @@ const JOBS: i64 = 20_000;
 const WORKERS: usize = 8;
 const BATCH: u64 = 100;
 
-async fn run(name: &str, t: TestDatabase) {
+async fn run(name: &str, t: TestDatabase, batch_complete: bool) {
     let q = AuditQueue::audit(t.db.clone(), RetryPolicy::default());
     let now = now_ms();
     let txn = q.database().conn().begin().await.expect("begin");
@@ -81,8 +81,13 @@ async fn run(name: &str, t: TestDatabase) {
     }
     let secs = start.elapsed().as_secs_f64();
     let n = done.load(Ordering::Relaxed);
+    let how = if batch_complete {
+        "batch complete"
+    } else {
+        "complete per job"
+    };
     println!(
-        "queue {name}: {n} jobs claimed+completed by {WORKERS} workers (batch {BATCH}) in {secs:.2} s = {:.0} jobs/s",
+        "queue {name}, {how}: {n} jobs claimed+completed by {WORKERS} workers (claim batch {BATCH}) in {secs:.2} s = {:.0} jobs/s",
         n as f64 / secs
     );
 }
@@ -95,11 +100,15 @@ fn main() {
         .expect("runtime");
     rt.block_on(async {
         std::env::remove_var("SEATGATE_TEST_DATABASE");
-        run("sqlite", TestDatabase::new().await.expect("sqlite")).await;
+        for batch in [false, true] {
+            run("sqlite", TestDatabase::new().await.expect("sqlite"), batch).await;
+        }
         std::env::set_var("SEATGATE_TEST_DATABASE", "postgres");
-        match TestDatabase::new().await {
-            Ok(t) => run("postgres", t).await,
-            Err(err) => println!("queue postgres: skipped ({err})"),
+        for batch in [false, true] {
+            match TestDatabase::new().await {
+                Ok(t) => run("postgres", t, batch).await,
+                Err(err) => println!("queue postgres: skipped ({err})"),
+            }
         }
     });
 }

@@ -374,3 +374,42 @@ async fn release_refunds_the_attempt_and_graceful_stop_returns_leases() {
         3
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_completion_is_fenced_by_the_claim_token() {
+    let (_t, q) = setup().await;
+    let t0 = 2_000_000;
+    for g in 0..4 {
+        q.enqueue(
+            q.database().conn(),
+            &audit_columns(g),
+            EnqueueOptions {
+                run_after: t0,
+                ..Default::default()
+            },
+            t0,
+        )
+        .await
+        .unwrap();
+    }
+    let a = q.claim("a", 4, Duration::from_secs(1), t0).await.unwrap();
+    let ids: Vec<i64> = a.iter().map(|j| j.id).collect();
+    // Two of them expire and go to b.
+    let token_a = a[0].claim_token.clone().unwrap();
+    q.release(ids[0], &token_a, t0, None, false, t0)
+        .await
+        .unwrap();
+    q.release(ids[1], &token_a, t0, None, false, t0)
+        .await
+        .unwrap();
+    let b = q.claim("b", 4, Duration::from_secs(60), t0).await.unwrap();
+    assert_eq!(b.len(), 2);
+    assert_eq!(
+        q.complete_batch(&ids, &token_a, t0 + 10).await.unwrap(),
+        2,
+        "only a's own two"
+    );
+    let token_b = b[0].claim_token.clone().unwrap();
+    assert_eq!(q.complete_batch(&ids, &token_b, t0 + 10).await.unwrap(), 2);
+    assert_eq!(q.counts(t0 + 10).await.unwrap().done, 4);
+}

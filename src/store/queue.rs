@@ -325,6 +325,27 @@ where
         self.fenced(p.statement(sql)).await
     }
 
+    /// Marks several jobs of one claim done in one statement; returns how many were still
+    /// held under `token` (the others were re-claimed elsewhere and are left alone).
+    pub async fn complete_batch(&self, ids: &[i64], token: &str, now: i64) -> AppResult<u64> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let mut p = Params::new(self.db.backend());
+        let now_p = p.push(now);
+        let tok = p.push(token.to_owned());
+        let list: Vec<String> = ids.iter().map(|id| p.push(*id)).collect();
+        let sql = format!(
+            "UPDATE {t} SET status = '{DONE}', finished_at = {now_p}, updated_at = {now_p}, \
+             lease_owner = NULL, lease_expires_at = NULL \
+             WHERE claim_token = {tok} AND status = '{PROCESSING}' AND id IN ({list})",
+            t = self.table,
+            list = list.join(", ")
+        );
+        let res = self.db.conn().execute_raw(p.statement(sql)).await?;
+        Ok(res.rows_affected())
+    }
+
     /// Records a failed attempt: back to pending after the backoff delay, or `failed` after
     /// the last attempt. `jitter` in `[0, 1)`.
     pub async fn fail(
