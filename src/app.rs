@@ -265,7 +265,7 @@ pub async fn start(settings: &Settings) -> AppResult<Running> {
     })
 }
 
-fn actix_system() -> actix::SystemRunner {
+pub fn actix_system() -> actix::SystemRunner {
     actix::System::with_tokio_rt(|| {
         tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -291,7 +291,7 @@ pub fn serve_blocking(settings: Settings) -> AppResult<()> {
     })
 }
 
-async fn wait_for_stop_signal() {
+pub async fn wait_for_stop_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
@@ -313,8 +313,6 @@ async fn wait_for_stop_signal() {
     }
 }
 
-pub fn demo_blocking(_settings: Settings, _keep_running: bool) -> AppResult<()> {
-    Err(AppError::not_yet(
-        "seatgate demo (the mirroring issue builds it on the sandbox)",
-    ))
+pub fn demo_blocking(settings: Settings, keep_running: bool) -> AppResult<()> {
+    crate::demo::demo_blocking(settings, keep_running)
 }

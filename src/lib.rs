@@ -8,6 +8,7 @@ pub mod actors;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod demo;
 pub mod discord;
 pub mod domain;
 pub mod error;

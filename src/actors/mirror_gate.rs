@@ -246,6 +246,11 @@ impl Worker {
             for job in jobs {
                 lanes.entry(job.target_channel_id).or_default().push(job);
             }
+            // RETURNING gives no order: within a channel, deliver in the order the source
+            // messages were ingested.
+            for lane in lanes.values_mut() {
+                lane.sort_by_key(|j| j.id);
+            }
             stream::iter(lanes.into_values())
                 .for_each_concurrent(self.cfg.concurrency, |lane| {
                     let me = self.clone();

@@ -97,7 +97,7 @@ pub fn main() -> ExitCode {
             run_async(sandbox::run(args))
         }
         Command::Demo(args) => {
-            telemetry::init(settings.log_format);
+            telemetry::init_with_default(settings.log_format, "warn");
             crate::app::demo_blocking(settings, args.keep_running)
         }
     };
