@@ -99,6 +99,16 @@ fn user_id(i: usize) -> u64 {
     200_000_000_000_000_000 + (i as u64) * 4_194_304 + (i as u64 * 2_654_435_761) % 4_096
 }
 
+/// Tier roles (basic, advanced, pro) and a staff role: common to rare, as the skew gives.
+const BASIC: usize = 0;
+const ADVANCED: usize = 1;
+const PRO: usize = 2;
+const STAFF: usize = 5;
+const MUTED: usize = 9;
+
+/// The shape of a guild selling access: the 20 mapped channels are the paid feeds, private
+/// to @everyone and opened to tier roles and staff (with a muted role denied and a few
+/// member overwrites); the other 30 channels are community channels, some public.
 fn synthetic_guild(members: usize) -> GuildSnapshot {
     let mut rng = Rng(42);
     let mut roles = vec![RoleSnapshot {
@@ -110,7 +120,7 @@ fn synthetic_guild(members: usize) -> GuildSnapshot {
         if i % 5 == 0 {
             p |= VIEW_CHANNEL;
         }
-        if i == 3 || i == 120 {
+        if i == 150 || i == 230 {
             p |= ADMINISTRATOR;
         }
         roles.push(RoleSnapshot {
@@ -121,15 +131,28 @@ fn synthetic_guild(members: usize) -> GuildSnapshot {
     let mut channels = Vec::new();
     for c in 0..CHANNELS {
         let mut ows = Vec::new();
-        if c % 3 != 2 {
+        if c < MAPPED {
             ows.push(Overwrite::role(GUILD, 0, VIEW_CHANNEL));
-        }
-        for _ in 0..2 + rng.below(7) {
-            let r = role_id(rng.role());
-            if rng.unit() < 0.7 {
-                ows.push(Overwrite::role(r, VIEW_CHANNEL | SEND, 0));
-            } else {
-                ows.push(Overwrite::role(r, 0, VIEW_CHANNEL));
+            ows.push(Overwrite::role(role_id(PRO), VIEW_CHANNEL, 0));
+            ows.push(Overwrite::role(role_id(STAFF), VIEW_CHANNEL, 0));
+            ows.push(Overwrite::role(role_id(MUTED), 0, VIEW_CHANNEL | SEND));
+            if c % 2 == 0 {
+                ows.push(Overwrite::role(role_id(ADVANCED), VIEW_CHANNEL, 0));
+            }
+            if c % 4 == 0 {
+                ows.push(Overwrite::role(role_id(BASIC), VIEW_CHANNEL, 0));
+            }
+        } else {
+            if c % 3 != 2 {
+                ows.push(Overwrite::role(GUILD, 0, VIEW_CHANNEL));
+            }
+            for _ in 0..2 + rng.below(7) {
+                let r = role_id(rng.role());
+                if rng.unit() < 0.7 {
+                    ows.push(Overwrite::role(r, VIEW_CHANNEL | SEND, 0));
+                } else {
+                    ows.push(Overwrite::role(r, 0, VIEW_CHANNEL));
+                }
             }
         }
         for _ in 0..rng.below(4) {
@@ -176,16 +199,15 @@ fn synthetic_guild(members: usize) -> GuildSnapshot {
     }
 }
 
-/// Every third channel is public; map a mix of public and private ones.
 fn mapped_ids() -> Vec<u64> {
-    (0..MAPPED).map(|i| channel_id(i * 2 + 1)).collect()
+    (0..MAPPED).map(channel_id).collect()
 }
 
 fn tiers() -> TierRoles {
     TierRoles {
-        basic: Some(role_id(0)),
-        advanced: Some(role_id(1)),
-        pro: Some(role_id(40)),
+        basic: Some(role_id(BASIC)),
+        advanced: Some(role_id(ADVANCED)),
+        pro: Some(role_id(PRO)),
     }
 }
 
@@ -306,6 +328,8 @@ fn seat_engine(c: &mut Criterion) {
 
     // A summary with plain timings, so the ratio is printed in one place.
     let t_index = time(3, || GuildIndex::build(&full, &mapped, tiers).seat_count());
+    let t_count = time(5, || GuildIndex::count_snapshot(&full, &mapped, tiers));
+    assert_eq!(GuildIndex::count_snapshot(&full, &mapped, tiers), count);
     let t_naive_sample = time(1, || naive_count(&sg, &mapped));
     let t_naive_scaled = t_naive_sample * (MEMBERS / SAMPLE) as u32;
     let t_index_sample = time(3, || {
@@ -326,6 +350,10 @@ fn seat_engine(c: &mut Criterion) {
         bytes,
         bytes as f64 / MEMBERS as f64
     );
+    println!(
+        "from-scratch count (count_snapshot), 1M members: {:?}",
+        t_count
+    );
     println!("from-scratch index build, 1M members: {:?}", t_index);
     println!(
         "naive serenity loop, {}-member sample: {:?} -> scaled x{} to 1M: {:?}",
@@ -335,8 +363,12 @@ fn seat_engine(c: &mut Criterion) {
         t_naive_scaled
     );
     println!(
-        "speed-up (scaled naive / index on 1M): {:.0}x",
+        "speed-up (scaled naive / index build on 1M): {:.0}x",
         t_naive_scaled.as_secs_f64() / t_index.as_secs_f64()
+    );
+    println!(
+        "speed-up (scaled naive / count_snapshot on 1M): {:.0}x",
+        t_naive_scaled.as_secs_f64() / t_count.as_secs_f64()
     );
     println!(
         "same 100k serenity Guild: index from_serenity_guild {:?} vs naive {:?}: {:.0}x",
@@ -349,6 +381,9 @@ fn seat_engine(c: &mut Criterion) {
     let mut g = c.benchmark_group("from_scratch");
     g.sample_size(10).warm_up_time(Duration::from_secs(1));
     g.measurement_time(Duration::from_secs(5));
+    g.bench_function("count_snapshot_1M_members", |b| {
+        b.iter(|| GuildIndex::count_snapshot(&full, &mapped, tiers))
+    });
     g.bench_function("index_build_1M_members", |b| {
         b.iter(|| GuildIndex::build(&full, &mapped, tiers).seat_count())
     });

@@ -24,7 +24,7 @@ use crate::domain::permissions::{
 /// Hasher for Discord ids: the splitmix64 finaliser. Ids come from Discord, not from an
 /// adversary, and SipHash would cost more than the rest of a member event.
 #[derive(Default, Clone, Copy)]
-pub struct IdHasher(u64);
+struct IdHasher(u64);
 
 const fn mix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -188,6 +188,19 @@ pub struct GuildIndex {
     special_count: SeatCount,
 }
 
+impl std::fmt::Debug for GuildIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuildIndex")
+            .field("guild_id", &self.guild_id)
+            .field("owner_id", &self.owner_id)
+            .field("members", &self.member_count())
+            .field("role_sets", &self.role_set_count())
+            .field("mapped_channels", &self.mapped_channel_ids())
+            .field("seat_count", &self.seat_count())
+            .finish()
+    }
+}
+
 impl GuildIndex {
     /// An index of a guild with no roles, channels or members yet.
     pub fn new(guild_id: u64, owner_id: u64, tiers: TierRoles) -> Self {
@@ -226,6 +239,48 @@ impl GuildIndex {
             index.member_upsert(m.user_id, &m.roles, m.is_bot);
         }
         index
+    }
+
+    /// A from-scratch count that keeps no members: each distinct role set is evaluated once,
+    /// the owner and members named by member overwrites one by one. The member list must not
+    /// repeat a user (Discord's never does); [`Self::build`] tolerates repeats (last wins).
+    pub fn count_snapshot(
+        guild: &GuildSnapshot,
+        mapped_channel_ids: &[u64],
+        tiers: TierRoles,
+    ) -> SeatCount {
+        let mut index = Self::new(guild.guild_id, guild.owner_id, tiers);
+        for role in &guild.roles {
+            index.role_upsert(role.id, role.permissions);
+        }
+        for channel in &guild.channels {
+            index.channel_overwrites_set(channel.id, &channel.overwrites);
+        }
+        index.set_mapped_channels(mapped_channel_ids);
+        let mut per_set: Vec<u64> = Vec::new();
+        let mut count = SeatCount::default();
+        for m in guild.members.iter().filter(|m| !m.is_bot) {
+            let set = index.intern(&m.roles);
+            if index.is_special(m.user_id) {
+                if index.member_sees_any(m.user_id, set) {
+                    count.seats_used += 1;
+                    count.by_tier.add_mask(index.sets[set as usize].tiers, 1);
+                }
+                continue;
+            }
+            if set as usize >= per_set.len() {
+                per_set.resize(set as usize + 1, 0);
+            }
+            per_set[set as usize] += 1;
+        }
+        for (set, n) in per_set.into_iter().enumerate() {
+            let s = &index.sets[set];
+            if n > 0 && s.visible_slots > 0 {
+                count.seats_used += n;
+                count.by_tier.add_mask(s.tiers, n);
+            }
+        }
+        count
     }
 
     pub fn guild_id(&self) -> u64 {
@@ -518,6 +573,14 @@ impl GuildIndex {
         apply_layers(s.base, &layers) & VIEW_CHANNEL != 0
     }
 
+    fn member_sees_any(&self, user_id: u64, set: u32) -> bool {
+        self.slots.iter().any(|slot| {
+            self.channels
+                .get(&slot.channel_id)
+                .is_some_and(|ch| self.member_sees(user_id, set, ch))
+        })
+    }
+
     fn uncount_set(&mut self, set: u32) {
         let s = &self.sets[set as usize];
         if s.visible_slots > 0 && s.regular > 0 {
@@ -749,12 +812,7 @@ impl GuildIndex {
 
     fn special_recount(&mut self, user_id: u64, set: u32) {
         self.special_uncount(user_id);
-        let sees = self.slots.iter().any(|slot| {
-            self.channels
-                .get(&slot.channel_id)
-                .is_some_and(|ch| self.member_sees(user_id, set, ch))
-        });
-        if sees {
+        if self.member_sees_any(user_id, set) {
             let mask = self.sets[set as usize].tiers;
             self.special_counted.insert(user_id, mask);
             self.special_count.seats_used += 1;
@@ -796,5 +854,186 @@ impl GuildIndex {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::permissions::VIEW_CHANNEL;
+    use crate::domain::seats::TierCounts;
+
+    const GUILD: u64 = 100;
+    const OWNER: u64 = 1;
+    const VIP: u64 = 201;
+    const GOLD: u64 = 301;
+    const FEED: u64 = 10;
+    const LOBBY: u64 = 11;
+
+    fn private_feed() -> Vec<Overwrite> {
+        vec![
+            Overwrite::role(GUILD, 0, VIEW_CHANNEL),
+            Overwrite::role(VIP, VIEW_CHANNEL, 0),
+        ]
+    }
+
+    fn index() -> GuildIndex {
+        let mut ix = GuildIndex::new(
+            GUILD,
+            OWNER,
+            TierRoles {
+                pro: Some(GOLD),
+                ..TierRoles::default()
+            },
+        );
+        ix.role_upsert(GUILD, VIEW_CHANNEL);
+        ix.role_upsert(VIP, 0);
+        ix.role_upsert(GOLD, 0);
+        ix.channel_overwrites_set(FEED, &private_feed());
+        ix.channel_overwrites_set(LOBBY, &[]);
+        ix.map_channel(FEED);
+        ix
+    }
+
+    fn seats(n: u64) -> SeatCount {
+        SeatCount {
+            seats_used: n,
+            by_tier: TierCounts::default(),
+        }
+    }
+
+    #[test]
+    fn members_with_identical_roles_share_one_role_set_until_the_last_leaves() {
+        let mut ix = index();
+        ix.member_upsert(5, &[VIP, GOLD], false);
+        ix.member_upsert(6, &[GOLD, VIP, VIP], false);
+        ix.member_upsert(7, &[GUILD, VIP, GOLD], false);
+        assert_eq!(ix.role_set_count(), 1);
+        assert_eq!(ix.seat_count().seats_used, 3);
+        assert_eq!(ix.seat_count().by_tier.pro, 3);
+        for user in [5, 6, 7] {
+            ix.member_remove(user);
+        }
+        assert_eq!(ix.role_set_count(), 0);
+        assert_eq!(ix.seat_count(), SeatCount::default());
+    }
+
+    #[test]
+    fn member_events_return_the_new_count() {
+        let mut ix = index();
+        assert_eq!(ix.member_upsert(5, &[], false), seats(0));
+        assert_eq!(ix.member_upsert(5, &[VIP], false), seats(1));
+        assert!(ix.is_member_counted(5));
+        assert_eq!(ix.member_upsert(5, &[VIP], true), seats(0), "now a bot");
+        assert_eq!(ix.member_count(), 1);
+        assert_eq!(ix.member_remove(5), seats(0));
+        assert_eq!(ix.member_count(), 0);
+    }
+
+    #[test]
+    fn overwrite_change_reevaluates_every_role_set() {
+        let mut ix = index();
+        ix.member_upsert(5, &[], false);
+        ix.member_upsert(6, &[VIP], false);
+        assert_eq!(ix.counted_member_ids(), vec![6]);
+        assert_eq!(ix.channel_overwrites_set(FEED, &[]), seats(2));
+        assert_eq!(
+            ix.channel_remove(FEED),
+            seats(0),
+            "a deleted channel is seen by nobody"
+        );
+        assert_eq!(ix.channel_overwrites_set(FEED, &private_feed()), seats(1));
+    }
+
+    #[test]
+    fn role_permission_change_reevaluates_holders() {
+        let mut ix = index();
+        ix.member_upsert(5, &[VIP], false);
+        ix.member_upsert(6, &[], false);
+        ix.role_upsert(GUILD, 0);
+        assert_eq!(ix.seat_count(), seats(1));
+        // The VIP overwrite on the feed still opens it to 5 after the role is deleted.
+        assert_eq!(ix.role_remove(VIP), seats(1));
+        assert_eq!(
+            ix.role_upsert(GUILD, ADMINISTRATOR),
+            seats(2),
+            "@everyone admin"
+        );
+        assert_eq!(
+            ix.role_remove(GUILD),
+            seats(1),
+            "no @everyone role: no base"
+        );
+        ix.member_upsert(6, &[GOLD], false);
+        let count = ix.role_upsert(GOLD, ADMINISTRATOR);
+        assert_eq!(count.seats_used, 2);
+        assert_eq!(count.by_tier.pro, 1);
+    }
+
+    #[test]
+    fn owner_change_moves_the_owner_seat() {
+        let mut ix = index();
+        ix.member_upsert(OWNER, &[], false);
+        ix.member_upsert(5, &[], false);
+        assert_eq!(ix.counted_member_ids(), vec![OWNER]);
+        assert_eq!(ix.set_owner(5), seats(1));
+        assert_eq!(ix.counted_member_ids(), vec![5]);
+    }
+
+    #[test]
+    fn member_overwrite_counts_that_member_alone() {
+        let mut ix = index();
+        ix.member_upsert(5, &[], false);
+        ix.member_upsert(6, &[], false);
+        let mut ows = private_feed();
+        ows.push(Overwrite::member(5, VIEW_CHANNEL, 0));
+        assert_eq!(ix.channel_overwrites_set(FEED, &ows), seats(1));
+        assert_eq!(ix.counted_member_ids(), vec![5]);
+        assert_eq!(ix.role_set_count(), 1, "5 and 6 still share their role set");
+        assert_eq!(ix.channel_overwrites_set(FEED, &private_feed()), seats(0));
+    }
+
+    #[test]
+    fn mapping_and_unmapping_channels() {
+        let mut ix = index();
+        ix.member_upsert(5, &[], false);
+        assert_eq!(ix.map_channel(LOBBY), seats(1));
+        assert_eq!(ix.unmap_channel(LOBBY), seats(0));
+        assert_eq!(ix.set_mapped_channels(&[LOBBY, FEED, LOBBY]), seats(1));
+        assert_eq!(ix.mapped_channel_ids(), vec![FEED, LOBBY]);
+        assert_eq!(ix.set_mapped_channels(&[]), seats(0));
+    }
+
+    #[test]
+    fn tier_roles_change_recounts_the_breakdown() {
+        let mut ix = index();
+        ix.member_upsert(5, &[VIP, GOLD], false);
+        ix.member_upsert(6, &[GOLD], false);
+        assert_eq!(ix.seat_count().by_tier.pro, 1);
+        let count = ix.set_tier_roles(TierRoles {
+            basic: Some(VIP),
+            advanced: None,
+            pro: None,
+        });
+        assert_eq!(
+            count.by_tier,
+            TierCounts {
+                basic: 1,
+                advanced: 0,
+                pro: 0
+            }
+        );
+    }
+
+    #[test]
+    fn thread_visibility_follows_its_parent() {
+        let mut ix = index();
+        ix.member_upsert(5, &[VIP], false);
+        ix.member_upsert(6, &[], false);
+        assert_eq!(ix.can_member_view_thread(5, FEED), Some(true));
+        assert_eq!(ix.can_member_view_thread(6, FEED), Some(false));
+        assert_eq!(ix.can_member_view_thread(6, LOBBY), Some(true));
+        assert_eq!(ix.can_member_view_thread(6, 999), None, "unknown parent");
+        assert_eq!(ix.can_member_view_thread(42, FEED), None, "unknown member");
     }
 }
