@@ -54,12 +54,27 @@ type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
 const NO_SET: u32 = u32::MAX;
 
 type RoleList = SmallVec<[u64; 8]>;
+/// One bit per mapped channel (slot), VIEW_CHANNEL only.
+type Mask = SmallVec<[u64; 1]>;
+
+/// The VIEW_CHANNEL bit of every mapped channel's overwrites, one bit per slot, so a role
+/// set is judged on all mapped channels at once with a few word operations per role it
+/// holds. Rebuilt whenever the mapped channels or their overwrites change.
+#[derive(Default)]
+struct ViewMasks {
+    exists: Mask,
+    everyone_allow: Mask,
+    everyone_deny: Mask,
+    /// Role -> (allow, deny) over the slots whose channel has an overwrite for it.
+    roles: IdMap<(Mask, Mask)>,
+}
 
 struct RoleSet {
     /// Sorted, deduplicated, without the `@everyone` role. Empty while the slot is free.
-    roles: Box<[u64]>,
+    roles: SmallVec<[u64; 2]>,
     hash: u64,
-    /// Next role set with the same `hash` (intern chain), or `NO_SET`.
+    /// Next role set with the same `hash` (intern chain, sets of two or more roles), or
+    /// `NO_SET`.
     next: u32,
     live: bool,
     /// `@everyone` OR the roles' permissions; `ALL` with ADMINISTRATOR.
@@ -71,6 +86,11 @@ struct RoleSet {
     regular: u32,
     /// All stored members with this role set, special ones included.
     holders: u32,
+}
+
+fn mask_bit(mask: &Mask, slot: usize) -> bool {
+    mask.get(slot / 64)
+        .is_some_and(|w| w & (1 << (slot % 64)) != 0)
 }
 
 #[derive(Clone, Copy)]
@@ -176,8 +196,11 @@ pub struct GuildIndex {
     tiers: TierRoles,
     sets: Vec<RoleSet>,
     free_sets: Vec<u32>,
-    /// Role-list hash -> first role set of its chain.
+    /// Role-list hash -> first role set of its chain (sets of two or more roles).
     intern: IdMap<u32>,
+    /// The sets of at most one role, which most members hold: role id (0 for no role) -> set.
+    small_sets: IdMap<u32>,
+    masks: ViewMasks,
     members: IdMap<MemberEntry>,
     bots: IdMap<()>,
     /// User -> number of mapped channels carrying a member overwrite for them.
@@ -214,6 +237,8 @@ impl GuildIndex {
             sets: Vec::new(),
             free_sets: Vec::new(),
             intern: IdMap::default(),
+            small_sets: IdMap::default(),
+            masks: ViewMasks::default(),
             members: IdMap::default(),
             bots: IdMap::default(),
             member_overwrite_refs: IdMap::default(),
@@ -461,6 +486,7 @@ impl GuildIndex {
             channel_id,
             visible: Vec::new(),
         });
+        self.rebuild_masks();
         let slot = self.slots.len() - 1;
         self.refresh_slot(slot);
         let users = self.channel_member_ids(channel_id);
@@ -484,6 +510,7 @@ impl GuildIndex {
             }
         }
         self.slots.swap_remove(slot);
+        self.rebuild_masks();
         let users = self.channel_member_ids(channel_id);
         for u in &users {
             self.release_member_ref(*u);
@@ -543,21 +570,76 @@ impl GuildIndex {
         base_permissions(self.everyone(), roles, |id| self.roles.get(&id).copied())
     }
 
-    /// Visibility of a channel for any member holding `set` without a member overwrite.
-    fn set_sees(&self, set: u32, channel: Option<&Channel>) -> bool {
-        let Some(ch) = channel else {
-            return false;
+    fn rebuild_masks(&mut self) {
+        let words = self.slots.len().div_ceil(64);
+        let zero = || Mask::from_elem(0, words);
+        let mut m = ViewMasks {
+            exists: zero(),
+            everyone_allow: zero(),
+            everyone_deny: zero(),
+            roles: IdMap::default(),
         };
-        let s = &self.sets[set as usize];
-        if s.base & ADMINISTRATOR != 0 {
-            return true;
+        for (i, slot) in self.slots.iter().enumerate() {
+            let Some(ch) = self.channels.get(&slot.channel_id) else {
+                continue;
+            };
+            let (w, bit) = (i / 64, 1u64 << (i % 64));
+            m.exists[w] |= bit;
+            if ch.everyone.allow & VIEW_CHANNEL != 0 {
+                m.everyone_allow[w] |= bit;
+            }
+            if ch.everyone.deny & VIEW_CHANNEL != 0 {
+                m.everyone_deny[w] |= bit;
+            }
+            for (role, layer) in &ch.roles {
+                let (allow, deny) = m.roles.entry(*role).or_insert_with(|| (zero(), zero()));
+                if layer.allow & VIEW_CHANNEL != 0 {
+                    allow[w] |= bit;
+                }
+                if layer.deny & VIEW_CHANNEL != 0 {
+                    deny[w] |= bit;
+                }
+            }
         }
-        let layers = OverwriteLayers {
-            everyone: ch.everyone,
-            roles: ch.roles_layer(&s.roles),
-            member: Layer::default(),
-        };
-        apply_layers(s.base, &layers) & VIEW_CHANNEL != 0
+        self.masks = m;
+    }
+
+    /// Which mapped channels a member with `roles` and `base` permissions sees, without a
+    /// member overwrite: steps 2 to 4 on the VIEW_CHANNEL bit of every slot at once.
+    fn visibility(&self, base: u64, roles: &[u64]) -> Mask {
+        let m = &self.masks;
+        if base & ADMINISTRATOR != 0 {
+            return m.exists.clone();
+        }
+        let b = if base & VIEW_CHANNEL != 0 { !0u64 } else { 0 };
+        let mut v: Mask = m
+            .everyone_deny
+            .iter()
+            .zip(&m.everyone_allow)
+            .map(|(deny, allow)| (b & !deny) | allow)
+            .collect();
+        if !m.roles.is_empty() {
+            let mut role_allow = Mask::from_elem(0, v.len());
+            let mut role_deny = Mask::from_elem(0, v.len());
+            for (allow, deny) in roles.iter().filter_map(|r| m.roles.get(r)) {
+                for w in 0..v.len() {
+                    role_allow[w] |= allow[w];
+                    role_deny[w] |= deny[w];
+                }
+            }
+            for w in 0..v.len() {
+                v[w] = (v[w] & !role_deny[w]) | role_allow[w];
+            }
+        }
+        for (w, exists) in v.iter_mut().zip(&m.exists) {
+            *w &= exists;
+        }
+        v
+    }
+
+    fn set_visibility(&self, set: u32) -> Mask {
+        let s = &self.sets[set as usize];
+        self.visibility(s.base, &s.roles)
     }
 
     fn member_sees(&self, user_id: u64, set: u32, ch: &Channel) -> bool {
@@ -616,12 +698,11 @@ impl GuildIndex {
 
     /// Recomputes one mapped channel for every live role set.
     fn refresh_slot(&mut self, slot: usize) {
-        let channel_id = self.slots[slot].channel_id;
         for set in 0..self.sets.len() as u32 {
             if !self.sets[set as usize].live {
                 continue;
             }
-            let on = self.set_sees(set, self.channels.get(&channel_id));
+            let on = mask_bit(&self.set_visibility(set), slot);
             self.set_bit(slot, set, on);
         }
     }
@@ -629,9 +710,9 @@ impl GuildIndex {
     /// Recomputes base permissions and every mapped channel of one role set.
     fn refresh_set(&mut self, set: u32) {
         self.sets[set as usize].base = self.set_base(&self.sets[set as usize].roles);
+        let mask = self.set_visibility(set);
         for slot in 0..self.slots.len() {
-            let on = self.set_sees(set, self.channels.get(&self.slots[slot].channel_id));
-            self.set_bit(slot, set, on);
+            self.set_bit(slot, set, mask_bit(&mask, slot));
         }
     }
 
@@ -660,6 +741,7 @@ impl GuildIndex {
         let Some(slot) = self.slot_of(channel_id) else {
             return self.seat_count();
         };
+        self.rebuild_masks();
         self.refresh_slot(slot);
         let new_users = self.channel_member_ids(channel_id);
         if old_users != new_users {
@@ -699,22 +781,35 @@ impl GuildIndex {
             .copied()
             .filter(|r| *r != self.guild_id)
             .collect();
-        list.sort_unstable();
-        list.dedup();
-        let hash = Self::role_list_hash(&list);
-        let head = self.intern.get(&hash).copied().unwrap_or(NO_SET);
-        let mut cursor = head;
-        while cursor != NO_SET {
-            let s = &self.sets[cursor as usize];
-            if *s.roles == *list {
-                return cursor;
-            }
-            cursor = s.next;
+        if !list.is_sorted() {
+            list.sort_unstable();
         }
+        list.dedup();
+        let (hash, head) = if list.len() <= 1 {
+            let key = list.first().copied().unwrap_or(0);
+            if let Some(set) = self.small_sets.get(&key) {
+                return *set;
+            }
+            (key, NO_SET)
+        } else {
+            let hash = Self::role_list_hash(&list);
+            let head = self.intern.get(&hash).copied().unwrap_or(NO_SET);
+            let mut cursor = head;
+            while cursor != NO_SET {
+                let s = &self.sets[cursor as usize];
+                if s.roles[..] == list[..] {
+                    return cursor;
+                }
+                cursor = s.next;
+            }
+            (hash, head)
+        };
+        let base = self.set_base(&list);
+        let mask = self.visibility(base, &list);
         let set = RoleSet {
-            base: self.set_base(&list),
+            base,
             tiers: self.tiers.mask(&list),
-            roles: list.into_vec().into_boxed_slice(),
+            roles: SmallVec::from_slice(&list),
             hash,
             next: head,
             live: true,
@@ -722,6 +817,7 @@ impl GuildIndex {
             regular: 0,
             holders: 0,
         };
+        let small = set.roles.len() <= 1;
         let id = match self.free_sets.pop() {
             Some(id) => {
                 self.sets[id as usize] = set;
@@ -732,10 +828,15 @@ impl GuildIndex {
                 (self.sets.len() - 1) as u32
             }
         };
-        self.intern.insert(hash, id);
+        if small {
+            self.small_sets.insert(hash, id);
+        } else {
+            self.intern.insert(hash, id);
+        }
         for slot in 0..self.slots.len() {
-            let on = self.set_sees(id, self.channels.get(&self.slots[slot].channel_id));
-            self.set_bit(slot, id, on);
+            if mask_bit(&mask, slot) {
+                self.set_bit(slot, id, true);
+            }
         }
         id
     }
@@ -744,30 +845,34 @@ impl GuildIndex {
         for slot in 0..self.slots.len() {
             self.set_bit(slot, set, false);
         }
-        let (hash, next) = {
+        let (hash, next, small) = {
             let s = &self.sets[set as usize];
-            (s.hash, s.next)
+            (s.hash, s.next, s.roles.len() <= 1)
         };
-        let head = self.intern.get(&hash).copied().unwrap_or(NO_SET);
-        if head == set {
-            if next == NO_SET {
-                self.intern.remove(&hash);
-            } else {
-                self.intern.insert(hash, next);
-            }
+        if small {
+            self.small_sets.remove(&hash);
         } else {
-            let mut cursor = head;
-            while cursor != NO_SET {
-                let after = self.sets[cursor as usize].next;
-                if after == set {
-                    self.sets[cursor as usize].next = next;
-                    break;
+            let head = self.intern.get(&hash).copied().unwrap_or(NO_SET);
+            if head == set {
+                if next == NO_SET {
+                    self.intern.remove(&hash);
+                } else {
+                    self.intern.insert(hash, next);
                 }
-                cursor = after;
+            } else {
+                let mut cursor = head;
+                while cursor != NO_SET {
+                    let after = self.sets[cursor as usize].next;
+                    if after == set {
+                        self.sets[cursor as usize].next = next;
+                        break;
+                    }
+                    cursor = after;
+                }
             }
         }
         let s = &mut self.sets[set as usize];
-        s.roles = Box::new([]);
+        s.roles = SmallVec::new();
         s.live = false;
         s.next = NO_SET;
         self.free_sets.push(set);
@@ -1035,5 +1140,58 @@ mod tests {
         assert_eq!(ix.can_member_view_thread(6, LOBBY), Some(true));
         assert_eq!(ix.can_member_view_thread(6, 999), None, "unknown parent");
         assert_eq!(ix.can_member_view_thread(42, FEED), None, "unknown member");
+    }
+}
+
+#[cfg(test)]
+mod many_channels {
+    use super::*;
+    use crate::domain::seats::count_reference;
+    use crate::domain::seats::{ChannelSnapshot, MemberSnapshot, RoleSnapshot};
+
+    /// More mapped channels than one mask word holds.
+    #[test]
+    fn seventy_mapped_channels_use_several_mask_words() {
+        const GUILD: u64 = 100;
+        let private = |role: u64| {
+            vec![
+                Overwrite::role(GUILD, 0, VIEW_CHANNEL),
+                Overwrite::role(role, VIEW_CHANNEL, 0),
+            ]
+        };
+        let g = GuildSnapshot {
+            guild_id: GUILD,
+            owner_id: 1,
+            roles: vec![RoleSnapshot {
+                id: GUILD,
+                permissions: VIEW_CHANNEL,
+            }],
+            // Channel 1000 + i opens to role 200 + i.
+            channels: (0..70)
+                .map(|i| ChannelSnapshot {
+                    id: 1000 + i,
+                    overwrites: private(200 + i),
+                })
+                .collect(),
+            members: (0..70)
+                .map(|i| MemberSnapshot {
+                    user_id: 10 + i,
+                    roles: vec![200 + i],
+                    is_bot: false,
+                })
+                .collect(),
+        };
+        let tiers = TierRoles::default();
+        let high: Vec<u64> = (64..70).map(|i| 1000 + i).collect();
+        let all: Vec<u64> = (0..70).map(|i| 1000 + i).collect();
+        let mut ix = GuildIndex::build(&g, &all, tiers);
+        assert_eq!(ix.seat_count().seats_used, 70);
+        assert_eq!(ix.set_mapped_channels(&high).seats_used, 6);
+        assert_eq!(ix.counted_member_ids(), (74..80).collect::<Vec<_>>());
+        assert_eq!(
+            GuildIndex::count_snapshot(&g, &high, tiers),
+            count_reference(&g, &high, &tiers).0
+        );
+        assert_eq!(ix.channel_remove(1069).seats_used, 5);
     }
 }
