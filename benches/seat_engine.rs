@@ -84,7 +84,10 @@ impl Rng {
     /// A role index skewed towards the first roles, as real guilds hand out a few roles
     /// to many and many roles to few.
     fn role(&mut self) -> usize {
-        ((self.unit().powi(3)) * ROLES as f64) as usize
+        self.role_skewed(3)
+    }
+    fn role_skewed(&mut self, skew: i32) -> usize {
+        ((self.unit().powi(skew)) * ROLES as f64) as usize
     }
 }
 
@@ -109,7 +112,10 @@ const MUTED: usize = 9;
 /// The shape of a guild selling access: the 20 mapped channels are the paid feeds, private
 /// to @everyone and opened to tier roles and staff (with a muted role denied and a few
 /// member overwrites); the other 30 channels are community channels, some public.
-fn synthetic_guild(members: usize) -> GuildSnapshot {
+///
+/// `member_skew` shapes how members' roles are drawn (u^skew over the 250 roles): 3 gives
+/// about 160,000 distinct role sets per million members, 8 a few thousand.
+fn synthetic_guild(members: usize, member_skew: i32) -> GuildSnapshot {
     let mut rng = Rng(42);
     let mut roles = vec![RoleSnapshot {
         id: GUILD,
@@ -180,7 +186,9 @@ fn synthetic_guild(members: usize) -> GuildSnapshot {
                 x if x < 0.94 => 3,
                 _ => 4 + rng.below(3),
             };
-            let mut roles: Vec<u64> = (0..k).map(|_| role_id(rng.role())).collect();
+            let mut roles: Vec<u64> = (0..k)
+                .map(|_| role_id(rng.role_skewed(member_skew)))
+                .collect();
             roles.sort_unstable();
             roles.dedup();
             MemberSnapshot {
@@ -327,8 +335,50 @@ fn time<T>(runs: u32, mut f: impl FnMut() -> T) -> Duration {
     started.elapsed() / runs
 }
 
+/// The same guild with members' roles concentrated on fewer roles: the speed-up depends on
+/// how many distinct role sets there are (the per-member cost is one hash lookup in the
+/// role-set table, which stops fitting in cache as it grows).
+fn sensitivity_to_distinct_role_sets(mapped: &[u64], tiers: TierRoles) {
+    let full = synthetic_guild(MEMBERS, 8);
+    let mut sample = full.clone();
+    sample.members.truncate(SAMPLE);
+    let sg = serenity_guild(&sample);
+    let naive = naive_count_all_channels(&sg, mapped);
+    assert_eq!(
+        GuildIndex::from_serenity_guild(&sg, mapped, tiers)
+            .seat_count()
+            .seats_used,
+        naive
+    );
+    let index = GuildIndex::build(&full, mapped, tiers);
+    assert_eq!(
+        GuildIndex::count_snapshot(&full, mapped, tiers),
+        index.seat_count()
+    );
+    let t_count = time(5, || GuildIndex::count_snapshot(&full, mapped, tiers));
+    let t_index = time(3, || GuildIndex::build(&full, mapped, tiers).seat_count());
+    let t_early = time(2, || naive_count(&sg, mapped)) * (MEMBERS / SAMPLE) as u32;
+    let t_all = time(2, || naive_count_all_channels(&sg, mapped)) * (MEMBERS / SAMPLE) as u32;
+    println!(
+        "sensitivity: same guild, members' roles concentrated (u^8): {} distinct role sets, {} seats",
+        index.role_set_count(),
+        index.seat_count().seats_used
+    );
+    println!(
+        "  count_snapshot {:?}, index build {:?}; naive scaled: early exit {:?}, all channels {:?}",
+        t_count, t_index, t_early, t_all
+    );
+    println!(
+        "  speed-up count_snapshot: {:.0}x (early exit), {:.0}x (all channels); index build: {:.0}x, {:.0}x",
+        t_early.as_secs_f64() / t_count.as_secs_f64(),
+        t_all.as_secs_f64() / t_count.as_secs_f64(),
+        t_early.as_secs_f64() / t_index.as_secs_f64(),
+        t_all.as_secs_f64() / t_index.as_secs_f64()
+    );
+}
+
 fn seat_engine(c: &mut Criterion) {
-    let full = synthetic_guild(MEMBERS);
+    let full = synthetic_guild(MEMBERS, 3);
     let mut sample = full.clone();
     sample.members.truncate(SAMPLE);
     let sg = serenity_guild(&sample);
@@ -412,6 +462,7 @@ fn seat_engine(c: &mut Criterion) {
         t_naive_sample,
         t_naive_sample.as_secs_f64() / t_index_sample.as_secs_f64()
     );
+    sensitivity_to_distinct_role_sets(&mapped, tiers);
     println!("-----------------------------------------------------------------");
 
     let mut g = c.benchmark_group("from_scratch");

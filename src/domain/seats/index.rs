@@ -72,8 +72,7 @@ struct ViewMasks {
 struct RoleSet {
     /// Sorted, deduplicated, without the `@everyone` role. Empty while the slot is free.
     roles: SmallVec<[u64; 2]>,
-    hash: u64,
-    /// Next role set with the same `hash` (intern chain, sets of two or more roles), or
+    /// Next role set with the same role-list hash (intern chain, sets of two or more roles), or
     /// `NO_SET`.
     next: u32,
     live: bool,
@@ -259,11 +258,24 @@ impl GuildIndex {
             index.channel_overwrites_set(channel.id, &channel.overwrites);
         }
         index.set_mapped_channels(mapped_channel_ids);
-        index.members.reserve(guild.members.len());
+        index.reserve_members(guild.members.len());
         for m in &guild.members {
             index.member_upsert(m.user_id, &m.roles, m.is_bot);
         }
+        index.shrink_to_fit();
         index
+    }
+
+    /// Room for `additional` more members, before a bulk load.
+    pub fn reserve_members(&mut self, additional: usize) {
+        self.members.reserve(additional);
+    }
+
+    /// Gives back the spare capacity a bulk load leaves behind.
+    pub fn shrink_to_fit(&mut self) {
+        self.sets.shrink_to_fit();
+        self.members.shrink_to_fit();
+        self.intern.shrink_to_fit();
     }
 
     /// A from-scratch count that keeps no members: each distinct role set is evaluated once,
@@ -810,7 +822,6 @@ impl GuildIndex {
             base,
             tiers: self.tiers.mask(&list),
             roles: SmallVec::from_slice(&list),
-            hash,
             next: head,
             live: true,
             visible_slots: 0,
@@ -847,7 +858,13 @@ impl GuildIndex {
         }
         let (hash, next, small) = {
             let s = &self.sets[set as usize];
-            (s.hash, s.next, s.roles.len() <= 1)
+            let small = s.roles.len() <= 1;
+            let key = if small {
+                s.roles.first().copied().unwrap_or(0)
+            } else {
+                Self::role_list_hash(&s.roles)
+            };
+            (key, s.next, small)
         };
         if small {
             self.small_sets.remove(&hash);
