@@ -470,7 +470,11 @@ impl Model {
     fn apply(&mut self, op: &Op, index: &mut GuildIndex) -> seatgate::domain::seats::SeatCount {
         match op {
             Op::MemberUpsert(u, m) => {
-                let roles: Vec<u64> = m.roles.iter().map(|r| role_id(*r)).collect();
+                let mut roles: Vec<u64> = m.roles.iter().map(|r| role_id(*r)).collect();
+                if u % 2 == 1 {
+                    // Discord sends roles in no particular order.
+                    roles.reverse();
+                }
                 self.members.insert(
                     user_id(*u),
                     MemberSnapshot {

@@ -788,6 +788,25 @@ impl GuildIndex {
 
     /// The role set id for `roles`, creating (and evaluating) it when new.
     fn intern(&mut self, roles: &[u64]) -> u32 {
+        // Fast paths for role lists already in normal form, the usual case.
+        match roles {
+            [] => {
+                if let Some(set) = self.small_sets.get(&0) {
+                    return *set;
+                }
+            }
+            [role] if *role != self.guild_id => {
+                if let Some(set) = self.small_sets.get(role) {
+                    return *set;
+                }
+            }
+            _ if roles.windows(2).all(|w| w[0] < w[1]) && !roles.contains(&self.guild_id) => {
+                if let (_, _, Some(set)) = self.find_chain(roles) {
+                    return set;
+                }
+            }
+            _ => {}
+        }
         let mut list: RoleList = roles
             .iter()
             .copied()
@@ -804,17 +823,10 @@ impl GuildIndex {
             }
             (key, NO_SET)
         } else {
-            let hash = Self::role_list_hash(&list);
-            let head = self.intern.get(&hash).copied().unwrap_or(NO_SET);
-            let mut cursor = head;
-            while cursor != NO_SET {
-                let s = &self.sets[cursor as usize];
-                if s.roles[..] == list[..] {
-                    return cursor;
-                }
-                cursor = s.next;
+            match self.find_chain(&list) {
+                (_, _, Some(set)) => return set,
+                (hash, head, None) => (hash, head),
             }
-            (hash, head)
         };
         let base = self.set_base(&list);
         let mask = self.visibility(base, &list);
@@ -850,6 +862,21 @@ impl GuildIndex {
             }
         }
         id
+    }
+
+    /// Looks a normalised list of two or more roles up: (hash, chain head, the set if any).
+    fn find_chain(&self, list: &[u64]) -> (u64, u32, Option<u32>) {
+        let hash = Self::role_list_hash(list);
+        let head = self.intern.get(&hash).copied().unwrap_or(NO_SET);
+        let mut cursor = head;
+        while cursor != NO_SET {
+            let s = &self.sets[cursor as usize];
+            if s.roles[..] == *list {
+                return (hash, head, Some(cursor));
+            }
+            cursor = s.next;
+        }
+        (hash, head, None)
     }
 
     fn release_set(&mut self, set: u32) {
