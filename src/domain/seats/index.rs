@@ -278,9 +278,14 @@ impl GuildIndex {
         self.intern.shrink_to_fit();
     }
 
-    /// A from-scratch count that keeps no members: each distinct role set is evaluated once,
-    /// the owner and members named by member overwrites one by one. The member list must not
-    /// repeat a user (Discord's never does); [`Self::build`] tolerates repeats (last wins).
+    /// A from-scratch count that keeps no members. The member list must not repeat a user
+    /// (Discord's never does); [`Self::build`] tolerates repeats (last wins).
+    ///
+    /// Only a few roles can change the answer: those granting VIEW_CHANNEL or ADMINISTRATOR,
+    /// those with an overwrite on a mapped channel, and the tier roles. Each member's roles
+    /// are reduced to a bit mask of those (when there are at most 64), so members differing
+    /// only in cosmetic roles share one evaluation and the lookup table stays in cache. The
+    /// owner and members named by member overwrites are evaluated one by one.
     pub fn count_snapshot(
         guild: &GuildSnapshot,
         mapped_channel_ids: &[u64],
@@ -294,17 +299,63 @@ impl GuildIndex {
             index.channel_overwrites_set(channel.id, &channel.overwrites);
         }
         index.set_mapped_channels(mapped_channel_ids);
+
+        let mut relevant: Vec<u64> = index
+            .roles
+            .iter()
+            .filter(|(id, p)| **id != guild.guild_id && **p & (VIEW_CHANNEL | ADMINISTRATOR) != 0)
+            .map(|(id, _)| *id)
+            .chain(index.masks.roles.keys().copied())
+            .chain(
+                [tiers.basic, tiers.advanced, tiers.pro]
+                    .into_iter()
+                    .flatten(),
+            )
+            .filter(|id| *id != guild.guild_id)
+            .collect();
+        relevant.sort_unstable();
+        relevant.dedup();
+        let bits: Option<IdMap<u64>> = (relevant.len() <= 64).then(|| {
+            relevant
+                .iter()
+                .enumerate()
+                .map(|(i, id)| (*id, 1u64 << i))
+                .collect()
+        });
+
         let mut per_set: Vec<u64> = Vec::new();
+        let mut by_mask: IdMap<u32> = IdMap::default();
         let mut count = SeatCount::default();
         for m in guild.members.iter().filter(|m| !m.is_bot) {
-            let set = index.intern(&m.roles);
             if index.is_special(m.user_id) {
+                let set = index.intern(&m.roles);
                 if index.member_sees_any(m.user_id, set) {
                     count.seats_used += 1;
                     count.by_tier.add_mask(index.sets[set as usize].tiers, 1);
                 }
                 continue;
             }
+            let set = match &bits {
+                Some(bits) => {
+                    let mask = m
+                        .roles
+                        .iter()
+                        .fold(0u64, |acc, r| acc | bits.get(r).copied().unwrap_or(0));
+                    match by_mask.get(&mask) {
+                        Some(set) => *set,
+                        None => {
+                            let projected: RoleList = (0..relevant.len())
+                                .filter(|i| mask & (1 << i) != 0)
+                                .map(|i| relevant[i])
+                                .collect();
+                            let set = index.intern(&projected);
+                            by_mask.insert(mask, set);
+                            set
+                        }
+                    }
+                }
+                None => index.intern(&m.roles),
+            };
             if set as usize >= per_set.len() {
                 per_set.resize(set as usize + 1, 0);
             }
