@@ -323,11 +323,29 @@ impl GuildIndex {
                 .collect()
         });
 
+        // A 4096-bit filter in front of the special-member check: most members are ruled out
+        // without a hash-map probe.
+        let mut maybe_special = [0u64; 64];
+        let filter_bit = |id: u64| {
+            let h = mix(id);
+            ((h >> 58) as usize, 1u64 << (h & 63))
+        };
+        for id in index
+            .member_overwrite_refs
+            .keys()
+            .copied()
+            .chain([guild.owner_id])
+        {
+            let (w, b) = filter_bit(id);
+            maybe_special[w] |= b;
+        }
+
         let mut per_set: Vec<u64> = Vec::new();
         let mut by_mask: IdMap<u32> = IdMap::default();
         let mut count = SeatCount::default();
         for m in guild.members.iter().filter(|m| !m.is_bot) {
-            if index.is_special(m.user_id) {
+            let (w, b) = filter_bit(m.user_id);
+            if maybe_special[w] & b != 0 && index.is_special(m.user_id) {
                 let set = index.intern(&m.roles);
                 if index.member_sees_any(m.user_id, set) {
                     count.seats_used += 1;
