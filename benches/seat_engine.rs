@@ -84,7 +84,10 @@ impl Rng {
     /// A role index skewed towards the first roles, as real guilds hand out a few roles
     /// to many and many roles to few.
     fn role(&mut self) -> usize {
-        ((self.unit().powi(3)) * ROLES as f64) as usize
+        self.role_skewed(3)
+    }
+    fn role_skewed(&mut self, skew: i32) -> usize {
+        ((self.unit().powi(skew)) * ROLES as f64) as usize
     }
 }
 
@@ -99,7 +102,20 @@ fn user_id(i: usize) -> u64 {
     200_000_000_000_000_000 + (i as u64) * 4_194_304 + (i as u64 * 2_654_435_761) % 4_096
 }
 
-fn synthetic_guild(members: usize) -> GuildSnapshot {
+/// Tier roles (basic, advanced, pro) and a staff role: common to rare, as the skew gives.
+const BASIC: usize = 0;
+const ADVANCED: usize = 1;
+const PRO: usize = 2;
+const STAFF: usize = 5;
+const MUTED: usize = 9;
+
+/// The shape of a guild selling access: the 20 mapped channels are the paid feeds, private
+/// to @everyone and opened to tier roles and staff (with a muted role denied and a few
+/// member overwrites); the other 30 channels are community channels, some public.
+///
+/// `member_skew` shapes how members' roles are drawn (u^skew over the 250 roles): 3 gives
+/// about 160,000 distinct role sets per million members, 8 about 70,000.
+fn synthetic_guild(members: usize, member_skew: i32) -> GuildSnapshot {
     let mut rng = Rng(42);
     let mut roles = vec![RoleSnapshot {
         id: GUILD,
@@ -110,7 +126,7 @@ fn synthetic_guild(members: usize) -> GuildSnapshot {
         if i % 5 == 0 {
             p |= VIEW_CHANNEL;
         }
-        if i == 3 || i == 120 {
+        if i == 150 || i == 230 {
             p |= ADMINISTRATOR;
         }
         roles.push(RoleSnapshot {
@@ -121,15 +137,28 @@ fn synthetic_guild(members: usize) -> GuildSnapshot {
     let mut channels = Vec::new();
     for c in 0..CHANNELS {
         let mut ows = Vec::new();
-        if c % 3 != 2 {
+        if c < MAPPED {
             ows.push(Overwrite::role(GUILD, 0, VIEW_CHANNEL));
-        }
-        for _ in 0..2 + rng.below(7) {
-            let r = role_id(rng.role());
-            if rng.unit() < 0.7 {
-                ows.push(Overwrite::role(r, VIEW_CHANNEL | SEND, 0));
-            } else {
-                ows.push(Overwrite::role(r, 0, VIEW_CHANNEL));
+            ows.push(Overwrite::role(role_id(PRO), VIEW_CHANNEL, 0));
+            ows.push(Overwrite::role(role_id(STAFF), VIEW_CHANNEL, 0));
+            ows.push(Overwrite::role(role_id(MUTED), 0, VIEW_CHANNEL | SEND));
+            if c % 2 == 0 {
+                ows.push(Overwrite::role(role_id(ADVANCED), VIEW_CHANNEL, 0));
+            }
+            if c % 4 == 0 {
+                ows.push(Overwrite::role(role_id(BASIC), VIEW_CHANNEL, 0));
+            }
+        } else {
+            if c % 3 != 2 {
+                ows.push(Overwrite::role(GUILD, 0, VIEW_CHANNEL));
+            }
+            for _ in 0..2 + rng.below(7) {
+                let r = role_id(rng.role());
+                if rng.unit() < 0.7 {
+                    ows.push(Overwrite::role(r, VIEW_CHANNEL | SEND, 0));
+                } else {
+                    ows.push(Overwrite::role(r, 0, VIEW_CHANNEL));
+                }
             }
         }
         for _ in 0..rng.below(4) {
@@ -157,7 +186,9 @@ fn synthetic_guild(members: usize) -> GuildSnapshot {
                 x if x < 0.94 => 3,
                 _ => 4 + rng.below(3),
             };
-            let mut roles: Vec<u64> = (0..k).map(|_| role_id(rng.role())).collect();
+            let mut roles: Vec<u64> = (0..k)
+                .map(|_| role_id(rng.role_skewed(member_skew)))
+                .collect();
             roles.sort_unstable();
             roles.dedup();
             MemberSnapshot {
@@ -176,16 +207,15 @@ fn synthetic_guild(members: usize) -> GuildSnapshot {
     }
 }
 
-/// Every third channel is public; map a mix of public and private ones.
 fn mapped_ids() -> Vec<u64> {
-    (0..MAPPED).map(|i| channel_id(i * 2 + 1)).collect()
+    (0..MAPPED).map(channel_id).collect()
 }
 
 fn tiers() -> TierRoles {
     TierRoles {
-        basic: Some(role_id(0)),
-        advanced: Some(role_id(1)),
-        pro: Some(role_id(40)),
+        basic: Some(role_id(BASIC)),
+        advanced: Some(role_id(ADVANCED)),
+        pro: Some(role_id(PRO)),
     }
 }
 
@@ -271,6 +301,32 @@ fn naive_count(guild: &serenity::model::guild::Guild, mapped: &[u64]) -> u64 {
         .count() as u64
 }
 
+/// The literal reading: every member against every mapped channel, then "at least one".
+fn naive_count_all_channels(guild: &serenity::model::guild::Guild, mapped: &[u64]) -> u64 {
+    use serenity::model::id::ChannelId;
+    use serenity::model::permissions::Permissions;
+    let channels: Vec<_> = mapped
+        .iter()
+        .filter_map(|id| guild.channels.get(&ChannelId::new(*id)))
+        .collect();
+    guild
+        .members
+        .values()
+        .filter(|m| !m.user.bot)
+        .filter(|m| {
+            channels
+                .iter()
+                .filter(|c| {
+                    guild
+                        .user_permissions_in(c, m)
+                        .contains(Permissions::VIEW_CHANNEL)
+                })
+                .count()
+                > 0
+        })
+        .count() as u64
+}
+
 fn time<T>(runs: u32, mut f: impl FnMut() -> T) -> Duration {
     let started = Instant::now();
     for _ in 0..runs {
@@ -279,8 +335,50 @@ fn time<T>(runs: u32, mut f: impl FnMut() -> T) -> Duration {
     started.elapsed() / runs
 }
 
+/// The same guild with members' roles concentrated on fewer roles: the speed-up depends on
+/// how many distinct role sets there are (the per-member cost is one hash lookup in the
+/// role-set table, which stops fitting in cache as it grows).
+fn sensitivity_to_distinct_role_sets(mapped: &[u64], tiers: TierRoles) {
+    let full = synthetic_guild(MEMBERS, 8);
+    let mut sample = full.clone();
+    sample.members.truncate(SAMPLE);
+    let sg = serenity_guild(&sample);
+    let naive = naive_count_all_channels(&sg, mapped);
+    assert_eq!(
+        GuildIndex::from_serenity_guild(&sg, mapped, tiers)
+            .seat_count()
+            .seats_used,
+        naive
+    );
+    let index = GuildIndex::build(&full, mapped, tiers);
+    assert_eq!(
+        GuildIndex::count_snapshot(&full, mapped, tiers),
+        index.seat_count()
+    );
+    let t_count = time(5, || GuildIndex::count_snapshot(&full, mapped, tiers));
+    let t_index = time(3, || GuildIndex::build(&full, mapped, tiers).seat_count());
+    let t_early = time(2, || naive_count(&sg, mapped)) * (MEMBERS / SAMPLE) as u32;
+    let t_all = time(2, || naive_count_all_channels(&sg, mapped)) * (MEMBERS / SAMPLE) as u32;
+    println!(
+        "sensitivity: same guild, members' roles concentrated (u^8): {} distinct role sets, {} seats",
+        index.role_set_count(),
+        index.seat_count().seats_used
+    );
+    println!(
+        "  count_snapshot {:?}, index build {:?}; naive scaled: early exit {:?}, all channels {:?}",
+        t_count, t_index, t_early, t_all
+    );
+    println!(
+        "  speed-up count_snapshot: {:.0}x (early exit), {:.0}x (all channels); index build: {:.0}x, {:.0}x",
+        t_early.as_secs_f64() / t_count.as_secs_f64(),
+        t_all.as_secs_f64() / t_count.as_secs_f64(),
+        t_early.as_secs_f64() / t_index.as_secs_f64(),
+        t_all.as_secs_f64() / t_index.as_secs_f64()
+    );
+}
+
 fn seat_engine(c: &mut Criterion) {
-    let full = synthetic_guild(MEMBERS);
+    let full = synthetic_guild(MEMBERS, 3);
     let mut sample = full.clone();
     sample.members.truncate(SAMPLE);
     let sg = serenity_guild(&sample);
@@ -306,7 +404,12 @@ fn seat_engine(c: &mut Criterion) {
 
     // A summary with plain timings, so the ratio is printed in one place.
     let t_index = time(3, || GuildIndex::build(&full, &mapped, tiers).seat_count());
-    let t_naive_sample = time(1, || naive_count(&sg, &mapped));
+    let t_count = time(5, || GuildIndex::count_snapshot(&full, &mapped, tiers));
+    assert_eq!(GuildIndex::count_snapshot(&full, &mapped, tiers), count);
+    let t_naive_sample = time(2, || naive_count(&sg, &mapped));
+    assert_eq!(naive_count_all_channels(&sg, &mapped), naive);
+    let t_naive_all_sample = time(2, || naive_count_all_channels(&sg, &mapped));
+    let t_naive_all_scaled = t_naive_all_sample * (MEMBERS / SAMPLE) as u32;
     let t_naive_scaled = t_naive_sample * (MEMBERS / SAMPLE) as u32;
     let t_index_sample = time(3, || {
         GuildIndex::from_serenity_guild(&sg, &mapped, tiers).seat_count()
@@ -326,17 +429,32 @@ fn seat_engine(c: &mut Criterion) {
         bytes,
         bytes as f64 / MEMBERS as f64
     );
+    println!(
+        "from-scratch count (count_snapshot), 1M members: {:?}",
+        t_count
+    );
     println!("from-scratch index build, 1M members: {:?}", t_index);
     println!(
-        "naive serenity loop, {}-member sample: {:?} -> scaled x{} to 1M: {:?}",
+        "naive serenity loop (stops at the first visible channel), {}-member sample: {:?} -> scaled x{} to 1M: {:?}",
         SAMPLE,
         t_naive_sample,
         MEMBERS / SAMPLE,
         t_naive_scaled
     );
     println!(
-        "speed-up (scaled naive / index on 1M): {:.0}x",
+        "speed-up (scaled naive / index build on 1M): {:.0}x",
         t_naive_scaled.as_secs_f64() / t_index.as_secs_f64()
+    );
+    println!(
+        "speed-up (scaled naive / count_snapshot on 1M): {:.0}x",
+        t_naive_scaled.as_secs_f64() / t_count.as_secs_f64()
+    );
+    println!(
+        "naive without early exit (all 20 mapped channels per member), sample {:?} -> scaled {:?}: {:.0}x vs count_snapshot, {:.0}x vs index build",
+        t_naive_all_sample,
+        t_naive_all_scaled,
+        t_naive_all_scaled.as_secs_f64() / t_count.as_secs_f64(),
+        t_naive_all_scaled.as_secs_f64() / t_index.as_secs_f64()
     );
     println!(
         "same 100k serenity Guild: index from_serenity_guild {:?} vs naive {:?}: {:.0}x",
@@ -344,11 +462,15 @@ fn seat_engine(c: &mut Criterion) {
         t_naive_sample,
         t_naive_sample.as_secs_f64() / t_index_sample.as_secs_f64()
     );
+    sensitivity_to_distinct_role_sets(&mapped, tiers);
     println!("-----------------------------------------------------------------");
 
     let mut g = c.benchmark_group("from_scratch");
     g.sample_size(10).warm_up_time(Duration::from_secs(1));
     g.measurement_time(Duration::from_secs(5));
+    g.bench_function("count_snapshot_1M_members", |b| {
+        b.iter(|| GuildIndex::count_snapshot(&full, &mapped, tiers))
+    });
     g.bench_function("index_build_1M_members", |b| {
         b.iter(|| GuildIndex::build(&full, &mapped, tiers).seat_count())
     });

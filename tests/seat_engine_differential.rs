@@ -355,6 +355,7 @@ proptest! {
         let index = GuildIndex::build(&g, &mapped, gen.tiers());
         prop_assert_eq!(index.seat_count().seats_used, serenity_seats.len() as u64);
         prop_assert_eq!(index.counted_member_ids(), serenity_seats.into_iter().collect::<Vec<_>>());
+        prop_assert_eq!(GuildIndex::count_snapshot(&g, &mapped, gen.tiers()), index.seat_count());
         let from_serenity = GuildIndex::from_serenity_guild(&sg, &mapped, gen.tiers());
         prop_assert_eq!(from_serenity.seat_count(), index.seat_count());
         prop_assert_eq!(from_serenity.counted_member_ids(), index.counted_member_ids());
@@ -469,7 +470,11 @@ impl Model {
     fn apply(&mut self, op: &Op, index: &mut GuildIndex) -> seatgate::domain::seats::SeatCount {
         match op {
             Op::MemberUpsert(u, m) => {
-                let roles: Vec<u64> = m.roles.iter().map(|r| role_id(*r)).collect();
+                let mut roles: Vec<u64> = m.roles.iter().map(|r| role_id(*r)).collect();
+                if u % 2 == 1 {
+                    // Discord sends roles in no particular order.
+                    roles.reverse();
+                }
                 self.members.insert(
                     user_id(*u),
                     MemberSnapshot {
@@ -550,6 +555,7 @@ proptest! {
             for m in snap.members.iter().filter(|m| !m.is_bot) {
                 prop_assert_eq!(index.is_member_counted(m.user_id), ids.contains(&m.user_id));
             }
+            prop_assert_eq!(GuildIndex::count_snapshot(&snap, &model.mapped, model.tiers), expected);
             let rebuilt = GuildIndex::build(&snap, &model.mapped, model.tiers);
             prop_assert_eq!(rebuilt.seat_count(), expected);
             prop_assert_eq!(index.role_set_count(), rebuilt.role_set_count(), "role sets leak");

@@ -16,8 +16,8 @@ pub fn count(fixture: &Path) -> Result<(), AppError> {
     })?;
     let fixture = parse_fixture(&text)?;
     let started = Instant::now();
-    let index = GuildIndex::build(&fixture.guild, &fixture.mapped_channel_ids, fixture.tiers);
-    let count = index.seat_count();
+    let count =
+        GuildIndex::count_snapshot(&fixture.guild, &fixture.mapped_channel_ids, fixture.tiers);
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     let line = serde_json::json!({
         "seats_used": count.seats_used,

@@ -175,13 +175,19 @@ pub fn parse_fixture(json: &str) -> Result<Fixture, AppError> {
         }
     }
 
+    let mut seen = std::collections::HashSet::with_capacity(g.members.len());
     let members = g
         .members
         .iter()
         .enumerate()
         .map(|(i, m)| {
+            let field = format!("guild.members[{i}].user.id");
+            let user_id = id(&field, &m.user.id)?;
+            if !seen.insert(user_id) {
+                return Err(invalid(format!("{field}: user {user_id} is listed twice")));
+            }
             Ok(MemberSnapshot {
-                user_id: id(&format!("guild.members[{i}].user.id"), &m.user.id)?,
+                user_id,
                 roles: m
                     .roles
                     .iter()

@@ -24,7 +24,7 @@ use crate::domain::permissions::{
 /// Hasher for Discord ids: the splitmix64 finaliser. Ids come from Discord, not from an
 /// adversary, and SipHash would cost more than the rest of a member event.
 #[derive(Default, Clone, Copy)]
-pub struct IdHasher(u64);
+struct IdHasher(u64);
 
 const fn mix(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -54,12 +54,26 @@ type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
 const NO_SET: u32 = u32::MAX;
 
 type RoleList = SmallVec<[u64; 8]>;
+/// One bit per mapped channel (slot), VIEW_CHANNEL only.
+type Mask = SmallVec<[u64; 1]>;
+
+/// The VIEW_CHANNEL bit of every mapped channel's overwrites, one bit per slot, so a role
+/// set is judged on all mapped channels at once with a few word operations per role it
+/// holds. Rebuilt whenever the mapped channels or their overwrites change.
+#[derive(Default)]
+struct ViewMasks {
+    exists: Mask,
+    everyone_allow: Mask,
+    everyone_deny: Mask,
+    /// Role -> (allow, deny) over the slots whose channel has an overwrite for it.
+    roles: IdMap<(Mask, Mask)>,
+}
 
 struct RoleSet {
     /// Sorted, deduplicated, without the `@everyone` role. Empty while the slot is free.
-    roles: Box<[u64]>,
-    hash: u64,
-    /// Next role set with the same `hash` (intern chain), or `NO_SET`.
+    roles: SmallVec<[u64; 2]>,
+    /// Next role set with the same role-list hash (intern chain, sets of two or more roles), or
+    /// `NO_SET`.
     next: u32,
     live: bool,
     /// `@everyone` OR the roles' permissions; `ALL` with ADMINISTRATOR.
@@ -71,6 +85,11 @@ struct RoleSet {
     regular: u32,
     /// All stored members with this role set, special ones included.
     holders: u32,
+}
+
+fn mask_bit(mask: &Mask, slot: usize) -> bool {
+    mask.get(slot / 64)
+        .is_some_and(|w| w & (1 << (slot % 64)) != 0)
 }
 
 #[derive(Clone, Copy)]
@@ -176,8 +195,11 @@ pub struct GuildIndex {
     tiers: TierRoles,
     sets: Vec<RoleSet>,
     free_sets: Vec<u32>,
-    /// Role-list hash -> first role set of its chain.
+    /// Role-list hash -> first role set of its chain (sets of two or more roles).
     intern: IdMap<u32>,
+    /// The sets of at most one role, which most members hold: role id (0 for no role) -> set.
+    small_sets: IdMap<u32>,
+    masks: ViewMasks,
     members: IdMap<MemberEntry>,
     bots: IdMap<()>,
     /// User -> number of mapped channels carrying a member overwrite for them.
@@ -186,6 +208,19 @@ pub struct GuildIndex {
     special_counted: IdMap<u8>,
     regular_count: SeatCount,
     special_count: SeatCount,
+}
+
+impl std::fmt::Debug for GuildIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GuildIndex")
+            .field("guild_id", &self.guild_id)
+            .field("owner_id", &self.owner_id)
+            .field("members", &self.member_count())
+            .field("role_sets", &self.role_set_count())
+            .field("mapped_channels", &self.mapped_channel_ids())
+            .field("seat_count", &self.seat_count())
+            .finish()
+    }
 }
 
 impl GuildIndex {
@@ -201,6 +236,8 @@ impl GuildIndex {
             sets: Vec::new(),
             free_sets: Vec::new(),
             intern: IdMap::default(),
+            small_sets: IdMap::default(),
+            masks: ViewMasks::default(),
             members: IdMap::default(),
             bots: IdMap::default(),
             member_overwrite_refs: IdMap::default(),
@@ -221,11 +258,135 @@ impl GuildIndex {
             index.channel_overwrites_set(channel.id, &channel.overwrites);
         }
         index.set_mapped_channels(mapped_channel_ids);
-        index.members.reserve(guild.members.len());
+        index.reserve_members(guild.members.len());
         for m in &guild.members {
             index.member_upsert(m.user_id, &m.roles, m.is_bot);
         }
+        index.shrink_to_fit();
         index
+    }
+
+    /// Room for `additional` more members, before a bulk load.
+    pub fn reserve_members(&mut self, additional: usize) {
+        self.members.reserve(additional);
+    }
+
+    /// Gives back the spare capacity a bulk load leaves behind.
+    pub fn shrink_to_fit(&mut self) {
+        self.sets.shrink_to_fit();
+        self.members.shrink_to_fit();
+        self.intern.shrink_to_fit();
+    }
+
+    /// A from-scratch count that keeps no members. The member list must not repeat a user
+    /// (Discord's never does); [`Self::build`] tolerates repeats (last wins).
+    ///
+    /// Only a few roles can change the answer: those granting VIEW_CHANNEL or ADMINISTRATOR,
+    /// those with an overwrite on a mapped channel, and the tier roles. Each member's roles
+    /// are reduced to a bit mask of those (when there are at most 64), so members differing
+    /// only in cosmetic roles share one evaluation and the lookup table stays in cache. The
+    /// owner and members named by member overwrites are evaluated one by one.
+    pub fn count_snapshot(
+        guild: &GuildSnapshot,
+        mapped_channel_ids: &[u64],
+        tiers: TierRoles,
+    ) -> SeatCount {
+        let mut index = Self::new(guild.guild_id, guild.owner_id, tiers);
+        for role in &guild.roles {
+            index.role_upsert(role.id, role.permissions);
+        }
+        for channel in &guild.channels {
+            index.channel_overwrites_set(channel.id, &channel.overwrites);
+        }
+        index.set_mapped_channels(mapped_channel_ids);
+
+        let mut relevant: Vec<u64> = index
+            .roles
+            .iter()
+            .filter(|(id, p)| **id != guild.guild_id && **p & (VIEW_CHANNEL | ADMINISTRATOR) != 0)
+            .map(|(id, _)| *id)
+            .chain(index.masks.roles.keys().copied())
+            .chain(
+                [tiers.basic, tiers.advanced, tiers.pro]
+                    .into_iter()
+                    .flatten(),
+            )
+            .filter(|id| *id != guild.guild_id)
+            .collect();
+        relevant.sort_unstable();
+        relevant.dedup();
+        let bits: Option<IdMap<u64>> = (relevant.len() <= 64).then(|| {
+            relevant
+                .iter()
+                .enumerate()
+                .map(|(i, id)| (*id, 1u64 << i))
+                .collect()
+        });
+
+        // A 4096-bit filter in front of the special-member check: most members are ruled out
+        // without a hash-map probe.
+        let mut maybe_special = [0u64; 64];
+        let filter_bit = |id: u64| {
+            let h = mix(id);
+            ((h >> 58) as usize, 1u64 << (h & 63))
+        };
+        for id in index
+            .member_overwrite_refs
+            .keys()
+            .copied()
+            .chain([guild.owner_id])
+        {
+            let (w, b) = filter_bit(id);
+            maybe_special[w] |= b;
+        }
+
+        let mut per_set: Vec<u64> = Vec::new();
+        let mut by_mask: IdMap<u32> = IdMap::default();
+        let mut count = SeatCount::default();
+        for m in guild.members.iter().filter(|m| !m.is_bot) {
+            let (w, b) = filter_bit(m.user_id);
+            if maybe_special[w] & b != 0 && index.is_special(m.user_id) {
+                let set = index.intern(&m.roles);
+                if index.member_sees_any(m.user_id, set) {
+                    count.seats_used += 1;
+                    count.by_tier.add_mask(index.sets[set as usize].tiers, 1);
+                }
+                continue;
+            }
+            let set = match &bits {
+                Some(bits) => {
+                    let mask = m
+                        .roles
+                        .iter()
+                        .fold(0u64, |acc, r| acc | bits.get(r).copied().unwrap_or(0));
+                    match by_mask.get(&mask) {
+                        Some(set) => *set,
+                        None => {
+                            let projected: RoleList = (0..relevant.len())
+                                .filter(|i| mask & (1 << i) != 0)
+                                .map(|i| relevant[i])
+                                .collect();
+                            let set = index.intern(&projected);
+                            by_mask.insert(mask, set);
+                            set
+                        }
+                    }
+                }
+                None => index.intern(&m.roles),
+            };
+            if set as usize >= per_set.len() {
+                per_set.resize(set as usize + 1, 0);
+            }
+            per_set[set as usize] += 1;
+        }
+        for (set, n) in per_set.into_iter().enumerate() {
+            let s = &index.sets[set];
+            if n > 0 && s.visible_slots > 0 {
+                count.seats_used += n;
+                count.by_tier.add_mask(s.tiers, n);
+            }
+        }
+        count
     }
 
     pub fn guild_id(&self) -> u64 {
@@ -406,6 +567,7 @@ impl GuildIndex {
             channel_id,
             visible: Vec::new(),
         });
+        self.rebuild_masks();
         let slot = self.slots.len() - 1;
         self.refresh_slot(slot);
         let users = self.channel_member_ids(channel_id);
@@ -429,6 +591,7 @@ impl GuildIndex {
             }
         }
         self.slots.swap_remove(slot);
+        self.rebuild_masks();
         let users = self.channel_member_ids(channel_id);
         for u in &users {
             self.release_member_ref(*u);
@@ -488,21 +651,76 @@ impl GuildIndex {
         base_permissions(self.everyone(), roles, |id| self.roles.get(&id).copied())
     }
 
-    /// Visibility of a channel for any member holding `set` without a member overwrite.
-    fn set_sees(&self, set: u32, channel: Option<&Channel>) -> bool {
-        let Some(ch) = channel else {
-            return false;
+    fn rebuild_masks(&mut self) {
+        let words = self.slots.len().div_ceil(64);
+        let zero = || Mask::from_elem(0, words);
+        let mut m = ViewMasks {
+            exists: zero(),
+            everyone_allow: zero(),
+            everyone_deny: zero(),
+            roles: IdMap::default(),
         };
-        let s = &self.sets[set as usize];
-        if s.base & ADMINISTRATOR != 0 {
-            return true;
+        for (i, slot) in self.slots.iter().enumerate() {
+            let Some(ch) = self.channels.get(&slot.channel_id) else {
+                continue;
+            };
+            let (w, bit) = (i / 64, 1u64 << (i % 64));
+            m.exists[w] |= bit;
+            if ch.everyone.allow & VIEW_CHANNEL != 0 {
+                m.everyone_allow[w] |= bit;
+            }
+            if ch.everyone.deny & VIEW_CHANNEL != 0 {
+                m.everyone_deny[w] |= bit;
+            }
+            for (role, layer) in &ch.roles {
+                let (allow, deny) = m.roles.entry(*role).or_insert_with(|| (zero(), zero()));
+                if layer.allow & VIEW_CHANNEL != 0 {
+                    allow[w] |= bit;
+                }
+                if layer.deny & VIEW_CHANNEL != 0 {
+                    deny[w] |= bit;
+                }
+            }
         }
-        let layers = OverwriteLayers {
-            everyone: ch.everyone,
-            roles: ch.roles_layer(&s.roles),
-            member: Layer::default(),
-        };
-        apply_layers(s.base, &layers) & VIEW_CHANNEL != 0
+        self.masks = m;
+    }
+
+    /// Which mapped channels a member with `roles` and `base` permissions sees, without a
+    /// member overwrite: steps 2 to 4 on the VIEW_CHANNEL bit of every slot at once.
+    fn visibility(&self, base: u64, roles: &[u64]) -> Mask {
+        let m = &self.masks;
+        if base & ADMINISTRATOR != 0 {
+            return m.exists.clone();
+        }
+        let b = if base & VIEW_CHANNEL != 0 { !0u64 } else { 0 };
+        let mut v: Mask = m
+            .everyone_deny
+            .iter()
+            .zip(&m.everyone_allow)
+            .map(|(deny, allow)| (b & !deny) | allow)
+            .collect();
+        if !m.roles.is_empty() {
+            let mut role_allow = Mask::from_elem(0, v.len());
+            let mut role_deny = Mask::from_elem(0, v.len());
+            for (allow, deny) in roles.iter().filter_map(|r| m.roles.get(r)) {
+                for w in 0..v.len() {
+                    role_allow[w] |= allow[w];
+                    role_deny[w] |= deny[w];
+                }
+            }
+            for w in 0..v.len() {
+                v[w] = (v[w] & !role_deny[w]) | role_allow[w];
+            }
+        }
+        for (w, exists) in v.iter_mut().zip(&m.exists) {
+            *w &= exists;
+        }
+        v
+    }
+
+    fn set_visibility(&self, set: u32) -> Mask {
+        let s = &self.sets[set as usize];
+        self.visibility(s.base, &s.roles)
     }
 
     fn member_sees(&self, user_id: u64, set: u32, ch: &Channel) -> bool {
@@ -516,6 +734,14 @@ impl GuildIndex {
             member: ch.member_layer(user_id),
         };
         apply_layers(s.base, &layers) & VIEW_CHANNEL != 0
+    }
+
+    fn member_sees_any(&self, user_id: u64, set: u32) -> bool {
+        self.slots.iter().any(|slot| {
+            self.channels
+                .get(&slot.channel_id)
+                .is_some_and(|ch| self.member_sees(user_id, set, ch))
+        })
     }
 
     fn uncount_set(&mut self, set: u32) {
@@ -553,12 +779,11 @@ impl GuildIndex {
 
     /// Recomputes one mapped channel for every live role set.
     fn refresh_slot(&mut self, slot: usize) {
-        let channel_id = self.slots[slot].channel_id;
         for set in 0..self.sets.len() as u32 {
             if !self.sets[set as usize].live {
                 continue;
             }
-            let on = self.set_sees(set, self.channels.get(&channel_id));
+            let on = mask_bit(&self.set_visibility(set), slot);
             self.set_bit(slot, set, on);
         }
     }
@@ -566,9 +791,9 @@ impl GuildIndex {
     /// Recomputes base permissions and every mapped channel of one role set.
     fn refresh_set(&mut self, set: u32) {
         self.sets[set as usize].base = self.set_base(&self.sets[set as usize].roles);
+        let mask = self.set_visibility(set);
         for slot in 0..self.slots.len() {
-            let on = self.set_sees(set, self.channels.get(&self.slots[slot].channel_id));
-            self.set_bit(slot, set, on);
+            self.set_bit(slot, set, mask_bit(&mask, slot));
         }
     }
 
@@ -597,6 +822,7 @@ impl GuildIndex {
         let Some(slot) = self.slot_of(channel_id) else {
             return self.seat_count();
         };
+        self.rebuild_masks();
         self.refresh_slot(slot);
         let new_users = self.channel_member_ids(channel_id);
         if old_users != new_users {
@@ -631,34 +857,59 @@ impl GuildIndex {
 
     /// The role set id for `roles`, creating (and evaluating) it when new.
     fn intern(&mut self, roles: &[u64]) -> u32 {
+        // Fast paths for role lists already in normal form, the usual case.
+        match roles {
+            [] => {
+                if let Some(set) = self.small_sets.get(&0) {
+                    return *set;
+                }
+            }
+            [role] if *role != self.guild_id => {
+                if let Some(set) = self.small_sets.get(role) {
+                    return *set;
+                }
+            }
+            _ if roles.windows(2).all(|w| w[0] < w[1]) && !roles.contains(&self.guild_id) => {
+                if let (_, _, Some(set)) = self.find_chain(roles) {
+                    return set;
+                }
+            }
+            _ => {}
+        }
         let mut list: RoleList = roles
             .iter()
             .copied()
             .filter(|r| *r != self.guild_id)
             .collect();
-        list.sort_unstable();
-        list.dedup();
-        let hash = Self::role_list_hash(&list);
-        let head = self.intern.get(&hash).copied().unwrap_or(NO_SET);
-        let mut cursor = head;
-        while cursor != NO_SET {
-            let s = &self.sets[cursor as usize];
-            if *s.roles == *list {
-                return cursor;
-            }
-            cursor = s.next;
+        if !list.is_sorted() {
+            list.sort_unstable();
         }
+        list.dedup();
+        let (hash, head) = if list.len() <= 1 {
+            let key = list.first().copied().unwrap_or(0);
+            if let Some(set) = self.small_sets.get(&key) {
+                return *set;
+            }
+            (key, NO_SET)
+        } else {
+            match self.find_chain(&list) {
+                (_, _, Some(set)) => return set,
+                (hash, head, None) => (hash, head),
+            }
+        };
+        let base = self.set_base(&list);
+        let mask = self.visibility(base, &list);
         let set = RoleSet {
-            base: self.set_base(&list),
+            base,
             tiers: self.tiers.mask(&list),
-            roles: list.into_vec().into_boxed_slice(),
-            hash,
+            roles: SmallVec::from_slice(&list),
             next: head,
             live: true,
             visible_slots: 0,
             regular: 0,
             holders: 0,
         };
+        let small = set.roles.len() <= 1;
         let id = match self.free_sets.pop() {
             Some(id) => {
                 self.sets[id as usize] = set;
@@ -669,42 +920,72 @@ impl GuildIndex {
                 (self.sets.len() - 1) as u32
             }
         };
-        self.intern.insert(hash, id);
+        if small {
+            self.small_sets.insert(hash, id);
+        } else {
+            self.intern.insert(hash, id);
+        }
         for slot in 0..self.slots.len() {
-            let on = self.set_sees(id, self.channels.get(&self.slots[slot].channel_id));
-            self.set_bit(slot, id, on);
+            if mask_bit(&mask, slot) {
+                self.set_bit(slot, id, true);
+            }
         }
         id
+    }
+
+    /// Looks a normalised list of two or more roles up: (hash, chain head, the set if any).
+    fn find_chain(&self, list: &[u64]) -> (u64, u32, Option<u32>) {
+        let hash = Self::role_list_hash(list);
+        let head = self.intern.get(&hash).copied().unwrap_or(NO_SET);
+        let mut cursor = head;
+        while cursor != NO_SET {
+            let s = &self.sets[cursor as usize];
+            if s.roles[..] == *list {
+                return (hash, head, Some(cursor));
+            }
+            cursor = s.next;
+        }
+        (hash, head, None)
     }
 
     fn release_set(&mut self, set: u32) {
         for slot in 0..self.slots.len() {
             self.set_bit(slot, set, false);
         }
-        let (hash, next) = {
+        let (hash, next, small) = {
             let s = &self.sets[set as usize];
-            (s.hash, s.next)
-        };
-        let head = self.intern.get(&hash).copied().unwrap_or(NO_SET);
-        if head == set {
-            if next == NO_SET {
-                self.intern.remove(&hash);
+            let small = s.roles.len() <= 1;
+            let key = if small {
+                s.roles.first().copied().unwrap_or(0)
             } else {
-                self.intern.insert(hash, next);
-            }
+                Self::role_list_hash(&s.roles)
+            };
+            (key, s.next, small)
+        };
+        if small {
+            self.small_sets.remove(&hash);
         } else {
-            let mut cursor = head;
-            while cursor != NO_SET {
-                let after = self.sets[cursor as usize].next;
-                if after == set {
-                    self.sets[cursor as usize].next = next;
-                    break;
+            let head = self.intern.get(&hash).copied().unwrap_or(NO_SET);
+            if head == set {
+                if next == NO_SET {
+                    self.intern.remove(&hash);
+                } else {
+                    self.intern.insert(hash, next);
                 }
-                cursor = after;
+            } else {
+                let mut cursor = head;
+                while cursor != NO_SET {
+                    let after = self.sets[cursor as usize].next;
+                    if after == set {
+                        self.sets[cursor as usize].next = next;
+                        break;
+                    }
+                    cursor = after;
+                }
             }
         }
         let s = &mut self.sets[set as usize];
-        s.roles = Box::new([]);
+        s.roles = SmallVec::new();
         s.live = false;
         s.next = NO_SET;
         self.free_sets.push(set);
@@ -749,12 +1030,7 @@ impl GuildIndex {
 
     fn special_recount(&mut self, user_id: u64, set: u32) {
         self.special_uncount(user_id);
-        let sees = self.slots.iter().any(|slot| {
-            self.channels
-                .get(&slot.channel_id)
-                .is_some_and(|ch| self.member_sees(user_id, set, ch))
-        });
-        if sees {
+        if self.member_sees_any(user_id, set) {
             let mask = self.sets[set as usize].tiers;
             self.special_counted.insert(user_id, mask);
             self.special_count.seats_used += 1;
@@ -796,5 +1072,239 @@ impl GuildIndex {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::permissions::VIEW_CHANNEL;
+    use crate::domain::seats::TierCounts;
+
+    const GUILD: u64 = 100;
+    const OWNER: u64 = 1;
+    const VIP: u64 = 201;
+    const GOLD: u64 = 301;
+    const FEED: u64 = 10;
+    const LOBBY: u64 = 11;
+
+    fn private_feed() -> Vec<Overwrite> {
+        vec![
+            Overwrite::role(GUILD, 0, VIEW_CHANNEL),
+            Overwrite::role(VIP, VIEW_CHANNEL, 0),
+        ]
+    }
+
+    fn index() -> GuildIndex {
+        let mut ix = GuildIndex::new(
+            GUILD,
+            OWNER,
+            TierRoles {
+                pro: Some(GOLD),
+                ..TierRoles::default()
+            },
+        );
+        ix.role_upsert(GUILD, VIEW_CHANNEL);
+        ix.role_upsert(VIP, 0);
+        ix.role_upsert(GOLD, 0);
+        ix.channel_overwrites_set(FEED, &private_feed());
+        ix.channel_overwrites_set(LOBBY, &[]);
+        ix.map_channel(FEED);
+        ix
+    }
+
+    fn seats(n: u64) -> SeatCount {
+        SeatCount {
+            seats_used: n,
+            by_tier: TierCounts::default(),
+        }
+    }
+
+    #[test]
+    fn members_with_identical_roles_share_one_role_set_until_the_last_leaves() {
+        let mut ix = index();
+        ix.member_upsert(5, &[VIP, GOLD], false);
+        ix.member_upsert(6, &[GOLD, VIP, VIP], false);
+        ix.member_upsert(7, &[GUILD, VIP, GOLD], false);
+        assert_eq!(ix.role_set_count(), 1);
+        assert_eq!(ix.seat_count().seats_used, 3);
+        assert_eq!(ix.seat_count().by_tier.pro, 3);
+        for user in [5, 6, 7] {
+            ix.member_remove(user);
+        }
+        assert_eq!(ix.role_set_count(), 0);
+        assert_eq!(ix.seat_count(), SeatCount::default());
+    }
+
+    #[test]
+    fn member_events_return_the_new_count() {
+        let mut ix = index();
+        assert_eq!(ix.member_upsert(5, &[], false), seats(0));
+        assert_eq!(ix.member_upsert(5, &[VIP], false), seats(1));
+        assert!(ix.is_member_counted(5));
+        assert_eq!(ix.member_upsert(5, &[VIP], true), seats(0), "now a bot");
+        assert_eq!(ix.member_count(), 1);
+        assert_eq!(ix.member_remove(5), seats(0));
+        assert_eq!(ix.member_count(), 0);
+    }
+
+    #[test]
+    fn overwrite_change_reevaluates_every_role_set() {
+        let mut ix = index();
+        ix.member_upsert(5, &[], false);
+        ix.member_upsert(6, &[VIP], false);
+        assert_eq!(ix.counted_member_ids(), vec![6]);
+        assert_eq!(ix.channel_overwrites_set(FEED, &[]), seats(2));
+        assert_eq!(
+            ix.channel_remove(FEED),
+            seats(0),
+            "a deleted channel is seen by nobody"
+        );
+        assert_eq!(ix.channel_overwrites_set(FEED, &private_feed()), seats(1));
+    }
+
+    #[test]
+    fn role_permission_change_reevaluates_holders() {
+        let mut ix = index();
+        ix.member_upsert(5, &[VIP], false);
+        ix.member_upsert(6, &[], false);
+        ix.role_upsert(GUILD, 0);
+        assert_eq!(ix.seat_count(), seats(1));
+        // The VIP overwrite on the feed still opens it to 5 after the role is deleted.
+        assert_eq!(ix.role_remove(VIP), seats(1));
+        assert_eq!(
+            ix.role_upsert(GUILD, ADMINISTRATOR),
+            seats(2),
+            "@everyone admin"
+        );
+        assert_eq!(
+            ix.role_remove(GUILD),
+            seats(1),
+            "no @everyone role: no base"
+        );
+        ix.member_upsert(6, &[GOLD], false);
+        let count = ix.role_upsert(GOLD, ADMINISTRATOR);
+        assert_eq!(count.seats_used, 2);
+        assert_eq!(count.by_tier.pro, 1);
+    }
+
+    #[test]
+    fn owner_change_moves_the_owner_seat() {
+        let mut ix = index();
+        ix.member_upsert(OWNER, &[], false);
+        ix.member_upsert(5, &[], false);
+        assert_eq!(ix.counted_member_ids(), vec![OWNER]);
+        assert_eq!(ix.set_owner(5), seats(1));
+        assert_eq!(ix.counted_member_ids(), vec![5]);
+    }
+
+    #[test]
+    fn member_overwrite_counts_that_member_alone() {
+        let mut ix = index();
+        ix.member_upsert(5, &[], false);
+        ix.member_upsert(6, &[], false);
+        let mut ows = private_feed();
+        ows.push(Overwrite::member(5, VIEW_CHANNEL, 0));
+        assert_eq!(ix.channel_overwrites_set(FEED, &ows), seats(1));
+        assert_eq!(ix.counted_member_ids(), vec![5]);
+        assert_eq!(ix.role_set_count(), 1, "5 and 6 still share their role set");
+        assert_eq!(ix.channel_overwrites_set(FEED, &private_feed()), seats(0));
+    }
+
+    #[test]
+    fn mapping_and_unmapping_channels() {
+        let mut ix = index();
+        ix.member_upsert(5, &[], false);
+        assert_eq!(ix.map_channel(LOBBY), seats(1));
+        assert_eq!(ix.unmap_channel(LOBBY), seats(0));
+        assert_eq!(ix.set_mapped_channels(&[LOBBY, FEED, LOBBY]), seats(1));
+        assert_eq!(ix.mapped_channel_ids(), vec![FEED, LOBBY]);
+        assert_eq!(ix.set_mapped_channels(&[]), seats(0));
+    }
+
+    #[test]
+    fn tier_roles_change_recounts_the_breakdown() {
+        let mut ix = index();
+        ix.member_upsert(5, &[VIP, GOLD], false);
+        ix.member_upsert(6, &[GOLD], false);
+        assert_eq!(ix.seat_count().by_tier.pro, 1);
+        let count = ix.set_tier_roles(TierRoles {
+            basic: Some(VIP),
+            advanced: None,
+            pro: None,
+        });
+        assert_eq!(
+            count.by_tier,
+            TierCounts {
+                basic: 1,
+                advanced: 0,
+                pro: 0
+            }
+        );
+    }
+
+    #[test]
+    fn thread_visibility_follows_its_parent() {
+        let mut ix = index();
+        ix.member_upsert(5, &[VIP], false);
+        ix.member_upsert(6, &[], false);
+        assert_eq!(ix.can_member_view_thread(5, FEED), Some(true));
+        assert_eq!(ix.can_member_view_thread(6, FEED), Some(false));
+        assert_eq!(ix.can_member_view_thread(6, LOBBY), Some(true));
+        assert_eq!(ix.can_member_view_thread(6, 999), None, "unknown parent");
+        assert_eq!(ix.can_member_view_thread(42, FEED), None, "unknown member");
+    }
+}
+
+#[cfg(test)]
+mod many_channels {
+    use super::*;
+    use crate::domain::seats::count_reference;
+    use crate::domain::seats::{ChannelSnapshot, MemberSnapshot, RoleSnapshot};
+
+    /// More mapped channels than one mask word holds.
+    #[test]
+    fn seventy_mapped_channels_use_several_mask_words() {
+        const GUILD: u64 = 100;
+        let private = |role: u64| {
+            vec![
+                Overwrite::role(GUILD, 0, VIEW_CHANNEL),
+                Overwrite::role(role, VIEW_CHANNEL, 0),
+            ]
+        };
+        let g = GuildSnapshot {
+            guild_id: GUILD,
+            owner_id: 1,
+            roles: vec![RoleSnapshot {
+                id: GUILD,
+                permissions: VIEW_CHANNEL,
+            }],
+            // Channel 1000 + i opens to role 200 + i.
+            channels: (0..70)
+                .map(|i| ChannelSnapshot {
+                    id: 1000 + i,
+                    overwrites: private(200 + i),
+                })
+                .collect(),
+            members: (0..70)
+                .map(|i| MemberSnapshot {
+                    user_id: 10 + i,
+                    roles: vec![200 + i],
+                    is_bot: false,
+                })
+                .collect(),
+        };
+        let tiers = TierRoles::default();
+        let high: Vec<u64> = (64..70).map(|i| 1000 + i).collect();
+        let all: Vec<u64> = (0..70).map(|i| 1000 + i).collect();
+        let mut ix = GuildIndex::build(&g, &all, tiers);
+        assert_eq!(ix.seat_count().seats_used, 70);
+        assert_eq!(ix.set_mapped_channels(&high).seats_used, 6);
+        assert_eq!(ix.counted_member_ids(), (74..80).collect::<Vec<_>>());
+        assert_eq!(
+            GuildIndex::count_snapshot(&g, &high, tiers),
+            count_reference(&g, &high, &tiers).0
+        );
+        assert_eq!(ix.channel_remove(1069).seats_used, 5);
     }
 }

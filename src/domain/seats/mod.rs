@@ -10,7 +10,7 @@ mod index;
 mod serenity_guild;
 
 pub use fixture::{parse_fixture, Fixture};
-pub use index::{GuildIndex, IdHasher};
+pub use index::GuildIndex;
 pub use serenity_guild::overwrites_from_serenity;
 
 use serde::Serialize;
@@ -209,6 +209,8 @@ mod tests {
         let reference = count_reference(g, mapped, tiers);
         let index = GuildIndex::build(g, mapped, *tiers);
         assert_eq!(index.seat_count(), reference.0, "index vs reference");
+        let fast = GuildIndex::count_snapshot(g, mapped, *tiers);
+        assert_eq!(fast, reference.0, "count_snapshot vs reference");
         assert_eq!(
             index.counted_member_ids(),
             reference.1,

@@ -41,9 +41,11 @@ impl GuildIndex {
             index.channel_upsert_serenity(channel);
         }
         index.set_mapped_channels(mapped_channel_ids);
+        index.reserve_members(guild.members.len());
         for member in guild.members.values() {
             index.member_upsert_serenity(member);
         }
+        index.shrink_to_fit();
         index
     }
 
