@@ -7,7 +7,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Value};
 
 use super::error::{DResult, DiscordError};
-use super::gateway::hub::{Dispatch, INTENT_GUILDS, INTENT_GUILD_MEMBERS, INTENT_GUILD_MESSAGES};
+use super::gateway::hub::{
+    Dispatch, INTENT_GUILDS, INTENT_GUILD_MEMBERS, INTENT_GUILD_MESSAGES, INTENT_GUILD_WEBHOOKS,
+};
 use super::model::*;
 use super::scenario::{
     id_list, opt_str, parse_channel_fields, parse_guild, parse_member, parse_overwrite_fields,
@@ -774,7 +776,8 @@ impl State {
 
     // ---- webhooks ----
 
-    pub fn create_webhook(&mut self, cid: u64, name: String, creator: u64) -> DResult<Webhook> {
+    /// Creates a webhook owned by `creator`; WEBHOOKS_UPDATE tells GUILD_WEBHOOKS sessions.
+    pub fn create_webhook(&mut self, cid: u64, name: String, creator: u64) -> DResult<Changed> {
         let (g, _) = self.channel(cid)?;
         let gid = g.id;
         let id = self.next_id();
@@ -792,8 +795,18 @@ impl State {
             name,
             creator_id: creator,
         };
-        self.webhooks.insert(id, w.clone());
-        Ok(w)
+        let v = webhook_json(&w, self.users.get(&creator));
+        self.webhooks.insert(id, w);
+        let d = json!({"guild_id": sf(gid), "channel_id": sf(cid)});
+        Ok((
+            v,
+            vec![Dispatch::new(
+                "WEBHOOKS_UPDATE",
+                gid,
+                INTENT_GUILD_WEBHOOKS,
+                d,
+            )],
+        ))
     }
 
     pub fn webhook(&self, id: u64, token: &str) -> DResult<&Webhook> {
