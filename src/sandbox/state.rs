@@ -583,7 +583,11 @@ impl State {
         webhook: Option<(u64, String, Option<String>)>,
         v: &Value,
     ) -> DResult<Changed> {
-        let (g, _) = self.channel(cid)?;
+        let (g, ch) = self.channel(cid)?;
+        // Categories, forums and media channels hold no messages of their own.
+        if matches!(ch.kind, 4 | 15 | 16) {
+            return Err(DiscordError::non_text_channel());
+        }
         let gid = g.id;
         let content = v
             .get("content")
