@@ -15,7 +15,8 @@ async fn seatgate_sandbox_prints_its_urls_serves_the_scenario_and_stops_on_sigte
         .args(["sandbox", "--bind", "127.0.0.1:0", "--scenario"])
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/demo.json"))
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
+        .env("RUST_LOG", "debug")
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();

@@ -39,6 +39,7 @@ fn decode(frame: &Value) -> Event {
         "MESSAGE_CREATE" => strict::<MessageCreateEvent>(&t, d),
         "MESSAGE_UPDATE" => strict::<MessageUpdateEvent>(&t, d),
         "MESSAGE_DELETE" => strict::<MessageDeleteEvent>(&t, d),
+        "WEBHOOKS_UPDATE" => strict::<WebhookUpdateEvent>(&t, d),
         other => panic!("the sandbox emitted {other}, which this contract test does not know"),
     }
     match serde_json::from_value::<GatewayEvent>(frame.clone()) {
@@ -55,7 +56,10 @@ fn decode(frame: &Value) -> Event {
 async fn every_gateway_dispatch_decodes_with_serenitys_models() {
     let sb = start().await;
     let mut gw = RawGateway::connect(sb.gateway_url()).await;
-    let ready = gw.identify(sb.bot_token(), ALL_INTENTS).await;
+    const GUILD_WEBHOOKS: u64 = 1 << 5;
+    let ready = gw
+        .identify(sb.bot_token(), ALL_INTENTS | GUILD_WEBHOOKS)
+        .await;
     let mut seen = BTreeSet::new();
     let mut check = |frame: &Value| -> Event {
         seen.insert(frame["t"].as_str().unwrap().to_owned());
@@ -187,6 +191,9 @@ async fn every_gateway_dispatch_decodes_with_serenitys_models() {
         .create_webhook(&http, CreateWebhook::new("mirror"))
         .await
         .unwrap();
+    assert!(
+        matches!(check(&gw.dispatch().await), Event::WebhookUpdate(e) if e.channel_id.get() == SIGNALS)
+    );
     hook.execute(
         &http,
         true,
@@ -263,6 +270,7 @@ async fn every_gateway_dispatch_decodes_with_serenitys_models() {
         "MESSAGE_CREATE",
         "MESSAGE_UPDATE",
         "MESSAGE_DELETE",
+        "WEBHOOKS_UPDATE",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -348,6 +356,8 @@ async fn every_rest_response_decodes_with_serenitys_models() {
         .await
         .unwrap();
     assert_eq!(by_token.id, hook.id);
+    let by_id = http.get_webhook(hook.id).await.unwrap();
+    assert_eq!(by_id.channel_id, Some(ChannelId::new(SIGNALS)));
     let hm = hook
         .execute(
             &http,

@@ -251,3 +251,27 @@ async fn opcode_8_answers_with_chunks_queries_and_user_ids() {
     assert_eq!(c["d"]["not_found"], json!(["123456789012345"]));
     sb.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_client_closing_with_1000_ends_its_session_but_4000_keeps_it() {
+    let sb = start().await;
+    for (code, resumable) in [(4000u16, true), (1000, false)] {
+        let mut gw = RawGateway::connect(sb.gateway_url()).await;
+        gw.identify(sb.bot_token(), ALL_INTENTS).await;
+        gw.dispatch_named("GUILD_CREATE").await;
+        let (sid, seq) = (gw.session_id.clone().unwrap(), gw.seq);
+        gw.close_with(code).await;
+        let mut again = RawGateway::connect(sb.gateway_url()).await;
+        again.seq = seq;
+        again
+            .send(json!({"op": 6, "d": {"token": sb.bot_token(), "session_id": sid, "seq": seq}}))
+            .await;
+        let answer = again.payload().await;
+        if resumable {
+            assert_eq!(answer["t"], "RESUMED", "close {code}: {answer}");
+        } else {
+            assert_eq!(answer["op"], 9, "close {code}: {answer}");
+        }
+    }
+    sb.shutdown().await;
+}

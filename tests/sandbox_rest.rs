@@ -71,6 +71,7 @@ async fn unknown_things_and_missing_permissions_get_discords_codes() {
         discord_error(say(123_456_789_012_345_678).await),
         (404, 10003)
     );
+    assert_eq!(discord_error(say(CATEGORY).await), (400, 50008));
     assert_eq!(
         discord_error(say(HIDDEN).await),
         (403, 50001),

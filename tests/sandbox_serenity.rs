@@ -280,3 +280,27 @@ async fn serenity_reidentifies_after_invalid_session() {
     bot.stop().await;
     sb.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_client_builder_refuses_to_fall_back_to_discords_gateway() {
+    no_proxy();
+    // A loopback port with nothing behind it: GET /gateway fails and serenity would fall back
+    // to wss://gateway.discord.gg.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let api_url = format!("http://127.0.0.1:{port}");
+    let builder = seatgate::discord::connect::client_builder(&api_url, "1.sandbox.token");
+    let err = seatgate::discord::connect::build_client(builder, &api_url)
+        .await
+        .err()
+        .expect("refused");
+    assert_eq!(err.code(), seatgate::ErrorCode::DiscordUnavailable);
+    assert!(
+        err.message().contains("gateway.discord.gg"),
+        "{}",
+        err.message()
+    );
+}

@@ -1,5 +1,24 @@
 //! The HTTP control surface under `control_url`: script Discord state and read back what the
 //! bot did. Same operations as [`super::SandboxHandle`]'s methods; errors in Discord's shape.
+//! No authentication: the sandbox only ever listens on loopback.
+//!
+//! | route | body | answer |
+//! |---|---|---|
+//! | `POST /guilds` | Discord guild object (id, name, owner_id, roles, channels, members) | 201; GUILD_CREATE |
+//! | `DELETE /guilds/{g}` | | 204; GUILD_DELETE |
+//! | `POST /guilds/{g}/members` | `{"user": {"id", "username", "bot"?}, "roles": [...]}` | 201; GUILD_MEMBER_ADD |
+//! | `PATCH /guilds/{g}/members/{u}` | `{"roles": [...]}`, `{"nick"}` | 200; GUILD_MEMBER_UPDATE |
+//! | `DELETE /guilds/{g}/members/{u}` | | 204; GUILD_MEMBER_REMOVE |
+//! | `POST /guilds/{g}/roles`, `PATCH`/`DELETE /guilds/{g}/roles/{r}` | role fields | GUILD_ROLE_* |
+//! | `POST /guilds/{g}/channels`, `PATCH`/`DELETE /channels/{c}` | channel fields | CHANNEL_* |
+//! | `PUT`/`DELETE /channels/{c}/permissions/{o}` | `{"type": 0/1, "allow", "deny"}` | 204; CHANNEL_UPDATE |
+//! | `POST /channels/{c}/messages` | `{"author": {"id", "username"}, "content", "embeds"?, "attachments"?}` | 201; MESSAGE_CREATE |
+//! | `PATCH`/`DELETE /channels/{c}/messages/{m}` | `{"content"}` | MESSAGE_UPDATE / MESSAGE_DELETE |
+//! | `GET /channels/{c}/messages` | | every message, oldest first, `deleted` flagged |
+//! | `POST /faults`, `DELETE /faults` | [`Fault`] | 201 / 204 |
+//! | `PUT /rate-limits` | `{"enabled": bool}` | 204 |
+//! | `POST /gateway/disconnect` | | `{"sessions": n}`; sockets closed with 4000, resumable |
+//! | `POST /gateway/invalidate-session` | | `{"sessions": n}`; op 9 `false` |
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};

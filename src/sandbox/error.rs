@@ -61,6 +61,9 @@ impl DiscordError {
     pub fn cannot_edit_others() -> Self {
         Self::new(403, 50005, "Cannot edit a message authored by another user")
     }
+    pub fn non_text_channel() -> Self {
+        Self::new(400, 50008, "Cannot send messages in a non-text channel")
+    }
     pub fn empty_message() -> Self {
         Self::new(400, 50006, "Cannot send an empty message")
     }

@@ -343,13 +343,6 @@ impl SandboxHandle {
             let _ = join.await;
         }
     }
-
-    /// Waits until the server stops (used by `seatgate sandbox`).
-    pub async fn stopped(&mut self) {
-        if let Some(join) = self.join.take() {
-            let _ = join.await;
-        }
-    }
 }
 
 impl Drop for SandboxHandle {

@@ -537,11 +537,12 @@ fn handle(core: &Core, route: Route, call: &Call<'_>) -> DResult<Reply> {
                     DiscordError::invalid_form("name: must be between 1 and 80 in length")
                 })?
                 .to_owned();
-            let mut st = core.lock();
-            bot_channel(&st, cid, &[MANAGE_WEBHOOKS])?;
-            let bot = st.bot_id;
-            let w = st.create_webhook(cid, name, bot)?;
-            ok(webhook_json(&w, st.bot()))
+            let v = core.mutate(|st| {
+                bot_channel(st, cid, &[MANAGE_WEBHOOKS])?;
+                let bot = st.bot_id;
+                st.create_webhook(cid, name, bot)
+            })?;
+            ok(v)
         }
         Route::ChannelWebhooks => core.read(|st| {
             let cid = call.id(0, DiscordError::unknown_channel)?;

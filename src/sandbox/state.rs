@@ -7,7 +7,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Value};
 
 use super::error::{DResult, DiscordError};
-use super::gateway::hub::{Dispatch, INTENT_GUILDS, INTENT_GUILD_MEMBERS, INTENT_GUILD_MESSAGES};
+use super::gateway::hub::{
+    Dispatch, INTENT_GUILDS, INTENT_GUILD_MEMBERS, INTENT_GUILD_MESSAGES, INTENT_GUILD_WEBHOOKS,
+};
 use super::model::*;
 use super::scenario::{
     id_list, opt_str, parse_channel_fields, parse_guild, parse_member, parse_overwrite_fields,
@@ -141,17 +143,18 @@ impl State {
             });
         }
         let gid = guild.id;
-        let mut dispatches = Vec::new();
-        if self.guilds.contains_key(&gid) {
-            let (_, mut d) = self.remove_guild(gid)?;
-            dispatches.append(&mut d);
-        }
+        // Validate before touching anything, so a refused guild leaves the state as it was.
         for cid in guild.channels.keys() {
-            if let Some(other) = self.channel_guild.get(cid) {
+            if let Some(other) = self.channel_guild.get(cid).filter(|g| **g != gid) {
                 return Err(DiscordError::invalid_form(format!(
                     "channel {cid} already belongs to guild {other}"
                 )));
             }
+        }
+        let mut dispatches = Vec::new();
+        if self.guilds.contains_key(&gid) {
+            let (_, mut d) = self.remove_guild(gid)?;
+            dispatches.append(&mut d);
         }
         for cid in guild.channels.keys() {
             self.channel_guild.insert(*cid, gid);
@@ -581,7 +584,11 @@ impl State {
         webhook: Option<(u64, String, Option<String>)>,
         v: &Value,
     ) -> DResult<Changed> {
-        let (g, _) = self.channel(cid)?;
+        let (g, ch) = self.channel(cid)?;
+        // Categories, forums and media channels hold no messages of their own.
+        if matches!(ch.kind, 4 | 15 | 16) {
+            return Err(DiscordError::non_text_channel());
+        }
         let gid = g.id;
         let content = v
             .get("content")
@@ -774,7 +781,8 @@ impl State {
 
     // ---- webhooks ----
 
-    pub fn create_webhook(&mut self, cid: u64, name: String, creator: u64) -> DResult<Webhook> {
+    /// Creates a webhook owned by `creator`; WEBHOOKS_UPDATE tells GUILD_WEBHOOKS sessions.
+    pub fn create_webhook(&mut self, cid: u64, name: String, creator: u64) -> DResult<Changed> {
         let (g, _) = self.channel(cid)?;
         let gid = g.id;
         let id = self.next_id();
@@ -792,8 +800,18 @@ impl State {
             name,
             creator_id: creator,
         };
-        self.webhooks.insert(id, w.clone());
-        Ok(w)
+        let v = webhook_json(&w, self.users.get(&creator));
+        self.webhooks.insert(id, w);
+        let d = json!({"guild_id": sf(gid), "channel_id": sf(cid)});
+        Ok((
+            v,
+            vec![Dispatch::new(
+                "WEBHOOKS_UPDATE",
+                gid,
+                INTENT_GUILD_WEBHOOKS,
+                d,
+            )],
+        ))
     }
 
     pub fn webhook(&self, id: u64, token: &str) -> DResult<&Webhook> {
@@ -821,5 +839,76 @@ impl State {
             self.upsert_user(u);
         }
         Ok(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> State {
+        let mut st = State::new(User {
+            id: 99,
+            username: "bot".into(),
+            global_name: None,
+            avatar: None,
+            bot: true,
+        });
+        st.add_guild(
+            &json!({"id": "1", "owner_id": "2", "channels": [{"id": "10", "name": "a"}],
+            "roles": [{"id": "1", "permissions": "68608"}, {"id": "5", "permissions": "0"}],
+            "members": [{"user": {"id": "3", "username": "u"}, "roles": ["5"]}]}),
+        )
+        .unwrap();
+        st
+    }
+
+    #[test]
+    fn a_refused_guild_leaves_the_state_as_it_was() {
+        let mut st = state();
+        let err = st
+            .add_guild(
+                &json!({"id": "7", "owner_id": "2", "channels": [{"id": "10", "name": "dup"}]}),
+            )
+            .unwrap_err();
+        assert_eq!(err.code, 50035);
+        assert!(!st.guilds.contains_key(&7));
+        assert_eq!(st.channel_guild.get(&10), Some(&1));
+        // Replacing a guild by its own id keeps its channels its own.
+        let (_, d) = st
+            .add_guild(
+                &json!({"id": "1", "owner_id": "2", "channels": [{"id": "10", "name": "b"}]}),
+            )
+            .unwrap();
+        let kinds: Vec<&str> = d.iter().map(|d| d.t).collect();
+        assert_eq!(kinds, vec!["GUILD_DELETE", "GUILD_CREATE"]);
+        assert_eq!(st.guilds[&1].channels[&10].name, "b");
+    }
+
+    #[test]
+    fn enforce_nonce_is_per_author() {
+        let mut st = state();
+        let body = json!({"content": "x", "nonce": "n", "enforce_nonce": true});
+        let (a, _) = st.create_message(10, 99, None, &body).unwrap();
+        let (b, d) = st.create_message(10, 99, None, &body).unwrap();
+        assert_eq!(a["id"], b["id"]);
+        assert!(d.is_empty(), "no second MESSAGE_CREATE");
+        let (c, _) = st.create_message(10, 3, None, &body).unwrap();
+        assert_ne!(a["id"], c["id"]);
+    }
+
+    #[test]
+    fn deleting_a_role_takes_it_off_every_member() {
+        let mut st = state();
+        st.delete_role(1, 5).unwrap();
+        assert!(st.guilds[&1].members[&3].roles.is_empty());
+        assert!(st.delete_role(1, 1).is_err(), "@everyone stays");
+    }
+
+    #[test]
+    fn the_bot_joins_every_guild_with_only_everyone() {
+        let st = state();
+        assert!(st.guilds[&1].members[&99].roles.is_empty());
+        assert!(st.users[&99].bot);
     }
 }

@@ -212,6 +212,19 @@ impl RawGateway {
     pub async fn close(mut self) {
         let _ = self.ws.close(None).await;
     }
+
+    /// Closes with a status code and waits for the server's close frame.
+    pub async fn close_with(mut self, code: u16) {
+        use tokio_tungstenite::tungstenite::protocol::{frame::coding::CloseCode, CloseFrame};
+        let _ = self
+            .ws
+            .close(Some(CloseFrame {
+                code: CloseCode::from(code),
+                reason: "".into(),
+            }))
+            .await;
+        while let Ok(Some(Ok(_))) = tokio::time::timeout(TIMEOUT, self.ws.next()).await {}
+    }
 }
 
 pub const ALL_INTENTS: u64 = (1 << 0) | (1 << 1) | (1 << 9) | (1 << 15);

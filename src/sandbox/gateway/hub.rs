@@ -16,6 +16,7 @@ use crate::sandbox::state::State;
 
 pub const INTENT_GUILDS: u64 = 1 << 0;
 pub const INTENT_GUILD_MEMBERS: u64 = 1 << 1;
+pub const INTENT_GUILD_WEBHOOKS: u64 = 1 << 5;
 pub const INTENT_GUILD_MESSAGES: u64 = 1 << 9;
 pub const INTENT_MESSAGE_CONTENT: u64 = 1 << 15;
 
@@ -287,6 +288,11 @@ impl Hub {
                 }
             }
         }
+    }
+
+    /// Ends a session (the client closed with 1000/1001).
+    pub fn forget(&self, session_id: &str) {
+        self.lock().sessions.remove(session_id);
     }
 
     /// The connection went away: keep its session for RESUME.

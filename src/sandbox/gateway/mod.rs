@@ -78,7 +78,16 @@ async fn run_connection(
                         break None;
                     }
                 }
-                Some(Ok(Message::Close(reason))) => break reason,
+                Some(Ok(Message::Close(reason))) => {
+                    // As on Discord, a client closing with 1000/1001 ends its session for good.
+                    let code = reason.as_ref().map(|r| u16::from(r.code));
+                    if matches!(code, Some(1000 | 1001)) {
+                        if let Some(sid) = session_id.take() {
+                            core.hub.forget(&sid);
+                        }
+                    }
+                    break reason;
+                }
                 Some(Ok(_)) => {}
             },
             out = rx.recv() => match out {
