@@ -22,6 +22,7 @@ const OWNER: u64 = 700_000_000_000_000_001;
 const CHANNEL: u64 = 860_000_000_000_000_001;
 const SUBSCRIBER: u64 = 850_000_000_000_000_001;
 const VIEW: u64 = 1 << 10;
+const SEND: u64 = 1 << 11;
 
 fn scenario() -> Scenario {
     Scenario::from_json(&json!({
@@ -35,7 +36,7 @@ fn scenario() -> Scenario {
             "channels": [{"id": CHANNEL.to_string(), "name": "signals", "type": 0, "permission_overwrites": [
                 {"id": GUILD.to_string(), "type": 0, "allow": "0", "deny": VIEW.to_string()},
                 {"id": SUBSCRIBER.to_string(), "type": 0, "allow": VIEW.to_string(), "deny": "0"},
-                {"id": BOT.to_string(), "type": 1, "allow": VIEW.to_string(), "deny": "0"}
+                {"id": BOT.to_string(), "type": 1, "allow": (VIEW | SEND).to_string(), "deny": "0"}
             ]}],
             "members": [
                 {"user": {"id": OWNER.to_string(), "username": "owner"}, "roles": []},
@@ -55,7 +56,7 @@ fn key() -> ServerKey {
     }
 }
 
-async fn configure(t: &TestDatabase, limit: i64) {
+async fn configure(t: &TestDatabase, limit: i64, notify: Option<u64>) {
     let db = t.db.conn();
     entities::connectors::ActiveModel {
         tenant_key: Set("acme".into()),
@@ -93,6 +94,7 @@ async fn configure(t: &TestDatabase, limit: i64) {
         enforcement_mode: Set("enforce".into()),
         enforcement_override: Set("none".into()),
         stale_grace: Set(false),
+        notify_channel_id: Set(notify.map(snowflake::to_db)),
         created_at: Set(0),
         updated_at: Set(0),
         ..Default::default()
@@ -109,6 +111,10 @@ struct World {
 }
 
 async fn world(limit: i64, tune: impl FnOnce(&mut Settings)) -> World {
+    world_with(limit, None, tune).await
+}
+
+async fn world_with(limit: i64, notify: Option<u64>, tune: impl FnOnce(&mut Settings)) -> World {
     let sandbox = Sandbox::start(SandboxOptions {
         scenario: Some(scenario()),
         rate_limits: RateLimitConfig::disabled(),
@@ -117,7 +123,7 @@ async fn world(limit: i64, tune: impl FnOnce(&mut Settings)) -> World {
     .await
     .unwrap();
     let t = TestDatabase::new().await.unwrap();
-    configure(&t, limit).await;
+    configure(&t, limit, notify).await;
     let mut settings = Settings {
         database_url: t.url.clone(),
         bind: "127.0.0.1:0".parse().unwrap(),
@@ -345,5 +351,33 @@ async fn a_guild_the_bot_was_removed_from_ends_in_seat_audit_failed() {
         "{:?}",
         stored.last_error
     );
+    w.stop().await;
+}
+
+#[actix_web::test]
+async fn the_owner_is_told_in_the_notify_channel_when_mirroring_pauses_and_resumes() {
+    let w = world_with(3, Some(CHANNEL), |_| {}).await;
+    w.until("first count", Duration::from_secs(20), |v| v.seats_used == 3).await;
+    w.join(710_000_000_000_000_020, &[SUBSCRIBER]);
+    w.until("over", Duration::from_secs(5), |v| v.is_over_limit()).await;
+    w.sandbox.remove_member(GUILD, 710_000_000_000_000_020).unwrap();
+    w.until("under", Duration::from_secs(5), |v| !v.is_over_limit()).await;
+    let start = Instant::now();
+    let notices = loop {
+        let notices: Vec<String> = w
+            .sandbox
+            .messages(CHANNEL)
+            .unwrap()
+            .iter()
+            .filter_map(|m| m["content"].as_str().map(str::to_owned))
+            .collect();
+        if notices.len() >= 2 || start.elapsed() > Duration::from_secs(10) {
+            break notices;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(notices.len(), 2, "{notices:?}");
+    assert!(notices[0].contains("paused") && notices[0].contains("4 members") && notices[0].contains("covers 3"), "{}", notices[0]);
+    assert!(notices[1].contains("resumed") && notices[1].contains("3 of 3"), "{}", notices[1]);
     w.stop().await;
 }

@@ -152,3 +152,23 @@ async fn serve_answers_health_and_readiness_and_stops_gracefully_on_sigterm() {
     let q = seatgate::store::queue::MirrorQueue::mirror(t.db.clone(), Default::default());
     assert_eq!(q.counts(0).await.unwrap().pending, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_log_format_writes_one_json_object_per_line() {
+    let t = TestDatabase::empty().await.unwrap();
+    let out = seatgate()
+        .arg("migrate")
+        .env("SEATGATE_DATABASE_URL", &t.url)
+        .env("SEATGATE_LOG_FORMAT", "json")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!lines.is_empty());
+    for line in &lines {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v.get("level").is_some(), "{line}");
+    }
+    assert!(lines.iter().any(|l| l.contains("migrations applied")), "{err}");
+}

@@ -522,10 +522,16 @@ async fn a_guild_the_bot_was_removed_from_ends_in_seat_audit_failed() {
     let h = start(t, Some(reader), policy).await;
     counted(&h, AuditReason::AdminRefresh).await;
     wait_for(&h, "audit failed", |v| v.audit_failed).await;
-    let rows = SeatAuditStore::new(h.t.db.clone())
-        .snapshots()
-        .await
-        .unwrap();
+    // The cache hears first; the database follows through the auditor's ordered writer.
+    let started = Instant::now();
+    let rows = loop {
+        let rows = SeatAuditStore::new(h.t.db.clone()).snapshots().await.unwrap();
+        let written = rows.first().is_some_and(|r| r.1.status.as_str() == "expired");
+        if written || started.elapsed() > Duration::from_secs(10) {
+            break rows;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].1.status.as_str(), "expired");
     assert!(
