@@ -348,7 +348,7 @@ async fn set_a_limit_and_mode_see_the_snapshot_and_refresh() {
     d.wait_text("#chip-900", "ok").await;
     assert!(d.text("#snap-status").await.starts_with("fresh"));
     assert_eq!(d.text("#snap-tiers").await, "bronze 3, silver 1, gold 0");
-    d.wait_text("#members", "not yet").await;
+    d.wait_text("#members", "not current yet").await;
 
     // Refresh asks the auditor for a recount.
     d.click_settled("#refresh").await;

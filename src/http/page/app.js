@@ -21,7 +21,6 @@ const SENTENCES = {
   auth_required: "Enter a token.",
   auth_invalid: "That token is not valid (revoked or mistyped).",
   not_found: "Not found (or not yours).",
-  not_yet: "Not available yet.",
 };
 const sentence = (code, fallback) => SENTENCES[code] || fallback || code;
 
@@ -209,21 +208,40 @@ function renderPlot(events, snap, cfg) {
   p.appendChild(el("text", { x: W - R, y: H - 8, "text-anchor": "end", "font-size": 10 }, new Date(t1).toLocaleTimeString()));
 }
 
+const TIER_LABEL = { basic: "bronze", advanced: "silver", pro: "gold" };
+
 async function loadMembers(cfg) {
   const box = $("members");
+  box.dataset.total = "";
   if (!cfg) { box.textContent = "Save a config to count this server's members."; return; }
   try {
     const page = await api("GET", serverPath() + "/seats?limit=100");
     box.replaceChildren();
+    const head = document.createElement("p");
+    head.id = "members-total";
+    const shown = page.items.length;
+    head.textContent = `${page.total} counted` + (shown < page.total ? `, first ${shown} shown` : "") +
+      (page.complete ? "" : " (partial: a recount is running)");
+    box.dataset.total = String(page.total);
     const ul = document.createElement("ul");
-    for (const m of page.items || []) {
+    for (const m of page.items) {
       const li = document.createElement("li");
-      li.textContent = `${m.user_id} ${m.tier ? "(" + m.tier + ")" : ""}`;
+      li.dataset.user = m.user_id;
+      const id = document.createElement("span");
+      id.className = "mono";
+      id.textContent = m.user_id;
+      li.appendChild(id);
+      if (m.tiers.length) {
+        const t = document.createElement("span");
+        t.className = "tier " + m.tier;
+        t.textContent = m.tiers.map((x) => TIER_LABEL[x] || x).join(", ");
+        li.append(" ", t);
+      }
       ul.appendChild(li);
     }
-    box.appendChild(ul);
+    box.append(head, ul);
   } catch (e) {
-    box.textContent = e.code === "not_yet" ? e.apiMessage : e.message;
+    box.textContent = e.code === "seat_check_pending" ? "Not counted live yet: " + sentence(e.code) : e.message;
   }
 }
 
