@@ -245,6 +245,37 @@ async function loadMembers(cfg) {
   }
 }
 
+// Live view: every few seconds, while connected and idle, the chips, the readout, the plot
+// and the member list follow the service (the form is left alone, so typing is not undone).
+const LIVE_MS = 2000;
+let liveTimer = null;
+
+async function refreshLive() {
+  if (!S.tenant || !S.connector || busy > 0 || document.hidden) return;
+  const list = await api("GET", `${base()}/${enc(S.connector)}/servers`);
+  S.servers = list.items;
+  for (const s of list.items) {
+    const chip = $("chip-" + s.guild_id);
+    if (!chip) continue;
+    chip.className = "chip " + s.seat_status;
+    chip.dataset.status = s.seat_status;
+    chip.textContent = s.seat_status;
+  }
+  if (!S.guild) return;
+  const server = list.items.find((s) => s.guild_id === S.guild);
+  const cfg = server ? server.config : null;
+  const snap = server ? server.snapshot : null;
+  renderSnapshot(snap, cfg);
+  let events = { items: [] };
+  try { events = await api("GET", serverPath() + "/events?limit=200"); } catch (_) { /* shown empty */ }
+  renderPlot(events.items, snap, cfg);
+  await loadMembers(cfg);
+}
+
+function startLive() {
+  if (liveTimer === null) liveTimer = setInterval(() => { refreshLive().catch(() => {}); }, LIVE_MS);
+}
+
 function readForm() {
   const v = $("seat_limit").value.trim();
   const body = {
@@ -271,7 +302,7 @@ function init() {
     S.tenant = $("tenant").value.trim();
     sessionStorage.setItem("seatgate.tenant", S.tenant);
     sessionStorage.setItem("seatgate.token", $("token").value.trim());
-    guarded(async () => { notice(""); await loadConnectors(); notice("Connected."); });
+    guarded(async () => { notice(""); await loadConnectors(); notice("Connected."); startLive(); });
   });
   $("forget").addEventListener("click", () => { sessionStorage.removeItem("seatgate.token"); $("token").value = ""; notice("Token forgotten."); });
   $("connector").addEventListener("change", () => guarded(async () => { S.connector = $("connector").value; S.guild = ""; await loadServers(); }));
@@ -303,7 +334,7 @@ function init() {
   }));
   if (token() && sessionStorage.getItem("seatgate.tenant")) {
     S.tenant = sessionStorage.getItem("seatgate.tenant");
-    guarded(loadConnectors);
+    guarded(async () => { await loadConnectors(); startLive(); });
   }
 }
 
