@@ -205,6 +205,7 @@ pub async fn admin_state(
         auth,
         actors: ActorLinks {
             audit: actors.auditor.clone().recipient(),
+            seats: actors.auditor.clone().recipient(),
             policy: actors.cache_actor.clone().recipient(),
             kill_switch: actors.cache_actor.clone().recipient(),
             wake: actors.gate.clone().recipient(),

@@ -734,10 +734,11 @@ async fn refresh_is_accepted_and_deduplicated_per_server() {
 }
 
 #[actix_web::test]
-async fn seats_answer_not_yet_and_events_page_newest_first() {
+async fn seats_without_a_live_index_answer_pending_and_events_page_newest_first() {
     let h = harness().await;
     let app = app!(h.state);
     seed(&app, "acme", 900).await;
+    // No Discord connection here: the auditor never receives guild 900, so it has no index.
     let r = send(
         &app,
         "GET",
@@ -748,16 +749,50 @@ async fn seats_answer_not_yet_and_events_page_newest_first() {
     .await;
     assert_eq!(
         (r.status, r.code()),
-        (StatusCode::NOT_IMPLEMENTED, "not_yet")
+        (StatusCode::CONFLICT, "seat_check_pending"),
+        "{}",
+        r.text
     );
     assert!(
         r.body["error"]["message"]
             .as_str()
-            .unwrap()
-            .contains("auditor"),
+            .unwrap_or("")
+            .contains("no live count"),
         "{}",
         r.text
     );
+    // Validation comes before the auditor is asked; an unconfigured server is absent.
+    for (query, code) in [
+        ("?limit=0", "validation_failed"),
+        ("?limit=501", "validation_failed"),
+        ("?limit=x", "validation_failed"),
+        ("?after=0", "snowflake_invalid"),
+        ("?after=abc", "snowflake_invalid"),
+    ] {
+        let r = send(
+            &app,
+            "GET",
+            &format!("{C}/servers/900/seats{query}"),
+            Some(OPERATOR),
+            None,
+        )
+        .await;
+        assert_eq!(
+            (r.status, r.code()),
+            (StatusCode::BAD_REQUEST, code),
+            "{query}: {}",
+            r.text
+        );
+    }
+    let r = send(
+        &app,
+        "GET",
+        &format!("{C}/servers/901/seats"),
+        Some(OPERATOR),
+        None,
+    )
+    .await;
+    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "not_found"));
 
     let r = send(
         &app,
@@ -906,7 +941,8 @@ async fn queues_and_metrics_report_the_audit_backlog() {
     for needle in [
         "seatgate_queue_depth{queue=\"audit\",status=\"pending\"}",
         "seatgate_snapshots{status=\"fresh\"}",
-        "seatgate_audits_total{outcome=\"failed\"}",
+        "seatgate_seat_audits_total{result=\"failed\"}",
+        "seatgate_seat_audit_drift_total",
         "seatgate_mirror_jobs_blocked_total{reason=\"seat_limit_exceeded\"}",
         "seatgate_kill_switch",
     ] {

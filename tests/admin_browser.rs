@@ -1,13 +1,12 @@
 //! The admin page in headless Chromium, driven over the W3C WebDriver protocol (reqwest
-//! against Debian's chromedriver), against the real service started in this process.
+//! against Debian's chromedriver), against the whole service started in this process on the
+//! Discord sandbox (as `seatgate demo` runs it): the seat auditor counts real gateway events.
 //!
 //! Needs `chromium` and `chromium-driver` (CI installs them): run with
-//! `cargo test --test admin_browser -- --ignored`.
-//!
-//! Not yet covered: the chip turning to over when the Discord sandbox adds members past the
-//! limit and back when they leave. That needs the seat auditor (issue 5) to count live; here
-//! the snapshot the auditor would write is written through the store, and the page is shown
-//! to follow it.
+//! `cargo test --test admin_browser -- --ignored`. `SEATGATE_SAVE_SCREENSHOT=1` also writes
+//! `docs/admin-panel.png`.
+
+mod admin_support;
 
 use std::{
     net::TcpListener,
@@ -15,15 +14,10 @@ use std::{
     time::{Duration, Instant},
 };
 
+use admin_support::live::{Live, BRONZE, CONNECTOR, GOLD, GUILD, MEMBERS, OUTSIDER, SEATS, TENANT};
 use base64::Engine;
 use reqwest::Client;
-use seatgate::{
-    actors::ServerKey,
-    app,
-    config::{Secret, Settings},
-    domain::gate::EnforcementMode,
-    store::{now_ms, servers::ServerStore, testing::TestDatabase},
-};
+use seatgate::{actors::ServerKey, domain::gate::EnforcementMode};
 use serde_json::{json, Value};
 
 const OPERATOR: &str = "operator-token-for-the-browser-test";
@@ -87,7 +81,7 @@ impl Driver {
             "--disable-background-networking".into(),
             "--disable-component-update".into(),
             "--disable-sync".into(),
-            "--window-size=1280,1100".into(),
+            "--window-size=1280,1400".into(),
             format!("--user-data-dir={}", profile.path().display()),
         ];
         let caps = json!({"capabilities": {"alwaysMatch": {
@@ -191,9 +185,9 @@ impl Driver {
             .to_owned()
     }
 
-    /// Waits until the element's text contains `want`.
+    /// Waits until the element's text contains `want` (the page refreshes itself every 2 s).
     async fn wait_text(&self, css: &str, want: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let got = self
                 .script(&format!(
@@ -249,149 +243,92 @@ impl Driver {
     }
 }
 
-async fn api(http: &Client, base: &str, method: reqwest::Method, path: &str, body: Value) {
-    let r = http
-        .request(method, format!("{base}{path}"))
-        .bearer_auth(OPERATOR)
-        .json(&body)
-        .send()
-        .await
-        .expect("api");
-    assert!(r.status().is_success(), "{path}: {}", r.status());
-}
-
 #[actix_web::test]
 #[ignore = "needs chromium and chromedriver; CI runs it with --ignored"]
-async fn set_a_limit_and_mode_see_the_snapshot_and_refresh() {
-    let t = TestDatabase::new().await.expect("database");
-    let settings = Settings {
-        database_url: t.url.clone(),
-        bind: "127.0.0.1:0".parse().expect("addr"),
-        operator_token: Some(Secret::new(OPERATOR)),
-        ..Settings::default()
-    };
-    let running = app::start(&settings).await.expect("service starts");
-    let base = format!("http://{}", running.bound);
-    let http = Client::builder().no_proxy().build().expect("client");
-    api(
-        &http,
-        &base,
-        reqwest::Method::POST,
-        "/api/v1/tenants/acme/connectors",
-        json!({"connector_id": "news", "name": "Signals", "source_guild_id": "111"}),
-    )
-    .await;
-    api(
-        &http,
-        &base,
-        reqwest::Method::POST,
-        "/api/v1/tenants/acme/connectors/news/mappings",
-        json!({"source_channel_id": "222", "target_guild_id": "900", "target_channel_id": "333"}),
-    )
-    .await;
+async fn the_chip_follows_members_joining_and_leaving_in_the_sandbox() {
+    let live = Live::start(OPERATOR).await;
+    live.connector().await;
+    let chip = format!("#chip-{GUILD}");
 
     let d = Driver::start().await;
-    d.goto(&format!("{base}/admin")).await;
-    d.type_into("#tenant", "acme").await;
+    d.goto(&format!("{}/admin", live.base)).await;
+    d.type_into("#tenant", TENANT).await;
     d.type_into("#token", OPERATOR).await;
     d.click_settled("#connect").await;
-    d.wait_text("#chip-900", "unconfigured").await;
+    d.wait_text(&chip, "unconfigured").await;
     let url = d.script("return location.href;").await;
     assert!(
         !url.as_str().unwrap_or("").contains(OPERATOR),
         "token in the URL"
     );
 
-    // Set a limit and a mode, save.
+    // Set a limit (exactly the members who can see the mapped channel) and a mode, save.
     d.click_settled("#chips a").await;
-    d.type_into("#seat_limit", "5").await;
+    d.type_into("#seat_limit", &SEATS.to_string()).await;
     d.script("document.getElementById('enforcement_mode').value = 'enforce';")
         .await;
-    d.type_into("#basic_role_id", "41").await;
+    d.type_into("#basic_role_id", &BRONZE.to_string()).await;
+    d.type_into("#pro_role_id", &GOLD.to_string()).await;
     d.click_settled("#save").await;
     d.wait_text("#notice", "Saved").await;
-    d.wait_text("#chip-900", "pending").await;
     let key = ServerKey {
-        tenant_key: "acme".into(),
-        connector_id: "news".into(),
-        guild_id: 900,
+        tenant_key: TENANT.into(),
+        connector_id: CONNECTOR.into(),
+        guild_id: GUILD,
     };
     assert_eq!(
-        running.cache.policy(&key).map(|p| p.mode),
+        live.running.cache.policy(&key).map(|p| p.mode),
         Some(EnforcementMode::Enforce),
         "the save reached the snapshot cache"
     );
-    assert_eq!(d.text("#snap-seats").await, "not counted yet");
 
-    // The auditor writes a snapshot (done through the store until issue 5 lands).
-    let store = ServerStore::new(running.db.clone());
-    let snap = |used: i64| entities::discord_server_seat_snapshots::Model {
-        id: 0,
-        tenant_key: String::new(),
-        connector_id: String::new(),
-        guild_id: 0,
-        seats_used: used,
-        seat_limit: 5,
-        is_over_limit: used > 5,
-        checked_at: now_ms(),
-        next_check_after: now_ms() + 60_000,
-        status: "fresh".into(),
-        last_error: None,
-        basic_count: 3,
-        advanced_count: 1,
-        pro_count: 0,
-        updated_at: now_ms(),
-    };
-    store.put_snapshot(&key, snap(4)).await.expect("snapshot");
-    d.click_settled("#chips a").await;
-    d.wait_text("#snap-seats", "4 of 5").await;
-    d.wait_text("#chip-900", "ok").await;
+    // The auditor recounts from the sandbox; the page follows without a reload.
+    d.wait_text(&chip, "ok").await;
+    d.wait_text("#snap-seats", &format!("{SEATS} of {SEATS}"))
+        .await;
     assert!(d.text("#snap-status").await.starts_with("fresh"));
-    assert_eq!(d.text("#snap-tiers").await, "bronze 3, silver 1, gold 0");
-    d.wait_text("#members", "not yet").await;
+    d.wait_text("#snap-tiers", "bronze 1, silver 0, gold 1")
+        .await;
+    d.wait_text("#members-total", &format!("{SEATS} counted"))
+        .await;
+    let listed = d
+        .script("return Array.from(document.querySelectorAll('#members li')).map(li => li.dataset.user);")
+        .await;
+    let mut want: Vec<String> = MEMBERS.iter().map(u64::to_string).collect();
+    want.push(admin_support::live::OWNER.to_string());
+    want.sort();
+    assert_eq!(listed, json!(want), "the counted members, in id order");
+    let members = d.text("#members").await;
+    assert!(
+        members.contains("bronze") && members.contains("gold"),
+        "{members}"
+    );
+    assert!(!members.contains(&OUTSIDER.to_string()), "{members}");
 
     // Refresh asks the auditor for a recount.
     d.click_settled("#refresh").await;
     d.wait_text("#notice", "Recount requested").await;
 
-    // Over the limit: the chip and the readout follow the snapshot.
-    store.put_snapshot(&key, snap(6)).await.expect("snapshot");
-    // History the auditor would have appended: paused, resumed, paused again.
-    for (ago, from, to, used) in [
-        (90_000, "under", "over", 6),
-        (60_000, "over", "under", 5),
-        (20_000, "under", "over", 6),
-    ] {
-        store
-            .append_event(
-                &key,
-                entities::seat_enforcement_events::Model {
-                    id: 0,
-                    tenant_key: String::new(),
-                    connector_id: String::new(),
-                    guild_id: 0,
-                    from_state: from.into(),
-                    to_state: to.into(),
-                    seats_used: used,
-                    seat_limit: 5,
-                    at: now_ms() - ago,
-                    cause: "member_added".into(),
-                },
-            )
-            .await
-            .expect("event");
+    // Two subscribers join in the sandbox: past the limit, the chip turns over.
+    let joiners = [720_000_000_000_000_001u64, 720_000_000_000_000_002];
+    for uid in joiners {
+        live.join(uid);
     }
-    d.click_settled("#chips a").await;
-    d.wait_text("#chip-900", "over").await;
-    d.wait_text("#snap-seats", "6 of 5").await;
+    d.wait_text(&chip, "over").await;
+    d.wait_text("#snap-seats", &format!("{} of {SEATS}", SEATS + 2))
+        .await;
+    d.wait_text("#members-total", &format!("{} counted", SEATS + 2))
+        .await;
+    d.wait_text("#snap-status", "over the limit").await;
     let pauses = d
         .script("return document.querySelectorAll('#plot .mark-pause').length;")
         .await;
-    assert_eq!(pauses, json!(2), "both pauses are marked on the plot");
-    let resumes = d
+    assert_eq!(pauses, json!(1), "the pause is marked on the plot");
+    let resumes_while_over = d
         .script("return document.querySelectorAll('#plot .mark-resume').length;")
-        .await;
-    assert_eq!(resumes, json!(1), "the resume is marked on the plot");
+        .await
+        .as_u64()
+        .unwrap_or(0);
 
     let png = d.screenshot().await;
     assert!(png.starts_with(b"\x89PNG"), "screenshot is a PNG");
@@ -399,6 +336,28 @@ async fn set_a_limit_and_mode_see_the_snapshot_and_refresh() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/admin-panel.png");
         std::fs::write(path, &png).expect("screenshot saved");
     }
+
+    // They leave: back under the limit, the chip turns ok again.
+    for uid in joiners {
+        live.leave(uid);
+    }
+    d.wait_text(&chip, "ok").await;
+    d.wait_text("#snap-seats", &format!("{SEATS} of {SEATS}"))
+        .await;
+    d.wait_text("#members-total", &format!("{SEATS} counted"))
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let resumes = d
+            .script("return document.querySelectorAll('#plot .mark-resume').length;")
+            .await;
+        if resumes == json!(resumes_while_over + 1) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "resume not marked: {resumes}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
     d.quit().await;
-    running.shutdown().await;
+    live.stop().await;
 }

@@ -121,6 +121,30 @@ pub struct AuditRequested {
 #[rtype(result = "Option<Vec<u64>>")]
 pub struct CountedMembers(pub ServerKey);
 
+/// One page of a server's counted members with their tier masks (bit 0 basic, bit 1
+/// advanced, bit 2 pro), ascending by user id, starting after `after`. `None` when the
+/// auditor holds no index for the server (not configured here yet, or the guild not received
+/// from Discord or recounted yet).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "Option<SeatPage>")]
+pub struct CountedSeats {
+    pub key: ServerKey,
+    pub after: Option<u64>,
+    pub limit: usize,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SeatPage {
+    /// Counted members in all, not only on this page.
+    pub total: usize,
+    /// The index holds every member and follows the gateway (false while a large guild's
+    /// member list is still being paged, or after a lost connection until the recount).
+    pub complete: bool,
+    pub items: Vec<(u64, u8)>,
+    /// More members follow the last item of this page.
+    pub more: bool,
+}
+
 /// Dedupe key of a server's audit job: one pending or processing audit per server.
 pub fn audit_dedupe_key(key: &ServerKey) -> String {
     format!(
@@ -772,6 +796,24 @@ impl Handler<CountedMembers> for SeatAuditor {
     }
 }
 
+impl Handler<CountedSeats> for SeatAuditor {
+    type Result = Option<SeatPage>;
+    fn handle(&mut self, msg: CountedSeats, _: &mut Self::Context) -> Self::Result {
+        let st = self.servers.get(&msg.key)?;
+        let all = st.index.as_ref()?.counted_members_with_tiers();
+        let start = msg
+            .after
+            .map_or(0, |after| all.partition_point(|(id, _)| *id <= after));
+        let end = start.saturating_add(msg.limit).min(all.len());
+        Some(SeatPage {
+            total: all.len(),
+            complete: st.complete,
+            items: all[start..end].to_vec(),
+            more: end < all.len(),
+        })
+    }
+}
+
 /// From the audit worker: a recount for `key` came back.
 #[derive(Message)]
 #[rtype(result = "bool")]
@@ -842,6 +884,9 @@ async fn run_writer(
     notifier: Option<Arc<dyn DiscordPort>>,
     mut rx: mpsc::UnboundedReceiver<WriteOp>,
 ) {
+    // When each server went over its limit, for the pause-to-resume histogram (in memory: a
+    // pause that spans a restart is measured from the first count after the restart).
+    let mut paused_at: HashMap<ServerKey, i64> = HashMap::new();
     while let Some(op) = rx.recv().await {
         let now = now_ms();
         let result = match &op {
@@ -869,6 +914,18 @@ async fn run_writer(
                     cause,
                 };
                 let r = store.append_event(key, &t).await;
+                match to {
+                    LimitState::Over => {
+                        paused_at.entry(key.clone()).or_insert(now);
+                    }
+                    LimitState::Under => {
+                        if let Some(since) = paused_at.remove(key) {
+                            metrics::histogram!("seatgate_pause_to_resume_seconds")
+                                .record((now - since).max(0) as f64 / 1000.0);
+                        }
+                    }
+                    LimitState::Unknown => {}
+                }
                 tracing::info!(server = %key, from = from.as_str(), to = to.as_str(), seats, limit, cause = %cause, "[seat-audit] enforcement state changed");
                 if let (Some(port), Some(channel)) = (&notifier, notify) {
                     notify_owner(port.as_ref(), *channel, *to, *seats, *limit, now).await;

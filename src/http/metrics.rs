@@ -6,7 +6,7 @@
 use std::sync::OnceLock;
 
 use actix_web::{get, web, HttpResponse};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use super::{queues, AppState};
 use crate::{
@@ -15,15 +15,25 @@ use crate::{
     store::{now_ms, servers::ServerStore},
 };
 
-/// Counter, label `outcome` = `ok` | `failed`.
-pub const AUDITS_TOTAL: &str = "seatgate_audits_total";
+// The names and labels below are the ones the actors record under (the seat auditor in
+// `actors/seat_auditor.rs`, the gate in `actors/mirror_gate.rs`); `tests/admin_metrics.rs`
+// checks that the real service's /metrics shows them.
+
+/// Counter, label `result` = `ok` | `failed`: recounts from Discord, each attempt (a job
+/// retried three times before it succeeds counts three `failed` and one `ok`).
+pub const AUDITS_TOTAL: &str = "seatgate_seat_audits_total";
+/// Counter: members by which a recount differed from the live count (absolute drift).
+pub const AUDIT_DRIFT_TOTAL: &str = "seatgate_seat_audit_drift_total";
 /// Gauge, label `status` = `fresh` | `stale` | `expired`.
 pub const SNAPSHOTS: &str = "seatgate_snapshots";
-/// Counter, label `reason` = a gate error code (`seat_limit_exceeded`, ...).
+/// Counter, label `reason` = the gate's block code (`seat_limit_exceeded`,
+/// `seat_check_pending`, `seat_audit_failed`, `seat_override_block`); one per hold, so a job
+/// held across several retries counts each time the gate looks at it.
 pub const JOBS_BLOCKED_TOTAL: &str = "seatgate_mirror_jobs_blocked_total";
-/// Histogram, seconds from a source message to its mirrored copy.
+/// Histogram, seconds from a mirror job's creation (the source event) to its delivery.
 pub const MIRROR_LATENCY: &str = "seatgate_mirror_latency_seconds";
-/// Histogram, seconds a server stayed paused before it resumed.
+/// Histogram, seconds from a server going over its limit (pause, when enforcing) to its
+/// going back under (resume), recorded by the auditor when it appends the resume event.
 pub const PAUSE_TO_RESUME: &str = "seatgate_pause_to_resume_seconds";
 /// Gauge, labels `queue` = `audit` | `mirror`, `status` = `pending` | `processing` | `failed`.
 pub const QUEUE_DEPTH: &str = "seatgate_queue_depth";
@@ -45,6 +55,17 @@ pub fn install() -> PrometheusHandle {
                     .set_buckets(&[
                         0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
                     ])
+                    // Pauses last minutes to days: buckets up to a week, so the guide's
+                    // "long pauses" alert can see past an hour.
+                    .and_then(|b| {
+                        b.set_buckets_for_metric(
+                            Matcher::Full(PAUSE_TO_RESUME.to_owned()),
+                            &[
+                                1.0, 10.0, 60.0, 300.0, 900.0, 3600.0, 21_600.0, 86_400.0,
+                                259_200.0, 604_800.0,
+                            ],
+                        )
+                    })
                     .unwrap_or_else(|_| PrometheusBuilder::new())
             };
             let handle = builder()
@@ -57,14 +78,18 @@ pub fn install() -> PrometheusHandle {
 }
 
 fn describe() {
-    ::metrics::describe_counter!(AUDITS_TOTAL, "Seat audits finished, by outcome");
+    ::metrics::describe_counter!(AUDITS_TOTAL, "Seat recounts from Discord, by result");
+    ::metrics::describe_counter!(
+        AUDIT_DRIFT_TOTAL,
+        "Members by which recounts differed from the live count"
+    );
     ::metrics::describe_gauge!(SNAPSHOTS, "Server snapshots by freshness status");
     ::metrics::describe_counter!(
         JOBS_BLOCKED_TOTAL,
         "Mirror jobs held by the gate, by reason"
     );
-    ::metrics::describe_histogram!(MIRROR_LATENCY, "Source message to mirrored copy, seconds");
-    ::metrics::describe_histogram!(PAUSE_TO_RESUME, "Time a server stayed paused, seconds");
+    ::metrics::describe_histogram!(MIRROR_LATENCY, "Mirror job creation to delivery, seconds");
+    ::metrics::describe_histogram!(PAUSE_TO_RESUME, "Over the limit to back under, seconds");
     ::metrics::describe_gauge!(QUEUE_DEPTH, "Jobs per queue and status");
     ::metrics::describe_gauge!(
         QUEUE_OLDEST_DUE,
@@ -72,15 +97,15 @@ fn describe() {
     );
     ::metrics::describe_gauge!(KILL_SWITCH, "1 while the global kill switch is on");
     // Counters exist from the start, so alerts on rate() see zero instead of no data.
-    for outcome in ["ok", "failed"] {
-        ::metrics::counter!(AUDITS_TOTAL, "outcome" => outcome).increment(0);
+    for result in ["ok", "failed"] {
+        ::metrics::counter!(AUDITS_TOTAL, "result" => result).increment(0);
     }
+    ::metrics::counter!(AUDIT_DRIFT_TOTAL).increment(0);
     for reason in [
         "seat_limit_exceeded",
         "seat_check_pending",
         "seat_audit_failed",
         "seat_override_block",
-        "mirror_job_expired",
     ] {
         ::metrics::counter!(JOBS_BLOCKED_TOTAL, "reason" => reason).increment(0);
     }

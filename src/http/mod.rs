@@ -24,7 +24,7 @@ use actix_web::{
 use crate::{
     actors::{
         mirror_gate::Wake,
-        seat_auditor::AuditRequested,
+        seat_auditor::{AuditRequested, CountedSeats},
         snapshot_cache::{KillSwitchSet, PolicyUpdated, SnapshotCache},
     },
     domain::freshness::FreshnessWindows,
@@ -43,6 +43,8 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 pub struct ActorLinks {
     /// Seat auditor: recount a server.
     pub audit: Recipient<AuditRequested>,
+    /// Seat auditor: a page of a server's counted members from its live index.
+    pub seats: Recipient<CountedSeats>,
     /// Snapshot cache actor: a server's policy changed.
     pub policy: Recipient<PolicyUpdated>,
     /// Snapshot cache actor: the global kill switch changed.

@@ -11,7 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::{auth::Caller, connectors, openapi::ErrorBody, validate, AppState};
 use crate::{
     actors::{
-        seat_auditor::{AuditReason, AuditRequested},
+        seat_auditor::{AuditReason, AuditRequested, CountedSeats},
         snapshot_cache::PolicyUpdated,
         ServerKey,
     },
@@ -318,6 +318,83 @@ pub struct EventList {
     pub next_before: Option<i64>,
 }
 
+/// A tier a member holds through the server config's tier roles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Tier {
+    /// Shown as "bronze".
+    Basic,
+    /// Shown as "silver".
+    Advanced,
+    /// Shown as "gold".
+    Pro,
+}
+
+/// The highest tier of a member, or none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TopTier {
+    None,
+    Basic,
+    Advanced,
+    Pro,
+}
+
+/// A member holding a seat.
+#[derive(Serialize, ToSchema)]
+pub struct Seat {
+    pub user_id: String,
+    /// The highest tier the member holds (`pro` > `advanced` > `basic`), or `none`.
+    pub tier: TopTier,
+    /// Every tier the member holds, lowest first.
+    pub tiers: Vec<Tier>,
+}
+
+impl Seat {
+    /// From the auditor's tier mask: bit 0 basic, bit 1 advanced, bit 2 pro.
+    pub fn new(user_id: u64, mask: u8) -> Self {
+        let tiers: Vec<Tier> = [(1u8, Tier::Basic), (2, Tier::Advanced), (4, Tier::Pro)]
+            .into_iter()
+            .filter(|(bit, _)| mask & bit != 0)
+            .map(|(_, t)| t)
+            .collect();
+        let tier = match tiers.last() {
+            None => TopTier::None,
+            Some(Tier::Basic) => TopTier::Basic,
+            Some(Tier::Advanced) => TopTier::Advanced,
+            Some(Tier::Pro) => TopTier::Pro,
+        };
+        Self {
+            user_id: user_id.to_string(),
+            tier,
+            tiers,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SeatList {
+    /// Ascending by user id.
+    pub items: Vec<Seat>,
+    /// Members holding a seat in all (the live count), not only on this page.
+    pub total: u64,
+    /// False while the auditor's index is not known to be exact (a large guild's member list
+    /// still being paged, or events possibly lost until the next recount).
+    pub complete: bool,
+    /// Pass as `after` for the next page; absent on the last page.
+    pub next_after: Option<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct SeatsQuery {
+    /// 1 to 500, default 100.
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<u32>,
+    /// Only members with a user id above this one (the previous page's `next_after`).
+    #[param(pattern = "^[1-9][0-9]{0,18}$")]
+    pub after: Option<String>,
+}
+
 #[derive(Deserialize, IntoParams)]
 pub struct PageQuery {
     /// 1 to 500, default 100.
@@ -583,23 +660,65 @@ pub async fn request_audit(
 #[utoipa::path(get, path = "/api/v1/tenants/{tenant_key}/connectors/{connector_id}/servers/{guild_id}/seats", tag = "servers",
     params(("tenant_key" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$"),
         ("connector_id" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$"),
-        ("guild_id" = String, Path, pattern = "^[1-9][0-9]{0,18}$"), PageQuery),
-    responses((status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 501, description = "`not_yet`: the counted members come from the seat auditor's live index", body = ErrorBody)),
+        ("guild_id" = String, Path, pattern = "^[1-9][0-9]{0,18}$"), SeatsQuery),
+    responses((status = 200, body = SeatList), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 404, description = "`not_found`: no such connector or server config", body = ErrorBody),
+        (status = 409, description = "`seat_check_pending`: the seat auditor holds no live index of this guild yet (the bot has not received the guild from Discord, or its first recount is still running); retry shortly or request a refresh", body = ErrorBody)),
     security(("bearer" = [])))]
 #[get("/api/v1/tenants/{tenant_key}/connectors/{connector_id}/servers/{guild_id}/seats")]
 pub async fn list_seats(
     state: web::Data<AppState>,
     caller: Caller,
     path: web::Path<(String, String, String)>,
-    query: web::Query<PageQuery>,
+    query: web::Query<SeatsQuery>,
 ) -> AppResult<HttpResponse> {
     let key = server_key(&state, &caller, path.into_inner()).await?;
-    page_limit(&query)?;
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=500).contains(&limit) {
+        return Err(AppError::new(
+            ErrorCode::ValidationFailed,
+            "limit must be 1 to 500",
+        ));
+    }
+    let after = match query.after.as_deref() {
+        None => None,
+        Some(text) => Some(validate::snowflake("after", text)?),
+    };
     require_config(&state, &key).await?;
-    Err(AppError::not_yet(
-        "the list of counted members (the seat auditor's live guild index, issue 5)",
-    ))
+    let page = state
+        .actors
+        .seats
+        .send(CountedSeats {
+            key: key.clone(),
+            after,
+            limit: limit as usize,
+        })
+        .await
+        .map_err(|err| {
+            AppError::new(ErrorCode::Internal, "the seat auditor is not running").with_source(err)
+        })?
+        .ok_or_else(|| {
+            AppError::new(
+                ErrorCode::SeatCheckPending,
+                "the seat auditor has no live count of this guild yet (the bot has not received it from Discord, or its first recount is still running); try again shortly",
+            )
+        })?;
+    let next_after = if page.more {
+        page.items.last().map(|(id, _)| id.to_string())
+    } else {
+        None
+    };
+    Ok(HttpResponse::Ok().json(SeatList {
+        total: page.total as u64,
+        complete: page.complete,
+        items: page
+            .items
+            .into_iter()
+            .map(|(user_id, mask)| Seat::new(user_id, mask))
+            .collect(),
+        next_after,
+    }))
 }
 
 fn page_limit(q: &PageQuery) -> AppResult<u64> {

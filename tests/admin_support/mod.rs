@@ -2,6 +2,8 @@
 //! selects, the real actors, and the real actix-web app (no mocks of the store).
 #![allow(dead_code)]
 
+pub mod live;
+
 use actix_web::{
     body::MessageBody,
     dev::{Service, ServiceResponse},

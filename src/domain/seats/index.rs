@@ -457,6 +457,26 @@ impl GuildIndex {
         ids
     }
 
+    /// The members holding a seat with their tier mask (bit 0 basic, bit 1 advanced, bit 2
+    /// pro, from the tier roles they hold), ascending by id. For the admin page, like
+    /// [`Self::counted_member_ids`].
+    pub fn counted_members_with_tiers(&self) -> Vec<(u64, u8)> {
+        let mut out: Vec<(u64, u8)> = self
+            .members
+            .iter()
+            .filter(|(id, e)| {
+                if e.special {
+                    self.special_counted.contains_key(id)
+                } else {
+                    self.sets[e.set as usize].visible_slots > 0
+                }
+            })
+            .map(|(id, e)| (*id, self.sets[e.set as usize].tiers))
+            .collect();
+        out.sort_unstable_by_key(|(id, _)| *id);
+        out
+    }
+
     /// Can a stored non-bot member view a channel of the guild (mapped or not)? `None` when
     /// the member or the channel is unknown to the index.
     pub fn can_member_view(&self, user_id: u64, channel_id: u64) -> Option<bool> {
@@ -1306,5 +1326,77 @@ mod many_channels {
             count_reference(&g, &high, &tiers).0
         );
         assert_eq!(ix.channel_remove(1069).seats_used, 5);
+    }
+
+    /// The admin page's list: counted members only, each with the tier roles it holds, the
+    /// owner (special) and a member let in by a member overwrite (special) included.
+    #[test]
+    fn counted_members_carry_their_tier_mask() {
+        const GUILD: u64 = 100;
+        const CHAN: u64 = 1000;
+        const SUB: u64 = 201;
+        const BRONZE: u64 = 301;
+        const GOLD: u64 = 303;
+        let g = GuildSnapshot {
+            guild_id: GUILD,
+            owner_id: 1,
+            roles: vec![
+                RoleSnapshot {
+                    id: GUILD,
+                    permissions: VIEW_CHANNEL,
+                },
+                RoleSnapshot {
+                    id: SUB,
+                    permissions: 0,
+                },
+                RoleSnapshot {
+                    id: BRONZE,
+                    permissions: 0,
+                },
+                RoleSnapshot {
+                    id: GOLD,
+                    permissions: 0,
+                },
+            ],
+            channels: vec![ChannelSnapshot {
+                id: CHAN,
+                overwrites: vec![
+                    Overwrite::role(GUILD, 0, VIEW_CHANNEL),
+                    Overwrite::role(SUB, VIEW_CHANNEL, 0),
+                    Overwrite::member(14, VIEW_CHANNEL, 0),
+                ],
+            }],
+            members: [
+                (1, vec![GOLD]),               // owner: sees everything
+                (10, vec![SUB]),               // no tier
+                (11, vec![SUB, BRONZE]),       // bronze
+                (12, vec![SUB, BRONZE, GOLD]), // bronze and gold
+                (13, vec![BRONZE]),            // cannot see: not counted
+                (14, vec![GOLD]),              // member overwrite lets them in
+            ]
+            .into_iter()
+            .map(|(user_id, roles)| MemberSnapshot {
+                user_id,
+                roles,
+                is_bot: false,
+            })
+            .collect(),
+        };
+        let tiers = TierRoles {
+            basic: Some(BRONZE),
+            advanced: None,
+            pro: Some(GOLD),
+        };
+        let ix = GuildIndex::build(&g, &[CHAN], tiers);
+        assert_eq!(
+            ix.counted_members_with_tiers(),
+            vec![(1, 4), (10, 0), (11, 1), (12, 5), (14, 4)]
+        );
+        let ids: Vec<u64> = ix
+            .counted_members_with_tiers()
+            .iter()
+            .map(|(id, _)| *id)
+            .collect();
+        assert_eq!(ids, ix.counted_member_ids());
     }
 }

@@ -21,7 +21,6 @@ const SENTENCES = {
   auth_required: "Enter a token.",
   auth_invalid: "That token is not valid (revoked or mistyped).",
   not_found: "Not found (or not yours).",
-  not_yet: "Not available yet.",
 };
 const sentence = (code, fallback) => SENTENCES[code] || fallback || code;
 
@@ -209,22 +208,72 @@ function renderPlot(events, snap, cfg) {
   p.appendChild(el("text", { x: W - R, y: H - 8, "text-anchor": "end", "font-size": 10 }, new Date(t1).toLocaleTimeString()));
 }
 
+const TIER_LABEL = { basic: "bronze", advanced: "silver", pro: "gold" };
+
 async function loadMembers(cfg) {
   const box = $("members");
+  box.dataset.total = "";
   if (!cfg) { box.textContent = "Save a config to count this server's members."; return; }
   try {
     const page = await api("GET", serverPath() + "/seats?limit=100");
     box.replaceChildren();
+    const head = document.createElement("p");
+    head.id = "members-total";
+    const shown = page.items.length;
+    head.textContent = `${page.total} counted` + (shown < page.total ? `, first ${shown} shown` : "") +
+      (page.complete ? "" : " (partial: a recount is running)");
+    box.dataset.total = String(page.total);
     const ul = document.createElement("ul");
-    for (const m of page.items || []) {
+    for (const m of page.items) {
       const li = document.createElement("li");
-      li.textContent = `${m.user_id} ${m.tier ? "(" + m.tier + ")" : ""}`;
+      li.dataset.user = m.user_id;
+      const id = document.createElement("span");
+      id.className = "mono";
+      id.textContent = m.user_id;
+      li.appendChild(id);
+      if (m.tiers.length) {
+        const t = document.createElement("span");
+        t.className = "tier " + m.tier;
+        t.textContent = m.tiers.map((x) => TIER_LABEL[x] || x).join(", ");
+        li.append(" ", t);
+      }
       ul.appendChild(li);
     }
-    box.appendChild(ul);
+    box.append(head, ul);
   } catch (e) {
-    box.textContent = e.code === "not_yet" ? e.apiMessage : e.message;
+    box.textContent = e.code === "seat_check_pending" ? "Not counted live yet: " + sentence(e.code) : e.message;
   }
+}
+
+// Live view: every few seconds, while connected and idle, the chips, the readout, the plot
+// and the member list follow the service (the form is left alone, so typing is not undone).
+const LIVE_MS = 2000;
+let liveTimer = null;
+
+async function refreshLive() {
+  if (!S.tenant || !S.connector || busy > 0 || document.hidden) return;
+  const list = await api("GET", `${base()}/${enc(S.connector)}/servers`);
+  S.servers = list.items;
+  for (const s of list.items) {
+    const chip = $("chip-" + s.guild_id);
+    if (!chip) continue;
+    chip.className = "chip " + s.seat_status;
+    chip.dataset.status = s.seat_status;
+    chip.textContent = s.seat_status;
+  }
+  if (!S.guild) return;
+  const server = list.items.find((s) => s.guild_id === S.guild);
+  const cfg = server ? server.config : null;
+  const snap = server ? server.snapshot : null;
+  renderSnapshot(snap, cfg);
+  let events = { items: [] };
+  try { events = await api("GET", serverPath() + "/events?limit=200"); } catch (_) { /* shown empty */ }
+  renderPlot(events.items, snap, cfg);
+  await loadMembers(cfg);
+}
+
+function startLive() {
+  if (liveTimer === null) liveTimer = setInterval(() => { refreshLive().catch(() => {}); }, LIVE_MS);
 }
 
 function readForm() {
@@ -253,7 +302,7 @@ function init() {
     S.tenant = $("tenant").value.trim();
     sessionStorage.setItem("seatgate.tenant", S.tenant);
     sessionStorage.setItem("seatgate.token", $("token").value.trim());
-    guarded(async () => { notice(""); await loadConnectors(); notice("Connected."); });
+    guarded(async () => { notice(""); await loadConnectors(); notice("Connected."); startLive(); });
   });
   $("forget").addEventListener("click", () => { sessionStorage.removeItem("seatgate.token"); $("token").value = ""; notice("Token forgotten."); });
   $("connector").addEventListener("change", () => guarded(async () => { S.connector = $("connector").value; S.guild = ""; await loadServers(); }));
@@ -285,7 +334,7 @@ function init() {
   }));
   if (token() && sessionStorage.getItem("seatgate.tenant")) {
     S.tenant = sessionStorage.getItem("seatgate.tenant");
-    guarded(loadConnectors);
+    guarded(async () => { await loadConnectors(); startLive(); });
   }
 }
 
