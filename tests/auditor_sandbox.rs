@@ -357,11 +357,18 @@ async fn a_guild_the_bot_was_removed_from_ends_in_seat_audit_failed() {
 #[actix_web::test]
 async fn the_owner_is_told_in_the_notify_channel_when_mirroring_pauses_and_resumes() {
     let w = world_with(3, Some(CHANNEL), |_| {}).await;
-    w.until("first count", Duration::from_secs(20), |v| v.seats_used == 3).await;
+    w.until("first count", Duration::from_secs(20), |v| {
+        v.seats_used == 3
+    })
+    .await;
     w.join(710_000_000_000_000_020, &[SUBSCRIBER]);
-    w.until("over", Duration::from_secs(5), |v| v.is_over_limit()).await;
-    w.sandbox.remove_member(GUILD, 710_000_000_000_000_020).unwrap();
-    w.until("under", Duration::from_secs(5), |v| !v.is_over_limit()).await;
+    w.until("over", Duration::from_secs(5), |v| v.is_over_limit())
+        .await;
+    w.sandbox
+        .remove_member(GUILD, 710_000_000_000_000_020)
+        .unwrap();
+    w.until("under", Duration::from_secs(5), |v| !v.is_over_limit())
+        .await;
     let start = Instant::now();
     let notices = loop {
         let notices: Vec<String> = w
@@ -377,7 +384,17 @@ async fn the_owner_is_told_in_the_notify_channel_when_mirroring_pauses_and_resum
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert_eq!(notices.len(), 2, "{notices:?}");
-    assert!(notices[0].contains("paused") && notices[0].contains("4 members") && notices[0].contains("covers 3"), "{}", notices[0]);
-    assert!(notices[1].contains("resumed") && notices[1].contains("3 of 3"), "{}", notices[1]);
+    assert!(
+        notices[0].contains("paused")
+            && notices[0].contains("4 members")
+            && notices[0].contains("covers 3"),
+        "{}",
+        notices[0]
+    );
+    assert!(
+        notices[1].contains("resumed") && notices[1].contains("3 of 3"),
+        "{}",
+        notices[1]
+    );
     w.stop().await;
 }

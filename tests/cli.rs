@@ -167,8 +167,12 @@ async fn json_log_format_writes_one_json_object_per_line() {
     let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
     assert!(!lines.is_empty());
     for line in &lines {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
         assert!(v.get("level").is_some(), "{line}");
     }
-    assert!(lines.iter().any(|l| l.contains("migrations applied")), "{err}");
+    assert!(
+        lines.iter().any(|l| l.contains("migrations applied")),
+        "{err}"
+    );
 }

@@ -525,8 +525,13 @@ async fn a_guild_the_bot_was_removed_from_ends_in_seat_audit_failed() {
     // The cache hears first; the database follows through the auditor's ordered writer.
     let started = Instant::now();
     let rows = loop {
-        let rows = SeatAuditStore::new(h.t.db.clone()).snapshots().await.unwrap();
-        let written = rows.first().is_some_and(|r| r.1.status.as_str() == "expired");
+        let rows = SeatAuditStore::new(h.t.db.clone())
+            .snapshots()
+            .await
+            .unwrap();
+        let written = rows
+            .first()
+            .is_some_and(|r| r.1.status.as_str() == "expired");
         if written || started.elapsed() > Duration::from_secs(10) {
             break rows;
         }

@@ -927,7 +927,10 @@ async fn run_writer(
                     LimitState::Unknown => {}
                 }
                 tracing::info!(server = %key, from = from.as_str(), to = to.as_str(), seats, limit, cause = %cause, "[seat-audit] enforcement state changed");
-                if let (Some(port), Some(channel)) = (&notifier, notify) {
+                // A pause, or a resume after a pause; not the first count of a server
+                // that was under all along.
+                let tell = *to == LimitState::Over || *from == LimitState::Over;
+                if let (true, Some(port), Some(channel)) = (tell, &notifier, notify) {
                     notify_owner(port.as_ref(), *channel, *to, *seats, *limit, now).await;
                 }
                 r
