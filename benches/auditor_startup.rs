@@ -6,12 +6,13 @@
 
 use std::time::{Duration, Instant};
 
-use sea_orm::{ActiveModelTrait, ActiveValue::Set};
 use seatgate::{
     config::{Secret, Settings},
-    domain::snowflake,
     sandbox::{RateLimitConfig, Sandbox, SandboxOptions, Scenario},
-    store::{seat_audit::SeatAuditStore, testing::TestDatabase},
+    store::{
+        seat_audit::SeatAuditStore,
+        testing::{seed, TestDatabase},
+    },
 };
 use serde_json::json;
 
@@ -34,51 +35,16 @@ fn rss_kib() -> u64 {
 }
 
 async fn configure(t: &TestDatabase) {
-    let db = t.db.conn();
-    let now = 0;
-    entities::connectors::ActiveModel {
-        tenant_key: Set("bench".into()),
-        connector_id: Set("c".into()),
-        name: Set("bench".into()),
-        source_guild_id: Set(snowflake::to_db(1)),
-        enabled: Set(true),
-        created_at: Set(now),
-        updated_at: Set(now),
-        ..Default::default()
-    }
-    .insert(db)
-    .await
-    .expect("connector");
-    entities::connector_mappings::ActiveModel {
-        tenant_key: Set("bench".into()),
-        connector_id: Set("c".into()),
-        source_channel_id: Set(snowflake::to_db(2)),
-        target_guild_id: Set(snowflake::to_db(GUILD)),
-        target_channel_id: Set(snowflake::to_db(CHANNEL)),
-        delivery_mode: Set("bot".into()),
-        enabled: Set(true),
-        created_at: Set(now),
-        updated_at: Set(now),
-        ..Default::default()
-    }
-    .insert(db)
-    .await
-    .expect("mapping");
-    entities::discord_server_configs::ActiveModel {
-        tenant_key: Set("bench".into()),
-        connector_id: Set("c".into()),
-        guild_id: Set(snowflake::to_db(GUILD)),
-        seat_limit: Set(200_000),
-        enforcement_mode: Set("enforce".into()),
-        enforcement_override: Set("none".into()),
-        stale_grace: Set(false),
-        created_at: Set(now),
-        updated_at: Set(now),
-        ..Default::default()
-    }
-    .insert(db)
-    .await
-    .expect("server config");
+    let owner = ("bench", "c");
+    seed::connector(&t.db, "bench", "c", 1)
+        .await
+        .expect("connector");
+    seed::mapping(&t.db, owner, 2, (GUILD, CHANNEL), "bot")
+        .await
+        .expect("mapping");
+    seed::enforced_server(&t.db, owner, GUILD, 200_000, None)
+        .await
+        .expect("server config");
 }
 
 fn main() {

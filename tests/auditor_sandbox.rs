@@ -3,15 +3,13 @@
 
 use std::time::{Duration, Instant};
 
-use sea_orm::{ActiveModelTrait, ActiveValue::Set};
 use seatgate::{
     actors::ServerKey,
     config::{Secret, Settings},
-    domain::snowflake,
     sandbox::{Fault, RateLimitConfig, Sandbox, SandboxHandle, SandboxOptions, Scenario},
     store::{
         seat_audit::{SeatAuditStore, SnapshotRecord},
-        testing::TestDatabase,
+        testing::{seed, TestDatabase},
     },
 };
 use serde_json::json;
@@ -57,51 +55,14 @@ fn key() -> ServerKey {
 }
 
 async fn configure(t: &TestDatabase, limit: i64, notify: Option<u64>) {
-    let db = t.db.conn();
-    entities::connectors::ActiveModel {
-        tenant_key: Set("acme".into()),
-        connector_id: Set("signals".into()),
-        name: Set("Signals".into()),
-        source_guild_id: Set(snowflake::to_db(1)),
-        enabled: Set(true),
-        created_at: Set(0),
-        updated_at: Set(0),
-        ..Default::default()
-    }
-    .insert(db)
-    .await
-    .unwrap();
-    entities::connector_mappings::ActiveModel {
-        tenant_key: Set("acme".into()),
-        connector_id: Set("signals".into()),
-        source_channel_id: Set(snowflake::to_db(2)),
-        target_guild_id: Set(snowflake::to_db(GUILD)),
-        target_channel_id: Set(snowflake::to_db(CHANNEL)),
-        delivery_mode: Set("bot".into()),
-        enabled: Set(true),
-        created_at: Set(0),
-        updated_at: Set(0),
-        ..Default::default()
-    }
-    .insert(db)
-    .await
-    .unwrap();
-    entities::discord_server_configs::ActiveModel {
-        tenant_key: Set("acme".into()),
-        connector_id: Set("signals".into()),
-        guild_id: Set(snowflake::to_db(GUILD)),
-        seat_limit: Set(limit),
-        enforcement_mode: Set("enforce".into()),
-        enforcement_override: Set("none".into()),
-        stale_grace: Set(false),
-        notify_channel_id: Set(notify.map(snowflake::to_db)),
-        created_at: Set(0),
-        updated_at: Set(0),
-        ..Default::default()
-    }
-    .insert(db)
-    .await
-    .unwrap();
+    let owner = ("acme", "signals");
+    seed::connector(&t.db, "acme", "signals", 1).await.unwrap();
+    seed::mapping(&t.db, owner, 2, (GUILD, CHANNEL), "bot")
+        .await
+        .unwrap();
+    seed::enforced_server(&t.db, owner, GUILD, limit, notify)
+        .await
+        .unwrap();
 }
 
 struct World {

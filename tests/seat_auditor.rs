@@ -8,7 +8,6 @@ use std::{
 };
 
 use actix::prelude::*;
-use sea_orm::{ActiveModelTrait, ActiveValue::Set};
 use seatgate::{
     actors::{
         seat_auditor::{AuditReason, AuditRequested, GuildChange, SeatAuditor, SeatAuditorConfig},
@@ -21,9 +20,13 @@ use seatgate::{
         gate::SnapshotView,
         permissions::{Overwrite, VIEW_CHANNEL},
         seats::{ChannelSnapshot, GuildSnapshot, MemberSnapshot, RoleSnapshot},
-        snowflake,
     },
-    store::{now_ms, queue::AuditQueue, seat_audit::SeatAuditStore, testing::TestDatabase},
+    store::{
+        now_ms,
+        queue::AuditQueue,
+        seat_audit::SeatAuditStore,
+        testing::{seed, TestDatabase},
+    },
 };
 
 const GUILD: u64 = 5_000;
@@ -134,52 +137,16 @@ fn key() -> ServerKey {
 }
 
 async fn configure(t: &TestDatabase, limit: i64) {
-    let db = t.db.conn();
-    entities::connectors::ActiveModel {
-        tenant_key: Set("acme".into()),
-        connector_id: Set("signals".into()),
-        name: Set("Signals".into()),
-        source_guild_id: Set(snowflake::to_db(1)),
-        enabled: Set(true),
-        created_at: Set(0),
-        updated_at: Set(0),
-        ..Default::default()
-    }
-    .insert(db)
-    .await
-    .unwrap();
+    let owner = ("acme", "signals");
+    seed::connector(&t.db, "acme", "signals", 1).await.unwrap();
     for ch in [CH1, CH2] {
-        entities::connector_mappings::ActiveModel {
-            tenant_key: Set("acme".into()),
-            connector_id: Set("signals".into()),
-            source_channel_id: Set(snowflake::to_db(100)),
-            target_guild_id: Set(snowflake::to_db(GUILD)),
-            target_channel_id: Set(snowflake::to_db(ch)),
-            delivery_mode: Set("bot".into()),
-            enabled: Set(true),
-            created_at: Set(0),
-            updated_at: Set(0),
-            ..Default::default()
-        }
-        .insert(db)
+        seed::mapping(&t.db, owner, 100, (GUILD, ch), "bot")
+            .await
+            .unwrap();
+    }
+    seed::enforced_server(&t.db, owner, GUILD, limit, None)
         .await
         .unwrap();
-    }
-    entities::discord_server_configs::ActiveModel {
-        tenant_key: Set("acme".into()),
-        connector_id: Set("signals".into()),
-        guild_id: Set(snowflake::to_db(GUILD)),
-        seat_limit: Set(limit),
-        enforcement_mode: Set("enforce".into()),
-        enforcement_override: Set("none".into()),
-        stale_grace: Set(false),
-        created_at: Set(0),
-        updated_at: Set(0),
-        ..Default::default()
-    }
-    .insert(db)
-    .await
-    .unwrap();
 }
 
 struct Harness {

@@ -108,3 +108,83 @@ impl Drop for TestDatabase {
         .join();
     }
 }
+
+/// Rows a test or bench needs before the service starts: a connector, its mappings and its
+/// server configs, written straight to the tables (the admin API has its own tests).
+pub mod seed {
+    use sea_orm::{ActiveModelTrait, ActiveValue::Set};
+
+    use crate::{domain::snowflake, error::AppResult, store::Database};
+
+    pub async fn connector(
+        db: &Database,
+        tenant: &str,
+        connector: &str,
+        source_guild: u64,
+    ) -> AppResult<()> {
+        entities::connectors::ActiveModel {
+            tenant_key: Set(tenant.into()),
+            connector_id: Set(connector.into()),
+            name: Set(connector.into()),
+            source_guild_id: Set(snowflake::to_db(source_guild)),
+            enabled: Set(true),
+            created_at: Set(0),
+            updated_at: Set(0),
+            ..Default::default()
+        }
+        .insert(db.conn())
+        .await?;
+        Ok(())
+    }
+
+    /// Returns the mapping's id.
+    pub async fn mapping(
+        db: &Database,
+        (tenant, connector): (&str, &str),
+        source_channel: u64,
+        (target_guild, target_channel): (u64, u64),
+        delivery_mode: &str,
+    ) -> AppResult<i64> {
+        let m = entities::connector_mappings::ActiveModel {
+            tenant_key: Set(tenant.into()),
+            connector_id: Set(connector.into()),
+            source_channel_id: Set(snowflake::to_db(source_channel)),
+            target_guild_id: Set(snowflake::to_db(target_guild)),
+            target_channel_id: Set(snowflake::to_db(target_channel)),
+            delivery_mode: Set(delivery_mode.into()),
+            enabled: Set(true),
+            created_at: Set(0),
+            updated_at: Set(0),
+            ..Default::default()
+        }
+        .insert(db.conn())
+        .await?;
+        Ok(m.id)
+    }
+
+    /// An `enforce`-mode server config.
+    pub async fn enforced_server(
+        db: &Database,
+        (tenant, connector): (&str, &str),
+        guild: u64,
+        seat_limit: i64,
+        notify_channel: Option<u64>,
+    ) -> AppResult<()> {
+        entities::discord_server_configs::ActiveModel {
+            tenant_key: Set(tenant.into()),
+            connector_id: Set(connector.into()),
+            guild_id: Set(snowflake::to_db(guild)),
+            seat_limit: Set(seat_limit),
+            enforcement_mode: Set("enforce".into()),
+            enforcement_override: Set("none".into()),
+            stale_grace: Set(false),
+            notify_channel_id: Set(notify_channel.map(snowflake::to_db)),
+            created_at: Set(0),
+            updated_at: Set(0),
+            ..Default::default()
+        }
+        .insert(db.conn())
+        .await?;
+        Ok(())
+    }
+}
