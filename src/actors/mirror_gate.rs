@@ -435,6 +435,12 @@ impl Worker {
         };
         let result = match kind {
             JobKind::Send => {
+                // A worker that sent and stored the link but died before completing the job
+                // leaves the link behind: the message is out, do not send it again (webhooks
+                // have no nonce to catch the repeat).
+                if self.store.link(mapping.id, source_message).await?.is_some() {
+                    return Ok(Delivery::Done);
+                }
                 if let Some(reply) = payload.reply_to_source_id {
                     message.reply_to = self
                         .store
@@ -467,10 +473,20 @@ impl Worker {
                         },
                         avatar_url: payload.author_avatar_url.clone(),
                     };
-                    self.port
-                        .execute_webhook(&creds, &message, &persona)
-                        .await
-                        .map(|id| (id, Some(creds.id)))
+                    let earlier = if job.attempts > 1 {
+                        self.landed_earlier(job, mapping.id, channel, &creds, &message)
+                            .await?
+                    } else {
+                        None
+                    };
+                    match earlier {
+                        Some(id) => Ok((id, Some(creds.id))),
+                        None => self
+                            .port
+                            .execute_webhook(&creds, &message, &persona)
+                            .await
+                            .map(|id| (id, Some(creds.id))),
+                    }
                 } else {
                     let nonce = send_nonce(mapping.id, source_message);
                     self.port
@@ -534,6 +550,47 @@ impl Worker {
             }
             Err(e) => classify(e, kind),
         })
+    }
+
+    /// A retried webhook send whose earlier attempt may have reached Discord without its
+    /// answer reaching us (a crash between the two): the earliest message of our webhook with
+    /// this content, sent after the job was written and not linked to another source message,
+    /// is taken as that attempt's. Listing failures are ignored: the send goes out again.
+    async fn landed_earlier(
+        &self,
+        job: &MirrorJob,
+        mapping_id: i64,
+        channel: u64,
+        creds: &WebhookCredentials,
+        message: &OutgoingMessage,
+    ) -> AppResult<Option<u64>> {
+        // A snowflake carries its creation time in ms since the Discord epoch in bits 22+.
+        const DISCORD_EPOCH_MS: i64 = 1_420_070_400_000;
+        let since = (job.created_at - 1_000 - DISCORD_EPOCH_MS).max(0) as u64;
+        let listed = match self.port.messages_after(channel, since << 22).await {
+            Ok(list) => list,
+            Err(err) => {
+                tracing::debug!(job = job.id, error = %err, "[mirror] could not list the target channel before a retried webhook send");
+                return Ok(None);
+            }
+        };
+        let mut candidates: Vec<u64> = listed
+            .into_iter()
+            .filter(|m| m.webhook_id == Some(creds.id) && m.content == message.content)
+            .map(|m| m.id)
+            .collect();
+        candidates.sort_unstable();
+        for id in candidates {
+            if !self.store.is_linked_target(mapping_id, id).await? {
+                tracing::info!(
+                    job = job.id,
+                    target_message = id,
+                    "[mirror] an earlier attempt's webhook message found; not sending again"
+                );
+                return Ok(Some(id));
+            }
+        }
+        Ok(None)
     }
 
     async fn cancel(&self, job: &MirrorJob, why: &str) -> AppResult<()> {

@@ -241,6 +241,23 @@ impl MirrorStore {
             .await?)
     }
 
+    /// Whether some source message of this mapping already landed as this target message.
+    pub async fn is_linked_target(
+        &self,
+        mapping_id: i64,
+        target_message_id: u64,
+    ) -> AppResult<bool> {
+        Ok(mirror_message_links::Entity::find()
+            .filter(mirror_message_links::Column::MappingId.eq(mapping_id))
+            .filter(
+                mirror_message_links::Column::TargetMessageId
+                    .eq(snowflake::to_db(target_message_id)),
+            )
+            .one(self.db.conn())
+            .await?
+            .is_some())
+    }
+
     /// Records where a source message landed. A second save for the same pair (a retried
     /// send that Discord deduplicated by nonce) keeps the first.
     pub async fn save_link(
