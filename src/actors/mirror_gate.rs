@@ -89,6 +89,40 @@ struct Worker {
     notify: Notify,
     stopping: AtomicBool,
     audit_asked: std::sync::Mutex<HashMap<ServerKey, Instant>>,
+    /// Until when Discord told us to wait: per target channel (its message bucket) and for
+    /// the whole token (a global 429). Jobs due before then are put back without a request,
+    /// so one 429 does not turn into one 429 per queued job.
+    rate_limited: std::sync::Mutex<RateLimitHolds>,
+}
+
+#[derive(Default)]
+struct RateLimitHolds {
+    global: Option<Instant>,
+    channels: HashMap<i64, Instant>,
+}
+
+impl RateLimitHolds {
+    /// How long a delivery to `channel` must still wait, if at all.
+    fn wait(&mut self, channel: i64, now: Instant) -> Option<Duration> {
+        self.channels.retain(|_, until| *until > now);
+        let global = self.global.filter(|until| *until > now);
+        self.global = global;
+        let until = match (global, self.channels.get(&channel).copied()) {
+            (Some(g), Some(c)) => g.max(c),
+            (g, c) => g.or(c)?,
+        };
+        Some(until - now)
+    }
+
+    fn hold(&mut self, channel: i64, global: bool, wait: Duration) {
+        let until = Instant::now() + wait;
+        if global {
+            self.global = Some(self.global.map_or(until, |g| g.max(until)));
+        } else {
+            let entry = self.channels.entry(channel).or_insert(until);
+            *entry = (*entry).max(until);
+        }
+    }
 }
 
 pub struct MirrorGate {
@@ -117,6 +151,7 @@ impl MirrorGate {
                 notify: Notify::new(),
                 stopping: AtomicBool::new(false),
                 audit_asked: Default::default(),
+                rate_limited: Default::default(),
             })
         });
         Self {
@@ -207,7 +242,10 @@ impl Handler<Shutdown> for MirrorGate {
 /// How one delivery attempt ended.
 enum Delivery {
     Done,
-    RateLimited(Duration),
+    RateLimited {
+        wait: Duration,
+        global: bool,
+    },
     /// Permanent for the target: mark the mapping broken.
     Broken(ErrorCode),
     /// Retry with backoff.
@@ -339,6 +377,25 @@ impl Worker {
             }
             GateDecision::Allow { .. } => {}
         }
+        let hold = self
+            .rate_limited
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .wait(job.target_channel_id, Instant::now());
+        if let Some(wait) = hold {
+            // Discord asked us to wait: no request until then; not an attempt.
+            queue
+                .release(
+                    job.id,
+                    &token,
+                    now + wait.as_millis() as i64 + 1,
+                    Some(ErrorCode::DiscordRateLimited.as_str()),
+                    true,
+                    now,
+                )
+                .await?;
+            return Ok(());
+        }
         let delivery = self.deliver(job, kind).await?;
         let now = now_ms();
         match delivery {
@@ -347,7 +404,13 @@ impl Worker {
                 let latency = (now - job.created_at).max(0) as f64 / 1000.0;
                 metrics::histogram!("seatgate_mirror_latency_seconds").record(latency);
             }
-            Delivery::RateLimited(wait) => {
+            Delivery::RateLimited { wait, global } => {
+                metrics::counter!("seatgate_mirror_rate_limited_total", "global" => if global { "true" } else { "false" })
+                    .increment(1);
+                self.rate_limited
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .hold(job.target_channel_id, global, wait);
                 tracing::debug!(
                     job = job.id,
                     wait_ms = wait.as_millis() as u64,
@@ -605,7 +668,13 @@ impl Worker {
 
 fn classify(err: DiscordError, _kind: JobKind) -> Delivery {
     match err {
-        DiscordError::RateLimited { retry_after, .. } => Delivery::RateLimited(retry_after),
+        DiscordError::RateLimited {
+            retry_after,
+            global,
+        } => Delivery::RateLimited {
+            wait: retry_after,
+            global,
+        },
         e if e.breaks_target() => Delivery::Broken(e.code()),
         DiscordError::UnknownWebhook => Delivery::WebhookGone,
         e => Delivery::Failed(format!("{}: {e}", e.code())),
