@@ -89,6 +89,40 @@ struct Worker {
     notify: Notify,
     stopping: AtomicBool,
     audit_asked: std::sync::Mutex<HashMap<ServerKey, Instant>>,
+    /// Until when Discord told us to wait: per target channel (its message bucket) and for
+    /// the whole token (a global 429). Jobs due before then are put back without a request,
+    /// so one 429 does not turn into one 429 per queued job.
+    rate_limited: std::sync::Mutex<RateLimitHolds>,
+}
+
+#[derive(Default)]
+struct RateLimitHolds {
+    global: Option<Instant>,
+    channels: HashMap<i64, Instant>,
+}
+
+impl RateLimitHolds {
+    /// How long a delivery to `channel` must still wait, if at all.
+    fn wait(&mut self, channel: i64, now: Instant) -> Option<Duration> {
+        self.channels.retain(|_, until| *until > now);
+        let global = self.global.filter(|until| *until > now);
+        self.global = global;
+        let until = match (global, self.channels.get(&channel).copied()) {
+            (Some(g), Some(c)) => g.max(c),
+            (g, c) => g.or(c)?,
+        };
+        Some(until - now)
+    }
+
+    fn hold(&mut self, channel: i64, global: bool, wait: Duration) {
+        let until = Instant::now() + wait;
+        if global {
+            self.global = Some(self.global.map_or(until, |g| g.max(until)));
+        } else {
+            let entry = self.channels.entry(channel).or_insert(until);
+            *entry = (*entry).max(until);
+        }
+    }
 }
 
 pub struct MirrorGate {
@@ -117,6 +151,7 @@ impl MirrorGate {
                 notify: Notify::new(),
                 stopping: AtomicBool::new(false),
                 audit_asked: Default::default(),
+                rate_limited: Default::default(),
             })
         });
         Self {
@@ -207,7 +242,10 @@ impl Handler<Shutdown> for MirrorGate {
 /// How one delivery attempt ended.
 enum Delivery {
     Done,
-    RateLimited(Duration),
+    RateLimited {
+        wait: Duration,
+        global: bool,
+    },
     /// Permanent for the target: mark the mapping broken.
     Broken(ErrorCode),
     /// Retry with backoff.
@@ -339,6 +377,25 @@ impl Worker {
             }
             GateDecision::Allow { .. } => {}
         }
+        let hold = self
+            .rate_limited
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .wait(job.target_channel_id, Instant::now());
+        if let Some(wait) = hold {
+            // Discord asked us to wait: no request until then; not an attempt.
+            queue
+                .release(
+                    job.id,
+                    &token,
+                    now + wait.as_millis() as i64 + 1,
+                    Some(ErrorCode::DiscordRateLimited.as_str()),
+                    true,
+                    now,
+                )
+                .await?;
+            return Ok(());
+        }
         let delivery = self.deliver(job, kind).await?;
         let now = now_ms();
         match delivery {
@@ -347,7 +404,13 @@ impl Worker {
                 let latency = (now - job.created_at).max(0) as f64 / 1000.0;
                 metrics::histogram!("seatgate_mirror_latency_seconds").record(latency);
             }
-            Delivery::RateLimited(wait) => {
+            Delivery::RateLimited { wait, global } => {
+                metrics::counter!("seatgate_mirror_rate_limited_total", "global" => if global { "true" } else { "false" })
+                    .increment(1);
+                self.rate_limited
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .hold(job.target_channel_id, global, wait);
                 tracing::debug!(
                     job = job.id,
                     wait_ms = wait.as_millis() as u64,
@@ -435,6 +498,12 @@ impl Worker {
         };
         let result = match kind {
             JobKind::Send => {
+                // A worker that sent and stored the link but died before completing the job
+                // leaves the link behind: the message is out, do not send it again (webhooks
+                // have no nonce to catch the repeat).
+                if self.store.link(mapping.id, source_message).await?.is_some() {
+                    return Ok(Delivery::Done);
+                }
                 if let Some(reply) = payload.reply_to_source_id {
                     message.reply_to = self
                         .store
@@ -467,10 +536,20 @@ impl Worker {
                         },
                         avatar_url: payload.author_avatar_url.clone(),
                     };
-                    self.port
-                        .execute_webhook(&creds, &message, &persona)
-                        .await
-                        .map(|id| (id, Some(creds.id)))
+                    let earlier = if job.attempts > 1 {
+                        self.landed_earlier(job, mapping.id, channel, &creds, &message)
+                            .await?
+                    } else {
+                        None
+                    };
+                    match earlier {
+                        Some(id) => Ok((id, Some(creds.id))),
+                        None => self
+                            .port
+                            .execute_webhook(&creds, &message, &persona)
+                            .await
+                            .map(|id| (id, Some(creds.id))),
+                    }
                 } else {
                     let nonce = send_nonce(mapping.id, source_message);
                     self.port
@@ -536,6 +615,47 @@ impl Worker {
         })
     }
 
+    /// A retried webhook send whose earlier attempt may have reached Discord without its
+    /// answer reaching us (a crash between the two): the earliest message of our webhook with
+    /// this content, sent after the job was written and not linked to another source message,
+    /// is taken as that attempt's. Listing failures are ignored: the send goes out again.
+    async fn landed_earlier(
+        &self,
+        job: &MirrorJob,
+        mapping_id: i64,
+        channel: u64,
+        creds: &WebhookCredentials,
+        message: &OutgoingMessage,
+    ) -> AppResult<Option<u64>> {
+        // A snowflake carries its creation time in ms since the Discord epoch in bits 22+.
+        const DISCORD_EPOCH_MS: i64 = 1_420_070_400_000;
+        let since = (job.created_at - 1_000 - DISCORD_EPOCH_MS).max(0) as u64;
+        let listed = match self.port.messages_after(channel, since << 22).await {
+            Ok(list) => list,
+            Err(err) => {
+                tracing::debug!(job = job.id, error = %err, "[mirror] could not list the target channel before a retried webhook send");
+                return Ok(None);
+            }
+        };
+        let mut candidates: Vec<u64> = listed
+            .into_iter()
+            .filter(|m| m.webhook_id == Some(creds.id) && m.content == message.content)
+            .map(|m| m.id)
+            .collect();
+        candidates.sort_unstable();
+        for id in candidates {
+            if !self.store.is_linked_target(mapping_id, id).await? {
+                tracing::info!(
+                    job = job.id,
+                    target_message = id,
+                    "[mirror] an earlier attempt's webhook message found; not sending again"
+                );
+                return Ok(Some(id));
+            }
+        }
+        Ok(None)
+    }
+
     async fn cancel(&self, job: &MirrorJob, why: &str) -> AppResult<()> {
         let token = job.claim_token.clone().unwrap_or_default();
         self.store
@@ -548,7 +668,13 @@ impl Worker {
 
 fn classify(err: DiscordError, _kind: JobKind) -> Delivery {
     match err {
-        DiscordError::RateLimited { retry_after, .. } => Delivery::RateLimited(retry_after),
+        DiscordError::RateLimited {
+            retry_after,
+            global,
+        } => Delivery::RateLimited {
+            wait: retry_after,
+            global,
+        },
         e if e.breaks_target() => Delivery::Broken(e.code()),
         DiscordError::UnknownWebhook => Delivery::WebhookGone,
         e => Delivery::Failed(format!("{}: {e}", e.code())),

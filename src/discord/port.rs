@@ -179,6 +179,24 @@ pub trait DiscordPort: Send + Sync + 'static {
         webhook: &WebhookCredentials,
         message_id: u64,
     ) -> DiscordResult<()>;
+    /// Up to 100 messages of a channel with ids above `after`, to find out whether a webhook
+    /// send whose answer was lost reached the channel (webhooks take no nonce). Adapters that
+    /// cannot list answer none, and the send goes out again.
+    async fn messages_after(
+        &self,
+        _channel_id: u64,
+        _after: u64,
+    ) -> DiscordResult<Vec<ChannelMessage>> {
+        Ok(Vec::new())
+    }
+}
+
+/// A message as listed in a channel: enough to recognise one of our webhook sends.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChannelMessage {
+    pub id: u64,
+    pub webhook_id: Option<u64>,
+    pub content: String,
 }
 
 /// What the seat auditor needs from Discord for a full recount.

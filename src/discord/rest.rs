@@ -15,7 +15,8 @@ use serenity::{
 };
 
 use super::port::{
-    DiscordError, DiscordPort, DiscordResult, OutgoingMessage, Persona, WebhookCredentials,
+    ChannelMessage, DiscordError, DiscordPort, DiscordResult, OutgoingMessage, Persona,
+    WebhookCredentials,
 };
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
@@ -213,6 +214,44 @@ impl DiscordPort for SerenityRest {
             )
             .await?;
         message_id(json)
+    }
+
+    async fn messages_after(
+        &self,
+        channel_id: u64,
+        after: u64,
+    ) -> DiscordResult<Vec<ChannelMessage>> {
+        let route = Route::ChannelMessages {
+            channel_id: ChannelId::new(channel_id),
+        };
+        let json = self
+            .call(
+                route,
+                LightMethod::Get,
+                None,
+                Some(vec![
+                    ("after", after.to_string()),
+                    ("limit", "100".to_owned()),
+                ]),
+            )
+            .await?;
+        let list = json
+            .as_ref()
+            .and_then(Value::as_array)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        Ok(list
+            .iter()
+            .filter_map(|m| {
+                Some(ChannelMessage {
+                    id: m["id"].as_str().and_then(crate::domain::snowflake::parse)?,
+                    webhook_id: m["webhook_id"]
+                        .as_str()
+                        .and_then(crate::domain::snowflake::parse),
+                    content: m["content"].as_str().unwrap_or_default().to_owned(),
+                })
+            })
+            .collect())
     }
 
     async fn edit_webhook_message(

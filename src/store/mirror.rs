@@ -122,7 +122,42 @@ impl MirrorStore {
             };
             match event {
                 SourceEvent::Created { payload, .. } => {
-                    self.enqueue_job(&txn, mapping, event, JobKind::Send, payload, now)
+                    // Serenity runs event handlers concurrently, so an edit or a delete of this
+                    // message can be recorded before its create: a delete means nothing is
+                    // sent; edits give the send their content and need not run.
+                    let later = mirror_jobs::Entity::find()
+                        .filter(mirror_jobs::Column::MappingId.eq(mapping.id))
+                        .filter(mirror_jobs::Column::SourceMessageId.eq(source_message))
+                        .filter(mirror_jobs::Column::Kind.is_in(["edit", "delete"]))
+                        .order_by_asc(mirror_jobs::Column::Id)
+                        .all(&txn)
+                        .await?;
+                    if later.iter().any(|j| j.kind == "delete") {
+                        outcome.cancelled += 1;
+                        continue;
+                    }
+                    let mut payload = payload.clone();
+                    if let Some(edit) = later.last() {
+                        let edited = decode(&edit.payload)?;
+                        payload.content = edited.content;
+                        payload.embeds = edited.embeds;
+                        let res = mirror_jobs::Entity::update_many()
+                            .col_expr(mirror_jobs::Column::Status, Expr::value(CANCELLED))
+                            .col_expr(
+                                mirror_jobs::Column::LastError,
+                                Expr::value("coalesced_into_send"),
+                            )
+                            .col_expr(mirror_jobs::Column::FinishedAt, Expr::value(now))
+                            .col_expr(mirror_jobs::Column::UpdatedAt, Expr::value(now))
+                            .filter(mirror_jobs::Column::MappingId.eq(mapping.id))
+                            .filter(mirror_jobs::Column::SourceMessageId.eq(source_message))
+                            .filter(mirror_jobs::Column::Status.eq(PENDING))
+                            .filter(mirror_jobs::Column::Kind.eq("edit"))
+                            .exec(&txn)
+                            .await?;
+                        outcome.coalesced += res.rows_affected as u32;
+                    }
+                    self.enqueue_job(&txn, mapping, event, JobKind::Send, &payload, now)
                         .await?;
                     outcome.enqueued += 1;
                 }
@@ -239,6 +274,23 @@ impl MirrorStore {
             )
             .one(self.db.conn())
             .await?)
+    }
+
+    /// Whether some source message of this mapping already landed as this target message.
+    pub async fn is_linked_target(
+        &self,
+        mapping_id: i64,
+        target_message_id: u64,
+    ) -> AppResult<bool> {
+        Ok(mirror_message_links::Entity::find()
+            .filter(mirror_message_links::Column::MappingId.eq(mapping_id))
+            .filter(
+                mirror_message_links::Column::TargetMessageId
+                    .eq(snowflake::to_db(target_message_id)),
+            )
+            .one(self.db.conn())
+            .await?
+            .is_some())
     }
 
     /// Records where a source message landed. A second save for the same pair (a retried

@@ -1,0 +1,291 @@
+//! Mirroring figures, printed: event-to-delivery latency p50/p99 at 200 messages/s over 20
+//! targets (the whole service against the sandbox, rate limits off) on SQLite and PostgreSQL,
+//! the maximum sustained jobs/s (a burst drained), and the gate decision time.
+//!
+//! `cargo bench --bench mirror_latency`. PostgreSQL comes from `SEATGATE_TEST_POSTGRES_URL`
+//! (default `postgres://postgres@127.0.0.1:5432/test`); `MIRROR_BENCH_BACKENDS=sqlite` skips it.
+//! Latency is read from Discord snowflakes: a target message's id carries the millisecond it
+//! was created, the source message's id the millisecond it was posted.
+
+use std::{
+    hint::black_box,
+    time::{Duration, Instant},
+};
+
+use seatgate::{
+    app,
+    config::{Secret, Settings},
+    domain::{
+        freshness::FreshnessWindows,
+        gate::{self, EnforcementMode, JobKind, OverrideMode, ServerPolicy, SnapshotView},
+    },
+    sandbox::{RateLimitConfig, Sandbox, SandboxHandle, SandboxOptions, Scenario},
+    store::{now_ms, testing::TestDatabase},
+};
+use serde_json::{json, Value};
+
+const TARGETS: u64 = 20;
+const RATE: u64 = 200;
+const STEADY_SECS: u64 = 5;
+const BURST: usize = 300;
+const BOT: u64 = 990_000_000_000_000_001;
+const PROVIDER: u64 = 700_000_000_000_000_001;
+const SOURCE_GUILD: u64 = 810_000_000_000_000_001;
+const SOURCE_CHANNEL: u64 = 830_000_000_000_000_001;
+const OPERATOR: &str = "bench-operator";
+const VIEW: u64 = 1 << 10;
+const SEND: u64 = 1 << 11;
+const HISTORY: u64 = 1 << 16;
+
+fn target(i: u64) -> (u64, u64) {
+    (840_000_000_000_000_000 + i, 860_000_000_000_000_000 + i)
+}
+
+fn scenario() -> Value {
+    let mut guilds = vec![json!({
+        "id": SOURCE_GUILD.to_string(), "name": "Provider", "owner_id": PROVIDER.to_string(),
+        "roles": [{"id": SOURCE_GUILD.to_string(), "name": "@everyone", "permissions": (VIEW | HISTORY).to_string(), "position": 0}],
+        "channels": [{"id": SOURCE_CHANNEL.to_string(), "name": "announcements", "type": 0}],
+        "members": [{"user": {"id": PROVIDER.to_string(), "username": "provider"}, "roles": []}]
+    })];
+    for i in 0..TARGETS {
+        let (guild, channel) = target(i);
+        guilds.push(json!({
+            "id": guild.to_string(), "name": format!("Customer {i}"), "owner_id": (701_000_000_000_000_000 + i).to_string(),
+            "roles": [{"id": guild.to_string(), "name": "@everyone", "permissions": (VIEW | SEND | HISTORY).to_string(), "position": 0}],
+            "channels": [{"id": channel.to_string(), "name": "signals", "type": 0}],
+            "members": [{"user": {"id": (701_000_000_000_000_000 + i).to_string(), "username": "owner"}, "roles": []}]
+        }));
+    }
+    json!({"bot": {"id": BOT.to_string(), "username": "seatgate"}, "guilds": guilds})
+}
+
+fn snowflake_ms(id: u64) -> i64 {
+    (id >> 22) as i64
+}
+
+fn post(sandbox: &SandboxHandle, content: &str) -> Result<u64, String> {
+    let m = sandbox
+        .post_message(SOURCE_CHANNEL, &json!({"author": {"id": PROVIDER.to_string(), "username": "provider"}, "content": content}))
+        .map_err(|e| format!("{e:?}"))?;
+    m["id"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| "no id".to_owned())
+}
+
+fn delivered(sandbox: &SandboxHandle, prefix: &str) -> Vec<Vec<Value>> {
+    (0..TARGETS)
+        .map(|i| {
+            sandbox
+                .messages(target(i).1)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|m| m["content"].as_str().is_some_and(|c| c.starts_with(prefix)))
+                .collect()
+        })
+        .collect()
+}
+
+async fn wait_all(sandbox: &SandboxHandle, prefix: &str, n: usize, limit: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if delivered(sandbox, prefix).iter().all(|c| c.len() >= n) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+fn percentile(sorted: &[i64], p: f64) -> i64 {
+    if sorted.is_empty() {
+        return -1;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx]
+}
+
+async fn backend(name: &str) -> Result<(), String> {
+    std::env::set_var(
+        "SEATGATE_TEST_DATABASE",
+        if name == "postgres" {
+            "postgres"
+        } else {
+            "sqlite"
+        },
+    );
+    let t = TestDatabase::empty().await.map_err(|e| e.to_string())?;
+    let sandbox = Sandbox::start(SandboxOptions {
+        scenario: Some(Scenario::from_json(&scenario()).map_err(|e| e.message)?),
+        rate_limits: RateLimitConfig::disabled(),
+        ..SandboxOptions::default()
+    })
+    .await
+    .map_err(|e| e.to_string())?;
+    let settings = Settings {
+        database_url: t.url.clone(),
+        bind: "127.0.0.1:0".parse().map_err(|_| "bind")?,
+        discord_token: Some(Secret::new(sandbox.bot_token())),
+        discord_api_url: sandbox.api_url().to_owned(),
+        operator_token: Some(Secret::new(OPERATOR.to_owned())),
+        ..Settings::default()
+    };
+    let running = app::start(&settings).await.map_err(|e| e.to_string())?;
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let api = format!("http://{}", running.bound);
+    let call = |path: String, body: Value| {
+        client
+            .post(format!("{api}{path}"))
+            .bearer_auth(OPERATOR)
+            .json(&body)
+            .send()
+    };
+    call(
+        "/api/v1/tenants/bench/connectors".into(),
+        json!({"connector_id": "c", "name": "c", "source_guild_id": SOURCE_GUILD.to_string()}),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    for i in 0..TARGETS {
+        let (guild, channel) = target(i);
+        let r = call(
+            "/api/v1/tenants/bench/connectors/c/mappings".into(),
+            json!({"source_channel_id": SOURCE_CHANNEL.to_string(), "target_guild_id": guild.to_string(),
+                   "target_channel_id": channel.to_string(), "delivery_mode": "bot"}),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        if !r.status().is_success() {
+            return Err(format!("mapping: {}", r.status()));
+        }
+    }
+    let start = Instant::now();
+    while sandbox.connected_sessions() < 1 {
+        if start.elapsed() > Duration::from_secs(20) {
+            return Err("gateway never connected".into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Warm up: one message through every target.
+    post(&sandbox, "warm")?;
+    if !wait_all(&sandbox, "warm", 1, Duration::from_secs(20)).await {
+        return Err("warm-up message not delivered".into());
+    }
+
+    // Steady load: RATE messages/s for STEADY_SECS.
+    let total = (RATE * STEADY_SECS) as usize;
+    let mut sources = std::collections::HashMap::new();
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / RATE));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let began = Instant::now();
+    for i in 0..total {
+        tick.tick().await;
+        let content = format!("steady {i:05}");
+        let id = post(&sandbox, &content)?;
+        sources.insert(content, id);
+    }
+    let posting = began.elapsed();
+    if !wait_all(&sandbox, "steady", total, Duration::from_secs(60)).await {
+        return Err("steady load not fully delivered within 60 s".into());
+    }
+    let mut lat: Vec<i64> = Vec::with_capacity(total * TARGETS as usize);
+    for channel in delivered(&sandbox, "steady") {
+        for m in channel {
+            let id: u64 = m["id"].as_str().and_then(|s| s.parse().ok()).unwrap_or(0);
+            let content = m["content"].as_str().unwrap_or_default();
+            if let Some(src) = sources.get(content) {
+                lat.push(snowflake_ms(id) - snowflake_ms(*src));
+            }
+        }
+    }
+    lat.sort_unstable();
+    println!(
+        "{name}: {} deliveries ({total} messages posted in {:.2}s = {:.0}/s, x {TARGETS} targets): event-to-delivery p50 {} ms, p99 {} ms, max {} ms",
+        lat.len(),
+        posting.as_secs_f64(),
+        total as f64 / posting.as_secs_f64(),
+        percentile(&lat, 0.50),
+        percentile(&lat, 0.99),
+        lat.last().copied().unwrap_or(-1)
+    );
+
+    // Maximum sustained: a burst posted at once, drained.
+    let began = Instant::now();
+    for i in 0..BURST {
+        post(&sandbox, &format!("burst {i:05}"))?;
+    }
+    if !wait_all(&sandbox, "burst", BURST, Duration::from_secs(90)).await {
+        return Err("burst not fully delivered within 90 s".into());
+    }
+    let took = began.elapsed();
+    println!(
+        "{name}: burst of {BURST} messages x {TARGETS} targets = {} jobs drained in {:.2}s: {:.0} jobs/s",
+        BURST * TARGETS as usize,
+        took.as_secs_f64(),
+        (BURST * TARGETS as usize) as f64 / took.as_secs_f64()
+    );
+    running.shutdown().await;
+    sandbox.shutdown().await;
+    drop(t);
+    Ok(())
+}
+
+fn gate_bench() {
+    let windows = FreshnessWindows::default();
+    let policy = ServerPolicy {
+        mode: EnforcementMode::Enforce,
+        override_mode: OverrideMode::None,
+        stale_grace: false,
+    };
+    let now = now_ms();
+    let snapshot = SnapshotView {
+        seats_used: 40,
+        seat_limit: 50,
+        checked_at_ms: now - 10_000,
+        audit_failed: false,
+    };
+    let n = 20_000_000u64;
+    let start = Instant::now();
+    let mut allowed = 0u64;
+    for i in 0..n {
+        let d = gate::decide(
+            black_box(false),
+            black_box(Some(&policy)),
+            black_box(Some(&snapshot)),
+            black_box(JobKind::Send),
+            black_box(now + (i & 1023) as i64),
+            black_box(&windows),
+        );
+        if !d.enqueue_audit() {
+            allowed += 1;
+        }
+    }
+    let ns = start.elapsed().as_nanos() as f64 / n as f64;
+    black_box(allowed);
+    println!(
+        "gate: decide (enforce, fresh snapshot under the limit) {ns:.1} ns per call over {n} calls"
+    );
+}
+
+fn main() {
+    std::env::set_var("NO_PROXY", "127.0.0.1,localhost");
+    std::env::set_var("no_proxy", "127.0.0.1,localhost");
+    gate_bench();
+    let backends =
+        std::env::var("MIRROR_BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into());
+    let mut failed = false;
+    for name in backends.split(',') {
+        let result = app::actix_system().block_on(backend(name));
+        if let Err(e) = result {
+            eprintln!("{name}: {e}");
+            failed = true;
+        }
+    }
+    if failed {
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,330 @@
+//! Crash safety: `seatgate serve` as a separate process mirrors messages from one source
+//! channel into three targets (bot, bot, webhook); it is killed with SIGKILL at random points
+//! and restarted, while messages are posted, edited and deleted. In the end every target holds
+//! every surviving message exactly once with its latest content, and the deleted ones are gone.
+//!
+//! Events are only produced while the service is up and the test waits until they are recorded
+//! as jobs before it may kill: catch-up of messages posted while the service is down is not
+//! built, so an event that reaches no running gateway is not mirrored.
+
+mod mirror_support;
+
+use std::{
+    collections::BTreeMap,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use rand::{rngs::StdRng, Rng, SeedableRng};
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+use seatgate::{
+    sandbox::{RateLimitConfig, Sandbox, SandboxHandle, SandboxOptions, Scenario},
+    store::testing::TestDatabase,
+};
+use serde_json::json;
+
+use mirror_support::*;
+
+const MESSAGES: usize = 1_000;
+const KILLS: usize = 5;
+const OPERATOR: &str = "crash-test-operator";
+
+struct Service {
+    child: Child,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn spawn(db_url: &str, sandbox: &SandboxHandle, port: u16) -> Service {
+    let child = Command::new(env!("CARGO_BIN_EXE_seatgate"))
+        .arg("serve")
+        .env_clear()
+        .env("SEATGATE_DATABASE_URL", db_url)
+        .env("SEATGATE_DISCORD_TOKEN", sandbox.bot_token())
+        .env("SEATGATE_DISCORD_API_URL", sandbox.api_url())
+        .env("SEATGATE_OPERATOR_TOKEN", OPERATOR)
+        .env("SEATGATE_BIND", format!("127.0.0.1:{port}"))
+        .env("SEATGATE_WORKER_ID", "crash-test")
+        // A killed worker's leases expire after this; the default minute would dominate.
+        .env("SEATGATE_QUEUE_LEASE_SECS", "3")
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env("no_proxy", "127.0.0.1,localhost")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log_sink())
+        .spawn()
+        .expect("seatgate serve starts");
+    Service { child }
+}
+
+/// The service's log goes to `SEATGATE_TEST_CRASH_LOG` (appended) when set, else nowhere.
+fn log_sink() -> Stdio {
+    match std::env::var("SEATGATE_TEST_CRASH_LOG") {
+        Ok(path) => std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map(Stdio::from)
+            .unwrap_or_else(|_| Stdio::null()),
+        Err(_) => Stdio::null(),
+    }
+}
+
+impl Service {
+    fn kill(mut self) {
+        // Child::kill sends SIGKILL on Unix.
+        self.child.kill().expect("SIGKILL");
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What the test did to one source message.
+#[derive(Debug, Clone)]
+struct Source {
+    content: String,
+    deleted: bool,
+}
+
+/// An event the service must have recorded as jobs (for all three mappings) before a kill.
+enum Recorded {
+    Created(u64),
+    Edited(u64, String),
+    Deleted(u64),
+}
+
+async fn count(db: &DatabaseConnection, sql: String) -> i64 {
+    let row = db
+        .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .expect("query")
+        .expect("a row");
+    row.try_get_by_index::<i64>(0).expect("a count")
+}
+
+async fn recorded(db: &DatabaseConnection, ev: &Recorded, mappings: i64) -> bool {
+    let db_id = seatgate::domain::snowflake::to_db;
+    let sql = match ev {
+        Recorded::Created(id) => format!(
+            "SELECT COUNT(DISTINCT mapping_id) FROM mirror_jobs WHERE source_message_id = {} AND kind = 'send'",
+            db_id(*id)
+        ),
+        Recorded::Edited(id, content) => format!(
+            "SELECT COUNT(DISTINCT mapping_id) FROM mirror_jobs WHERE source_message_id = {} AND payload LIKE '%{content}%'",
+            db_id(*id)
+        ),
+        Recorded::Deleted(id) => format!(
+            "SELECT COUNT(DISTINCT mapping_id) FROM mirror_jobs WHERE source_message_id = {} AND (kind = 'delete' OR last_error = 'source_message_deleted')",
+            db_id(*id)
+        ),
+    };
+    count(db, sql).await >= mappings
+}
+
+async fn wait_recorded(db: &DatabaseConnection, pending: &mut Vec<Recorded>, limit: Duration) {
+    let start = Instant::now();
+    while !pending.is_empty() {
+        let mut rest = Vec::new();
+        for ev in pending.drain(..) {
+            if !recorded(db, &ev, 3).await {
+                rest.push(ev);
+            }
+        }
+        *pending = rest;
+        assert!(
+            pending.is_empty() || start.elapsed() < limit,
+            "{} events not recorded as jobs after {limit:?}",
+            pending.len()
+        );
+        if !pending.is_empty() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Waits until the killed process's gateway socket is gone, starts a new one and waits until it
+/// is up and attached to the gateway.
+async fn restart(db_url: &str, sandbox: &SandboxHandle, port: u16, admin: &Admin) -> Service {
+    assert!(
+        until(Duration::from_secs(10), || sandbox.connected_sessions()
+            == 0)
+        .await,
+        "the killed service's gateway socket stays open"
+    );
+    let s = spawn(db_url, sandbox, port);
+    admin.wait_up(Duration::from_secs(30)).await;
+    assert!(
+        until(Duration::from_secs(30), || sandbox.connected_sessions()
+            == 1)
+        .await,
+        "the restarted service never attached to the gateway"
+    );
+    s
+}
+
+#[actix_web::test]
+async fn sigkill_and_restart_lose_and_duplicate_nothing() {
+    no_proxy();
+    let started = Instant::now();
+    let seed: u64 = std::env::var("SEATGATE_TEST_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(6);
+    println!("seed {seed}");
+    let mut rng = StdRng::seed_from_u64(seed);
+
+    let t = TestDatabase::empty().await.unwrap();
+    let sandbox = Sandbox::start(SandboxOptions {
+        scenario: Some(Scenario::from_json(&scenario(3)).unwrap()),
+        rate_limits: RateLimitConfig::disabled(),
+        ..SandboxOptions::default()
+    })
+    .await
+    .unwrap();
+    let port = free_port();
+    let admin = Admin::new(format!("http://127.0.0.1:{port}"), OPERATOR.into());
+
+    let mut service = spawn(&t.url, &sandbox, port);
+    admin.wait_up(Duration::from_secs(30)).await;
+    admin.configure(&["bot", "bot", "webhook"]).await;
+    assert!(
+        until(Duration::from_secs(30), || sandbox.connected_sessions()
+            == 1)
+        .await
+    );
+    let db = sea_orm::Database::connect(t.url.as_str()).await.unwrap();
+
+    let mut sources: BTreeMap<u64, Source> = BTreeMap::new();
+    let per_round = MESSAGES / (KILLS + 1);
+    let mut posted = 0;
+    for round in 0..=KILLS {
+        let batch = if round == KILLS {
+            MESSAGES - posted
+        } else {
+            per_round
+        };
+        let mut pending = Vec::new();
+        for _ in 0..batch {
+            let content = format!("signal {posted:04}");
+            let id = post(&sandbox, &content);
+            sources.insert(
+                id,
+                Source {
+                    content,
+                    deleted: false,
+                },
+            );
+            pending.push(Recorded::Created(id));
+            posted += 1;
+            // Now and then edit or delete an earlier message (some delivered, some not yet).
+            if rng.random_bool(0.03) {
+                let live: Vec<u64> = sources
+                    .iter()
+                    .filter(|(_, s)| !s.deleted)
+                    .map(|(id, _)| *id)
+                    .collect();
+                let id = live[rng.random_range(0..live.len())];
+                let Some(s) = sources.get_mut(&id) else {
+                    continue;
+                };
+                if rng.random_bool(0.5) {
+                    let content = format!("{} edited {}", &s.content[..11], posted);
+                    sandbox
+                        .edit_message(SOURCE_CHANNEL, id, &json!({"content": content}))
+                        .unwrap();
+                    s.content = content.clone();
+                    pending.push(Recorded::Edited(id, content));
+                } else {
+                    sandbox.delete_message(SOURCE_CHANNEL, id).unwrap();
+                    s.deleted = true;
+                    pending.push(Recorded::Deleted(id));
+                }
+            }
+            if rng.random_bool(0.05) {
+                tokio::time::sleep(Duration::from_millis(rng.random_range(1..20))).await;
+            }
+        }
+        if round == KILLS {
+            break;
+        }
+        // Kill at a random point of delivery, once the service has recorded what was produced.
+        wait_recorded(&db, &mut pending, Duration::from_secs(30)).await;
+        tokio::time::sleep(Duration::from_millis(rng.random_range(0..400))).await;
+        let shown: usize = (0..3).map(|i| live(&sandbox, target(i).1).len()).sum();
+        println!(
+            "[{:6.2}s] round {round}: SIGKILL with {shown} target messages shown",
+            started.elapsed().as_secs_f64()
+        );
+        service.kill();
+        service = restart(&t.url, &sandbox, port, &admin).await;
+    }
+
+    let expected = sorted(
+        sources
+            .values()
+            .filter(|s| !s.deleted)
+            .map(|s| s.content.clone())
+            .collect(),
+    );
+    let deleted = sources.values().filter(|s| s.deleted).count();
+    let edited = sources
+        .values()
+        .filter(|s| !s.deleted && s.content.contains("edited"))
+        .count();
+    println!(
+        "{} posted, {edited} surviving edited, {deleted} deleted",
+        sources.len()
+    );
+    assert!(
+        deleted > 0 && edited > 0,
+        "the run exercised edits and deletes"
+    );
+    for i in 0..3 {
+        let channel = target(i).1;
+        let done = until(Duration::from_secs(60), || {
+            sorted(live(&sandbox, channel)) == expected
+        })
+        .await;
+        let got = sorted(live(&sandbox, channel));
+        if !done {
+            let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+            for c in &got {
+                *counts.entry(c.as_str()).or_default() += 1;
+            }
+            let dups: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+            let missing: Vec<_> = expected
+                .iter()
+                .filter(|c| !counts.contains_key(c.as_str()))
+                .take(10)
+                .collect();
+            let extra: Vec<_> = got
+                .iter()
+                .filter(|c| !expected.contains(c))
+                .take(10)
+                .collect();
+            panic!(
+                "target {i}: {} shown, {} expected; duplicated {dups:?}; missing (first 10) {missing:?}; unexpected (first 10) {extra:?}",
+                got.len(),
+                expected.len()
+            );
+        }
+    }
+    println!(
+        "all three targets hold {} messages exactly once after {KILLS} kills, {:.1}s",
+        expected.len(),
+        started.elapsed().as_secs_f64()
+    );
+    service.kill();
+    sandbox.shutdown().await;
+}

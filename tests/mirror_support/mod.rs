@@ -1,0 +1,192 @@
+//! Shared by the mirroring end-to-end tests: a scenario with one source channel and customer
+//! guilds, the admin API calls an operator makes, and reads of what the sandbox holds.
+#![allow(dead_code)]
+
+use std::time::{Duration, Instant};
+
+use seatgate::sandbox::SandboxHandle;
+use serde_json::{json, Value};
+
+pub const BOT: u64 = 990_000_000_000_000_001;
+pub const PROVIDER: u64 = 700_000_000_000_000_001;
+pub const SOURCE_GUILD: u64 = 810_000_000_000_000_001;
+pub const SOURCE_CHANNEL: u64 = 830_000_000_000_000_001;
+pub const TENANT: &str = "acme";
+pub const CONNECTOR: &str = "signals";
+
+const VIEW: u64 = 1 << 10;
+const SEND: u64 = 1 << 11;
+const READ_HISTORY: u64 = 1 << 16;
+const MANAGE_WEBHOOKS: u64 = 1 << 29;
+
+/// Customer guild `i` (0-based): its guild id and its one mirrored channel.
+pub fn target(i: u64) -> (u64, u64) {
+    (840_000_000_000_000_000 + i, 860_000_000_000_000_000 + i)
+}
+
+pub fn no_proxy() {
+    std::env::set_var("NO_PROXY", "127.0.0.1,localhost");
+    std::env::set_var("no_proxy", "127.0.0.1,localhost");
+}
+
+/// A source guild and `targets` customer guilds; the bot may view, send and manage webhooks in
+/// every customer channel.
+pub fn scenario(targets: u64) -> Value {
+    let mut guilds = vec![json!({
+        "id": SOURCE_GUILD.to_string(), "name": "Signal Provider", "owner_id": PROVIDER.to_string(),
+        "roles": [{"id": SOURCE_GUILD.to_string(), "name": "@everyone", "permissions": (VIEW | READ_HISTORY).to_string(), "position": 0}],
+        "channels": [{"id": SOURCE_CHANNEL.to_string(), "name": "announcements", "type": 0}],
+        "members": [{"user": {"id": PROVIDER.to_string(), "username": "provider"}, "roles": []}]
+    })];
+    for i in 0..targets {
+        let (guild, channel) = target(i);
+        let bot_role = 850_000_000_000_000_000 + i;
+        guilds.push(json!({
+            "id": guild.to_string(), "name": format!("Customer {i}"), "owner_id": (701_000_000_000_000_000 + i).to_string(),
+            "roles": [
+                {"id": guild.to_string(), "name": "@everyone", "permissions": (VIEW | READ_HISTORY).to_string(), "position": 0},
+                {"id": bot_role.to_string(), "name": "seatgate", "permissions": (VIEW | SEND | READ_HISTORY | MANAGE_WEBHOOKS).to_string(), "position": 5}
+            ],
+            "channels": [{"id": channel.to_string(), "name": "signals", "type": 0}],
+            "members": [
+                {"user": {"id": (701_000_000_000_000_000 + i).to_string(), "username": format!("owner{i}")}, "roles": []},
+                {"user": {"id": BOT.to_string(), "username": "seatgate", "bot": true}, "roles": [bot_role.to_string()]}
+            ]
+        }));
+    }
+    json!({"bot": {"id": BOT.to_string(), "username": "seatgate"}, "guilds": guilds})
+}
+
+pub struct Admin {
+    pub api: String,
+    pub operator: String,
+    pub client: reqwest::Client,
+}
+
+impl Admin {
+    pub fn new(api: String, operator: String) -> Admin {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .expect("reqwest client");
+        Admin {
+            api,
+            operator,
+            client,
+        }
+    }
+
+    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut req = self
+            .client
+            .request(method, format!("{}{path}", self.api))
+            .bearer_auth(&self.operator);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("admin API reachable");
+        let status = resp.status();
+        let v: Value = resp.json().await.unwrap_or(Value::Null);
+        assert!(status.is_success(), "{path}: {status} {v}");
+        v
+    }
+
+    /// Waits until `/healthz` answers (the service is up).
+    pub async fn wait_up(&self, limit: Duration) {
+        let start = Instant::now();
+        loop {
+            if let Ok(r) = self
+                .client
+                .get(format!("{}/healthz", self.api))
+                .send()
+                .await
+            {
+                if r.status().is_success() {
+                    return;
+                }
+            }
+            assert!(start.elapsed() < limit, "service not up after {limit:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// One connector with a mapping per (target index, delivery mode).
+    pub async fn configure(&self, modes: &[&str]) {
+        use reqwest::Method;
+        self.call(
+            Method::POST,
+            &format!("/api/v1/tenants/{TENANT}/connectors"),
+            Some(json!({"connector_id": CONNECTOR, "name": "Signals", "source_guild_id": SOURCE_GUILD.to_string()})),
+        )
+        .await;
+        for (i, mode) in modes.iter().enumerate() {
+            let (guild, channel) = target(i as u64);
+            self.call(
+                Method::POST,
+                &format!("/api/v1/tenants/{TENANT}/connectors/{CONNECTOR}/mappings"),
+                Some(json!({
+                    "source_channel_id": SOURCE_CHANNEL.to_string(), "target_guild_id": guild.to_string(),
+                    "target_channel_id": channel.to_string(), "delivery_mode": mode
+                })),
+            )
+            .await;
+        }
+    }
+
+    pub async fn mappings(&self) -> Vec<Value> {
+        let v = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/api/v1/tenants/{TENANT}/connectors/{CONNECTOR}/mappings"),
+                None,
+            )
+            .await;
+        v["items"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+/// Posts `content` in the source channel as the provider; returns the message id.
+pub fn post(sandbox: &SandboxHandle, content: &str) -> u64 {
+    let m = sandbox
+        .post_message(
+            SOURCE_CHANNEL,
+            &json!({"author": {"id": PROVIDER.to_string(), "username": "provider"}, "content": content}),
+        )
+        .expect("sandbox accepts the post");
+    m["id"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .expect("message id")
+}
+
+/// Contents of the messages a channel shows (deleted ones left out), in posting order.
+pub fn live(sandbox: &SandboxHandle, channel: u64) -> Vec<String> {
+    sandbox
+        .messages(channel)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| !m["deleted"].as_bool().unwrap_or(false))
+        .map(|m| m["content"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// Sorted contents; equal to the expected sorted list means each message exactly once.
+pub fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+/// Polls `check` every 20 ms until it holds or `limit` passes; returns whether it held.
+pub async fn until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if check() {
+            return true;
+        }
+        if start.elapsed() > limit {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
