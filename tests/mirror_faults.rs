@@ -262,7 +262,7 @@ async fn deleted_target_channel_breaks_its_mapping_only() {
     let broken = until_mapping_broken(&admin, gone).await;
     assert_eq!(broken["broken_code"], "discord_unknown_channel", "{broken}");
     for m in admin.mappings().await {
-        if m["target_channel_id"] != gone.to_string() {
+        if m["target_channel_id"].as_str() != Some(gone.to_string().as_str()) {
             assert_eq!(m["broken"], false, "{m}");
         }
     }
@@ -321,7 +321,7 @@ async fn until_mapping_broken(admin: &Admin, channel: u64) -> serde_json::Value 
             .mappings()
             .await
             .into_iter()
-            .find(|m| m["target_channel_id"] == channel.to_string());
+            .find(|m| m["target_channel_id"].as_str() == Some(channel.to_string().as_str()));
         if let Some(m) = found {
             if m["broken"] == true {
                 return m;

@@ -630,18 +630,29 @@ impl Worker {
         // A snowflake carries its creation time in ms since the Discord epoch in bits 22+.
         const DISCORD_EPOCH_MS: i64 = 1_420_070_400_000;
         let since = (job.created_at - 1_000 - DISCORD_EPOCH_MS).max(0) as u64;
-        let listed = match self.port.messages_after(channel, since << 22).await {
-            Ok(list) => list,
-            Err(err) => {
-                tracing::debug!(job = job.id, error = %err, "[mirror] could not list the target channel before a retried webhook send");
-                return Ok(None);
+        // The job may have waited in the queue while the channel filled up: page forward
+        // (Discord gives the 100 messages right after `after`), bounded.
+        let mut after = since << 22;
+        let mut candidates: Vec<u64> = Vec::new();
+        for _ in 0..20 {
+            let page = match self.port.messages_after(channel, after).await {
+                Ok(list) => list,
+                Err(err) => {
+                    tracing::debug!(job = job.id, error = %err, "[mirror] could not list the target channel before a retried webhook send");
+                    return Ok(None);
+                }
+            };
+            let full = page.len() >= 100;
+            after = page.iter().map(|m| m.id).max().unwrap_or(after);
+            candidates.extend(
+                page.into_iter()
+                    .filter(|m| m.webhook_id == Some(creds.id) && m.content == message.content)
+                    .map(|m| m.id),
+            );
+            if !full {
+                break;
             }
-        };
-        let mut candidates: Vec<u64> = listed
-            .into_iter()
-            .filter(|m| m.webhook_id == Some(creds.id) && m.content == message.content)
-            .map(|m| m.id)
-            .collect();
+        }
         candidates.sort_unstable();
         for id in candidates {
             if !self.store.is_linked_target(mapping_id, id).await? {
