@@ -831,13 +831,29 @@ struct RecountFailed {
 }
 
 impl Handler<RecountDone> for SeatAuditor {
-    type Result = bool;
-    fn handle(&mut self, msg: RecountDone, _: &mut Self::Context) -> bool {
-        if !self.servers.contains_key(&msg.key) {
-            return false;
+    type Result = ResponseActFuture<Self, bool>;
+    fn handle(&mut self, msg: RecountDone, _: &mut Self::Context) -> Self::Result {
+        if self.servers.contains_key(&msg.key) {
+            self.apply_recount(&msg.key, &msg.snapshot);
+            return Box::pin(actix::fut::ready(true));
         }
-        self.apply_recount(&msg.key, &msg.snapshot);
-        true
+        // The server was configured after this job was queued (its request was folded into
+        // this job by the dedupe key): load the configs again rather than drop the count.
+        let store = self.store.clone();
+        Box::pin(async move { store.servers().await }.into_actor(self).map(
+            move |specs, act, _| {
+                match specs {
+                    Ok(specs) => act.apply_specs(specs),
+                    Err(err) => tracing::warn!(error = %err, "[seat-audit] could not load server configs"),
+                }
+                if act.servers.contains_key(&msg.key) {
+                    act.apply_recount(&msg.key, &msg.snapshot);
+                    true
+                } else {
+                    false
+                }
+            },
+        ))
     }
 }
 
