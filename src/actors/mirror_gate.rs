@@ -4,17 +4,16 @@
 //! code until the server's state changes.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{HashMap, VecDeque},
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc,
     },
     time::{Duration, Instant},
 };
 
 use actix::prelude::*;
-use futures_util::{stream, StreamExt};
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 
 use super::{
     seat_auditor::{AuditReason, AuditRequested},
@@ -31,12 +30,12 @@ use crate::{
     },
     error::{AppResult, ErrorCode},
     store::{
-        mirror::{decode, MirrorStore, CANCELLED, EXPIRED},
+        mirror::{decode, MirrorStore, NewLink, Outcome, Settlement, CANCELLED, EXPIRED},
         now_ms,
         queue::FAILED,
     },
 };
-use entities::mirror_jobs::Model as MirrorJob;
+use entities::{connector_mappings, mirror_jobs::Model as MirrorJob, mirror_message_links};
 
 /// Something changed that may create work: check the queue now.
 #[derive(Message, Debug, Clone, Copy)]
@@ -53,8 +52,12 @@ pub struct HeldJobsMayResume(pub ServerKey);
 pub struct MirrorGateConfig {
     pub worker_id: String,
     pub lease: Duration,
+    /// Most jobs claimed in one statement.
     pub batch: u64,
-    /// Target channels delivered to at once (each channel's jobs go in order).
+    /// Most jobs claimed and not yet settled.
+    pub max_in_flight: usize,
+    /// Deliveries in progress at once, over all target channels (each channel's jobs go
+    /// one after another, in order).
     pub concurrency: usize,
     /// Fallback poll when nothing wakes the gate.
     pub poll: Duration,
@@ -69,8 +72,9 @@ impl MirrorGateConfig {
         Self {
             worker_id,
             lease: Duration::from_secs(60),
-            batch: 64,
-            concurrency: 16,
+            batch: 200,
+            max_in_flight: 400,
+            concurrency: 64,
             poll: Duration::from_secs(2),
             held_retry: Duration::from_secs(30),
             max_age: Duration::from_secs(3600),
@@ -93,6 +97,17 @@ struct Worker {
     /// the whole token (a global 429). Jobs due before then are put back without a request,
     /// so one 429 does not turn into one 429 per queued job.
     rate_limited: std::sync::Mutex<RateLimitHolds>,
+    /// Claimed jobs waiting per target channel; a channel is present while its lane runs.
+    lanes: std::sync::Mutex<HashMap<i64, VecDeque<Prepared>>>,
+    in_flight: AtomicUsize,
+    /// Signalled whenever a job leaves the worker.
+    drained: Notify,
+    delivering: Semaphore,
+    settle_tx: mpsc::UnboundedSender<SettleMsg>,
+    /// Links of sends delivered but not yet written, for replies and repeats in between.
+    recent_links: std::sync::Mutex<HashMap<(i64, u64), NewLink>>,
+    /// Webhooks this worker created or found gone, newer than the mappings it read.
+    webhooks: std::sync::Mutex<HashMap<i64, Option<WebhookCredentials>>>,
 }
 
 #[derive(Default)]
@@ -127,6 +142,7 @@ impl RateLimitHolds {
 
 pub struct MirrorGate {
     worker: Option<Arc<Worker>>,
+    settle_rx: Option<mpsc::UnboundedReceiver<SettleMsg>>,
     handle: Option<tokio::task::JoinHandle<()>>,
     store: MirrorStore,
     cfg: MirrorGateConfig,
@@ -141,6 +157,7 @@ impl MirrorGate {
         auditor: Option<Recipient<AuditRequested>>,
         cfg: MirrorGateConfig,
     ) -> Self {
+        let (settle_tx, settle_rx) = mpsc::unbounded_channel();
         let worker = port.map(|port| {
             Arc::new(Worker {
                 store: store.clone(),
@@ -152,10 +169,18 @@ impl MirrorGate {
                 stopping: AtomicBool::new(false),
                 audit_asked: Default::default(),
                 rate_limited: Default::default(),
+                lanes: Default::default(),
+                in_flight: AtomicUsize::new(0),
+                drained: Notify::new(),
+                delivering: Semaphore::new(cfg.concurrency.max(1)),
+                settle_tx,
+                recent_links: Default::default(),
+                webhooks: Default::default(),
             })
         });
         Self {
             worker,
+            settle_rx: Some(settle_rx),
             handle: None,
             store,
             cfg,
@@ -170,7 +195,9 @@ impl Actor for MirrorGate {
         match &self.worker {
             Some(worker) => {
                 let worker = worker.clone();
-                self.handle = Some(tokio::spawn(async move { worker.run().await }));
+                let (_, placeholder) = mpsc::unbounded_channel();
+                let settle_rx = self.settle_rx.take().unwrap_or(placeholder);
+                self.handle = Some(tokio::spawn(async move { worker.run(settle_rx).await }));
                 tracing::info!(worker = %self.cfg.worker_id, "[mirror] gate started");
             }
             None => {
@@ -254,15 +281,44 @@ enum Delivery {
     WebhookGone,
 }
 
+/// A claimed job with what its delivery needs from the database, read once per claimed batch.
+struct Prepared {
+    job: MirrorJob,
+    mapping: Option<Arc<connector_mappings::Model>>,
+    link: Option<mirror_message_links::Model>,
+    /// The target message of the source message this one replies to, if it was mirrored.
+    reply_target: Option<u64>,
+}
+
+/// What the settler is sent: a decided job, or a request to report once everything sent
+/// before it is written.
+enum SettleMsg {
+    Job(Box<Settlement>),
+    Flush(oneshot::Sender<()>),
+}
+
 impl Worker {
-    async fn run(self: Arc<Self>) {
+    /// The claim loop. Claimed jobs go to one lane per target channel (a task that delivers
+    /// that channel's jobs one after another, in claim order); lanes hand their outcomes to
+    /// the settler, which writes them in one transaction per batch. Claiming goes on while
+    /// lanes deliver, up to `max_in_flight` jobs.
+    async fn run(self: Arc<Self>, settle_rx: mpsc::UnboundedReceiver<SettleMsg>) {
+        let settler = tokio::spawn(self.clone().settle_loop(settle_rx));
         while !self.stopping.load(Ordering::SeqCst) {
+            let room = self
+                .cfg
+                .max_in_flight
+                .saturating_sub(self.in_flight.load(Ordering::SeqCst));
+            if room == 0 {
+                self.idle().await;
+                continue;
+            }
             let claimed = self
                 .store
                 .queue()
                 .claim(
                     &self.cfg.worker_id,
-                    self.cfg.batch,
+                    self.cfg.batch.min(room as u64),
                     self.cfg.lease,
                     now_ms(),
                 )
@@ -279,29 +335,39 @@ impl Worker {
                 self.idle().await;
                 continue;
             }
-            // One lane per target channel keeps each channel's messages in order.
-            let mut lanes: BTreeMap<i64, Vec<MirrorJob>> = BTreeMap::new();
-            for job in jobs {
-                lanes.entry(job.target_channel_id).or_default().push(job);
-            }
-            // RETURNING gives no order: within a channel, deliver in the order the source
-            // messages were ingested.
-            for lane in lanes.values_mut() {
-                lane.sort_by_key(|j| j.id);
-            }
-            stream::iter(lanes.into_values())
-                .for_each_concurrent(self.cfg.concurrency, |lane| {
-                    let me = self.clone();
-                    async move {
-                        for job in lane {
-                            if let Err(err) = me.process(&job).await {
-                                tracing::warn!(job = job.id, error = %err, "[mirror] job bookkeeping failed; the lease will expire and it runs again");
-                            }
-                        }
+            self.in_flight.fetch_add(jobs.len(), Ordering::SeqCst);
+            let prepared = match self.prepare(jobs).await {
+                Ok(p) => p,
+                Err((jobs, err)) => {
+                    tracing::warn!(error = %err, jobs = jobs.len(), "[mirror] could not read mappings and links for claimed jobs; they go back to the queue");
+                    for job in jobs {
+                        self.left(Some(Settlement {
+                            job,
+                            outcome: Outcome::Fail {
+                                error: format!("{}: {err}", ErrorCode::DatabaseUnavailable),
+                                jitter: rand::random::<f64>(),
+                            },
+                        }));
                     }
-                })
-                .await;
+                    self.idle().await;
+                    continue;
+                }
+            };
+            self.dispatch(prepared);
         }
+        // Stopping: lanes hand back what they have not started; wait for them, then for the
+        // settler to write everything.
+        while self.in_flight.load(Ordering::SeqCst) > 0 {
+            tokio::select! {
+                _ = self.drained.notified() => {},
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {},
+            }
+        }
+        let (done_tx, done_rx) = oneshot::channel();
+        if self.settle_tx.send(SettleMsg::Flush(done_tx)).is_ok() {
+            let _ = done_rx.await;
+        }
+        settler.abort();
     }
 
     async fn idle(&self) {
@@ -311,21 +377,254 @@ impl Worker {
         }
     }
 
-    async fn process(&self, job: &MirrorJob) -> AppResult<()> {
-        let queue = self.store.queue();
-        let token = job.claim_token.clone().unwrap_or_default();
+    /// Reads the claimed jobs' mappings and links in two queries.
+    async fn prepare(
+        &self,
+        mut jobs: Vec<MirrorJob>,
+    ) -> Result<Vec<Prepared>, (Vec<MirrorJob>, crate::AppError)> {
+        // RETURNING gives no order: within a channel, deliver in the order the source
+        // messages were ingested.
+        jobs.sort_by_key(|j| j.id);
+        let mut mapping_ids: Vec<i64> = jobs.iter().map(|j| j.mapping_id).collect();
+        mapping_ids.sort_unstable();
+        mapping_ids.dedup();
+        let mappings = match self.store.mappings_by_id(&mapping_ids).await {
+            Ok(m) => m,
+            Err(err) => return Err((jobs, err)),
+        };
+        let replies: Vec<Option<u64>> = jobs
+            .iter()
+            .map(|j| {
+                (j.kind == "send")
+                    .then(|| decode(&j.payload).ok()?.reply_to_source_id)
+                    .flatten()
+            })
+            .collect();
+        let mut pairs: Vec<(i64, u64)> = jobs
+            .iter()
+            .map(|j| (j.mapping_id, snowflake::from_db(j.source_message_id)))
+            .collect();
+        pairs.extend(
+            jobs.iter()
+                .zip(&replies)
+                .filter_map(|(j, r)| r.map(|r| (j.mapping_id, r))),
+        );
+        let links = match self.store.links_for(&pairs).await {
+            Ok(l) => l,
+            Err(err) => return Err((jobs, err)),
+        };
+        let mappings: HashMap<i64, Arc<connector_mappings::Model>> = mappings
+            .into_iter()
+            .map(|(id, m)| (id, Arc::new(m)))
+            .collect();
+        let recent = self.recent_links.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(jobs
+            .into_iter()
+            .zip(replies)
+            .map(|(job, reply)| {
+                let source = snowflake::from_db(job.source_message_id);
+                let reply_target = reply.and_then(|r| {
+                    links
+                        .get(&(job.mapping_id, r))
+                        .map(|l| snowflake::from_db(l.target_message_id))
+                        .or_else(|| {
+                            recent
+                                .get(&(job.mapping_id, r))
+                                .map(|l| l.target_message_id)
+                        })
+                });
+                Prepared {
+                    mapping: mappings.get(&job.mapping_id).cloned(),
+                    link: links.get(&(job.mapping_id, source)).cloned(),
+                    reply_target,
+                    job,
+                }
+            })
+            .collect())
+    }
+
+    fn dispatch(self: &Arc<Self>, prepared: Vec<Prepared>) {
+        let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
+        for p in prepared {
+            let channel = p.job.target_channel_id;
+            match lanes.get_mut(&channel) {
+                Some(queue) => queue.push_back(p),
+                None => {
+                    lanes.insert(channel, VecDeque::from([p]));
+                    let me = self.clone();
+                    tokio::spawn(async move { me.lane(channel).await });
+                }
+            }
+        }
+    }
+
+    /// Delivers one target channel's jobs in order until its queue is empty.
+    async fn lane(self: Arc<Self>, channel: i64) {
+        loop {
+            let next = {
+                let mut lanes = self.lanes.lock().unwrap_or_else(|p| p.into_inner());
+                match lanes.get_mut(&channel).and_then(VecDeque::pop_front) {
+                    Some(p) => p,
+                    None => {
+                        lanes.remove(&channel);
+                        return;
+                    }
+                }
+            };
+            if next.job.lease_expires_at.is_some_and(|t| t <= now_ms()) {
+                // Waited past its lease: it is claimable again (maybe by another worker), so
+                // this claim must not act on it.
+                tracing::debug!(
+                    job = next.job.id,
+                    "[mirror] lease expired before delivery; left to the next claim"
+                );
+                self.left(None);
+                continue;
+            }
+            let settlement = if self.stopping.load(Ordering::SeqCst) {
+                // Not started: back to the queue without counting an attempt.
+                Settlement {
+                    job: next.job,
+                    outcome: Outcome::Release {
+                        run_after: now_ms(),
+                        code: None,
+                        refund_attempt: true,
+                    },
+                }
+            } else {
+                let _permit = self.delivering.acquire().await;
+                self.process(next).await
+            };
+            self.left(Some(settlement));
+        }
+    }
+
+    /// A job leaves the worker: its outcome, if any, goes to the settler; its place frees.
+    fn left(&self, settlement: Option<Settlement>) {
+        if let Some(settlement) = settlement {
+            if let Outcome::Complete {
+                link: Some(link), ..
+            } = &settlement.outcome
+            {
+                self.recent_links
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert((link.mapping_id, link.source_message_id), link.clone());
+            }
+            if self
+                .settle_tx
+                .send(SettleMsg::Job(Box::new(settlement)))
+                .is_err()
+            {
+                tracing::warn!(
+                    "[mirror] settler gone; the job's lease will expire and it runs again"
+                );
+            }
+        }
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.notify.notify_one();
+        self.drained.notify_one();
+    }
+
+    /// Writes decided jobs in batches: whatever arrived while the previous write ran goes
+    /// into the next one.
+    async fn settle_loop(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<SettleMsg>) {
+        let mut batch: Vec<Settlement> = Vec::new();
+        let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
+        while let Some(first) = rx.recv().await {
+            let mut next = Some(first);
+            while let Some(msg) = next.take() {
+                match msg {
+                    SettleMsg::Job(s) => batch.push(*s),
+                    SettleMsg::Flush(tx) => flushes.push(tx),
+                }
+                if batch.len() < 1_000 {
+                    next = rx.try_recv().ok();
+                }
+            }
+            if !batch.is_empty() {
+                self.settle(&batch).await;
+                let mut recent = self.recent_links.lock().unwrap_or_else(|p| p.into_inner());
+                for s in &batch {
+                    if let Outcome::Complete {
+                        link: Some(link), ..
+                    } = &s.outcome
+                    {
+                        recent.remove(&(link.mapping_id, link.source_message_id));
+                    }
+                }
+                drop(recent);
+                batch.clear();
+                // Completed sends let their edits and deletes be claimed.
+                self.notify.notify_one();
+            }
+            for tx in flushes.drain(..) {
+                let _ = tx.send(());
+            }
+        }
+    }
+
+    async fn settle(&self, batch: &[Settlement]) {
+        let mut delay = Duration::from_millis(50);
+        for attempt in 1..=5 {
+            match self.store.settle(batch, now_ms()).await {
+                Ok(counts) => {
+                    metrics::counter!("seatgate_mirror_jobs_settled_total")
+                        .increment(batch.len() as u64);
+                    tracing::trace!(?counts, "[mirror] settled");
+                    return;
+                }
+                Err(err) if attempt < 5 => {
+                    tracing::warn!(error = %err, attempt, jobs = batch.len(), "[mirror] could not record outcomes; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                Err(err) => {
+                    // Their leases expire and they run again; Discord's nonce and the stored
+                    // links keep the repeat from duplicating a message.
+                    tracing::error!(error = %err, jobs = batch.len(), "[mirror] outcomes not recorded; the jobs run again after their leases expire");
+                }
+            }
+        }
+    }
+
+    /// Decides one job: gate, then delivery. Only webhook bookkeeping touches the database
+    /// here; the job's own row is written by the settler.
+    async fn process(&self, prepared: Prepared) -> Settlement {
+        let Prepared {
+            job,
+            mapping,
+            link,
+            reply_target,
+        } = prepared;
+        let outcome = match self.decide(&job, mapping, link, reply_target).await {
+            Ok(outcome) => outcome,
+            Err(err) => {
+                tracing::warn!(job = job.id, error = %err, "[mirror] job bookkeeping failed; retried with backoff");
+                Outcome::Fail {
+                    error: format!("{}: {err}", err.code()),
+                    jitter: rand::random::<f64>(),
+                }
+            }
+        };
+        Settlement { job, outcome }
+    }
+
+    async fn decide(
+        &self,
+        job: &MirrorJob,
+        mapping: Option<Arc<connector_mappings::Model>>,
+        link: Option<mirror_message_links::Model>,
+        reply_target: Option<u64>,
+    ) -> AppResult<Outcome> {
         let now = now_ms();
+        let finish = |status: &'static str, error: &str| Outcome::Finish {
+            status,
+            error: error.to_owned(),
+            broken: None,
+        };
         let Some(kind) = parse_kind(&job.kind) else {
-            queue
-                .finish_as(
-                    job.id,
-                    &token,
-                    FAILED,
-                    "validation_failed: unknown job kind",
-                    now,
-                )
-                .await?;
-            return Ok(());
+            return Ok(finish(FAILED, "validation_failed: unknown job kind"));
         };
         if is_expired(
             kind,
@@ -334,16 +633,7 @@ impl Worker {
             self.cfg.max_age.as_millis() as i64,
         ) {
             tracing::info!(job = job.id, "[mirror] {}", ErrorCode::MirrorJobExpired);
-            queue
-                .finish_as(
-                    job.id,
-                    &token,
-                    EXPIRED,
-                    ErrorCode::MirrorJobExpired.as_str(),
-                    now,
-                )
-                .await?;
-            return Ok(());
+            return Ok(finish(EXPIRED, ErrorCode::MirrorJobExpired.as_str()));
         }
         let key = ServerKey {
             tenant_key: job.tenant_key.clone(),
@@ -366,11 +656,11 @@ impl Worker {
                 metrics::counter!("seatgate_mirror_jobs_blocked_total", "reason" => code.as_str())
                     .increment(1);
                 tracing::debug!(job = job.id, server = %key, code = %code, "[mirror] held");
-                let run_after = now + self.cfg.held_retry.as_millis() as i64;
-                queue
-                    .release(job.id, &token, run_after, Some(code.as_str()), true, now)
-                    .await?;
-                return Ok(());
+                return Ok(Outcome::Release {
+                    run_after: now + self.cfg.held_retry.as_millis() as i64,
+                    code: Some(code.as_str().to_owned()),
+                    refund_attempt: true,
+                });
             }
             GateDecision::AllowShadow { would_block, .. } => {
                 tracing::info!(job = job.id, server = %key, code = %would_block, "[mirror] would block (shadow mode)");
@@ -384,25 +674,32 @@ impl Worker {
             .wait(job.target_channel_id, Instant::now());
         if let Some(wait) = hold {
             // Discord asked us to wait: no request until then; not an attempt.
-            queue
-                .release(
-                    job.id,
-                    &token,
-                    now + wait.as_millis() as i64 + 1,
-                    Some(ErrorCode::DiscordRateLimited.as_str()),
-                    true,
-                    now,
-                )
-                .await?;
-            return Ok(());
+            return Ok(Outcome::Release {
+                run_after: now + wait.as_millis() as i64 + 1,
+                code: Some(ErrorCode::DiscordRateLimited.as_str().to_owned()),
+                refund_attempt: true,
+            });
         }
-        let delivery = self.deliver(job, kind).await?;
+        let Some(mapping) = mapping else {
+            return Ok(finish(CANCELLED, "mapping_deleted"));
+        };
+        let (delivery, link_change) = self
+            .deliver(job, kind, &mapping, link, reply_target)
+            .await?;
         let now = now_ms();
-        match delivery {
+        Ok(match delivery {
             Delivery::Done => {
-                queue.complete(job.id, &token, now).await?;
                 let latency = (now - job.created_at).max(0) as f64 / 1000.0;
                 metrics::histogram!("seatgate_mirror_latency_seconds").record(latency);
+                let (link, unlink) = match link_change {
+                    LinkChange::None => (None, None),
+                    LinkChange::Add(link) => (Some(link), None),
+                    LinkChange::Remove => (
+                        None,
+                        Some((mapping.id, snowflake::from_db(job.source_message_id))),
+                    ),
+                };
+                Outcome::Complete { link, unlink }
             }
             Delivery::RateLimited { wait, global } => {
                 metrics::counter!("seatgate_mirror_rate_limited_total", "global" => if global { "true" } else { "false" })
@@ -416,43 +713,33 @@ impl Worker {
                     wait_ms = wait.as_millis() as u64,
                     "[mirror] rate limited; rescheduled"
                 );
-                queue
-                    .release(
-                        job.id,
-                        &token,
-                        now + wait.as_millis() as i64,
-                        Some(ErrorCode::DiscordRateLimited.as_str()),
-                        true,
-                        now,
-                    )
-                    .await?;
+                Outcome::Release {
+                    run_after: now + wait.as_millis() as i64,
+                    code: Some(ErrorCode::DiscordRateLimited.as_str().to_owned()),
+                    refund_attempt: true,
+                }
             }
-            Delivery::WebhookGone => {
-                queue
-                    .release(
-                        job.id,
-                        &token,
-                        now,
-                        Some(ErrorCode::DiscordUnknownWebhook.as_str()),
-                        false,
-                        now,
-                    )
-                    .await?;
-            }
+            Delivery::WebhookGone => Outcome::Release {
+                run_after: now,
+                code: Some(ErrorCode::DiscordUnknownWebhook.as_str().to_owned()),
+                refund_attempt: false,
+            },
             Delivery::Broken(code) => {
                 tracing::warn!(job = job.id, mapping = job.mapping_id, code = %code, "[mirror] target refused for good; mapping marked broken");
-                self.store.mark_broken(job.mapping_id, code, now).await?;
-                queue
-                    .finish_as(job.id, &token, FAILED, code.as_str(), now)
-                    .await?;
+                Outcome::Finish {
+                    status: FAILED,
+                    error: code.as_str().to_owned(),
+                    broken: Some(code),
+                }
             }
             Delivery::Failed(error) => {
-                let jitter = rand::random::<f64>();
-                let outcome = queue.fail(job, &error, now, jitter).await?;
-                tracing::info!(job = job.id, error = %error, ?outcome, "[mirror] delivery failed");
+                tracing::info!(job = job.id, error = %error, attempt = job.attempts, "[mirror] delivery failed");
+                Outcome::Fail {
+                    error,
+                    jitter: rand::random::<f64>(),
+                }
             }
-        }
-        Ok(())
+        })
     }
 
     fn ask_for_audit(&self, key: &ServerKey) {
@@ -470,26 +757,61 @@ impl Worker {
         }
     }
 
-    async fn deliver(&self, job: &MirrorJob, kind: JobKind) -> AppResult<Delivery> {
-        let Some(mapping) = self.store.mapping(job.mapping_id).await? else {
-            self.cancel(job, "mapping_deleted").await?;
-            return Ok(Delivery::Done);
-        };
-        if let Some(code) = mapping.broken_code.as_deref() {
-            // Broken after this job was written: stop, do not retry.
-            let code = ErrorCode::parse(code).unwrap_or(ErrorCode::DiscordMissingAccess);
-            return Ok(Delivery::Broken(code));
+    /// The mapping's webhook: this worker's latest word on it, else the stored one.
+    fn webhook_of(&self, mapping: &connector_mappings::Model) -> Option<WebhookCredentials> {
+        if let Some(known) = self
+            .webhooks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&mapping.id)
+        {
+            return known.clone();
         }
-        let channel = snowflake::from_db(job.target_channel_id);
-        let source_message = snowflake::from_db(job.source_message_id);
-        let payload = decode(&job.payload)?;
-        let webhook = match (mapping.webhook_id, mapping.webhook_token.clone()) {
+        match (mapping.webhook_id, mapping.webhook_token.clone()) {
             (Some(id), Some(token)) => Some(WebhookCredentials {
                 id: snowflake::from_db(id),
                 token,
             }),
             _ => None,
-        };
+        }
+    }
+
+    async fn remember_webhook(
+        &self,
+        mapping_id: i64,
+        creds: Option<WebhookCredentials>,
+    ) -> AppResult<()> {
+        self.store
+            .set_webhook(
+                mapping_id,
+                creds.as_ref().map(|c| (c.id, c.token.clone())),
+                now_ms(),
+            )
+            .await?;
+        self.webhooks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(mapping_id, creds);
+        Ok(())
+    }
+
+    async fn deliver(
+        &self,
+        job: &MirrorJob,
+        kind: JobKind,
+        mapping: &connector_mappings::Model,
+        link: Option<mirror_message_links::Model>,
+        reply_target: Option<u64>,
+    ) -> AppResult<(Delivery, LinkChange)> {
+        if let Some(code) = mapping.broken_code.as_deref() {
+            // Broken after this job was written: stop, do not retry.
+            let code = ErrorCode::parse(code).unwrap_or(ErrorCode::DiscordMissingAccess);
+            return Ok((Delivery::Broken(code), LinkChange::None));
+        }
+        let channel = snowflake::from_db(job.target_channel_id);
+        let source_message = snowflake::from_db(job.source_message_id);
+        let payload = decode(&job.payload)?;
+        let webhook = self.webhook_of(mapping);
         let via_webhook = mapping.delivery_mode == "webhook";
         let mut message = OutgoingMessage {
             content: payload.rendered_content(),
@@ -501,31 +823,25 @@ impl Worker {
                 // A worker that sent and stored the link but died before completing the job
                 // leaves the link behind: the message is out, do not send it again (webhooks
                 // have no nonce to catch the repeat).
-                if self.store.link(mapping.id, source_message).await?.is_some() {
-                    return Ok(Delivery::Done);
+                let landed = link.is_some()
+                    || self
+                        .recent_links
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .contains_key(&(mapping.id, source_message));
+                if landed {
+                    return Ok((Delivery::Done, LinkChange::None));
                 }
-                if let Some(reply) = payload.reply_to_source_id {
-                    message.reply_to = self
-                        .store
-                        .link(mapping.id, reply)
-                        .await?
-                        .map(|l| snowflake::from_db(l.target_message_id));
-                }
+                message.reply_to = reply_target;
                 let sent = if via_webhook {
                     let creds = match webhook {
                         Some(c) => c,
                         None => match self.port.create_webhook(channel, "seatgate").await {
                             Ok(c) => {
-                                self.store
-                                    .set_webhook(
-                                        mapping.id,
-                                        Some((c.id, c.token.clone())),
-                                        now_ms(),
-                                    )
-                                    .await?;
+                                self.remember_webhook(mapping.id, Some(c.clone())).await?;
                                 c
                             }
-                            Err(e) => return Ok(classify(e, kind)),
+                            Err(e) => return Ok((classify(e, kind), LinkChange::None)),
                         },
                     };
                     let persona = Persona {
@@ -557,27 +873,20 @@ impl Worker {
                         .await
                         .map(|id| (id, None))
                 };
-                match sent {
-                    Ok((target_id, webhook_id)) => {
-                        self.store
-                            .save_link(
-                                mapping.id,
-                                source_message,
-                                channel,
-                                target_id,
-                                webhook_id,
-                                now_ms(),
-                            )
-                            .await?;
-                        Ok(())
-                    }
-                    Err(e) => Err(e),
-                }
+                sent.map(|(target_id, webhook_id)| {
+                    LinkChange::Add(NewLink {
+                        mapping_id: mapping.id,
+                        source_message_id: source_message,
+                        target_channel_id: channel,
+                        target_message_id: target_id,
+                        webhook_id,
+                    })
+                })
             }
             JobKind::Edit | JobKind::Delete => {
-                let Some(link) = self.store.link(mapping.id, source_message).await? else {
+                let Some(link) = link else {
                     // Never delivered (cancelled or expired): nothing to change.
-                    return Ok(Delivery::Done);
+                    return Ok((Delivery::Done, LinkChange::None));
                 };
                 let target = snowflake::from_db(link.target_message_id);
                 let linked_webhook = link.webhook_id.map(snowflake::from_db);
@@ -597,21 +906,21 @@ impl Worker {
                 match (kind, r) {
                     (JobKind::Delete, Ok(()))
                     | (JobKind::Delete, Err(DiscordError::UnknownMessage)) => {
-                        self.store.delete_link(mapping.id, source_message).await?;
-                        Ok(())
+                        Ok(LinkChange::Remove)
                     }
-                    (_, Err(DiscordError::UnknownMessage)) => Ok(()),
-                    (_, other) => other,
+                    (_, Err(DiscordError::UnknownMessage)) => Ok(LinkChange::None),
+                    (_, Ok(())) => Ok(LinkChange::None),
+                    (_, Err(e)) => Err(e),
                 }
             }
         };
         Ok(match result {
-            Ok(()) => Delivery::Done,
+            Ok(change) => (Delivery::Done, change),
             Err(DiscordError::UnknownWebhook) => {
-                self.store.set_webhook(mapping.id, None, now_ms()).await?;
-                Delivery::WebhookGone
+                self.remember_webhook(mapping.id, None).await?;
+                (Delivery::WebhookGone, LinkChange::None)
             }
-            Err(e) => classify(e, kind),
+            Err(e) => (classify(e, kind), LinkChange::None),
         })
     }
 
@@ -666,15 +975,13 @@ impl Worker {
         }
         Ok(None)
     }
+}
 
-    async fn cancel(&self, job: &MirrorJob, why: &str) -> AppResult<()> {
-        let token = job.claim_token.clone().unwrap_or_default();
-        self.store
-            .queue()
-            .finish_as(job.id, &token, CANCELLED, why, now_ms())
-            .await?;
-        Ok(())
-    }
+/// What a delivery changes in the stored links.
+enum LinkChange {
+    None,
+    Add(NewLink),
+    Remove,
 }
 
 fn classify(err: DiscordError, _kind: JobKind) -> Delivery {

@@ -2,9 +2,13 @@
 //! transaction, coalesced per message and target), and delivered messages are linked to
 //! their source for later edits and deletes.
 
+use std::collections::{HashMap, HashSet};
+
 use sea_orm::{
-    sea_query::Expr, ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait,
-    QueryFilter, QueryOrder,
+    sea_query::{Expr, OnConflict},
+    ActiveModelTrait,
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
 };
 
 use entities::{connector_mappings, mirror_jobs, mirror_message_links};
@@ -112,6 +116,12 @@ impl MirrorStore {
         let mappings = Self::mappings_for_source(&txn, event.channel_id()).await?;
         let mut outcome = IngestOutcome::default();
         let source_message = snowflake::to_db(event.message_id());
+        if let SourceEvent::Created { payload, .. } = event {
+            self.ingest_created(&txn, &mappings, event, payload, now, &mut outcome)
+                .await?;
+            txn.commit().await?;
+            return Ok(outcome);
+        }
         for mapping in &mappings {
             let live = |kind: &'static str| {
                 mirror_jobs::Entity::find()
@@ -121,46 +131,7 @@ impl MirrorStore {
                     .filter(mirror_jobs::Column::Kind.eq(kind))
             };
             match event {
-                SourceEvent::Created { payload, .. } => {
-                    // Serenity runs event handlers concurrently, so an edit or a delete of this
-                    // message can be recorded before its create: a delete means nothing is
-                    // sent; edits give the send their content and need not run.
-                    let later = mirror_jobs::Entity::find()
-                        .filter(mirror_jobs::Column::MappingId.eq(mapping.id))
-                        .filter(mirror_jobs::Column::SourceMessageId.eq(source_message))
-                        .filter(mirror_jobs::Column::Kind.is_in(["edit", "delete"]))
-                        .order_by_asc(mirror_jobs::Column::Id)
-                        .all(&txn)
-                        .await?;
-                    if later.iter().any(|j| j.kind == "delete") {
-                        outcome.cancelled += 1;
-                        continue;
-                    }
-                    let mut payload = payload.clone();
-                    if let Some(edit) = later.last() {
-                        let edited = decode(&edit.payload)?;
-                        payload.content = edited.content;
-                        payload.embeds = edited.embeds;
-                        let res = mirror_jobs::Entity::update_many()
-                            .col_expr(mirror_jobs::Column::Status, Expr::value(CANCELLED))
-                            .col_expr(
-                                mirror_jobs::Column::LastError,
-                                Expr::value("coalesced_into_send"),
-                            )
-                            .col_expr(mirror_jobs::Column::FinishedAt, Expr::value(now))
-                            .col_expr(mirror_jobs::Column::UpdatedAt, Expr::value(now))
-                            .filter(mirror_jobs::Column::MappingId.eq(mapping.id))
-                            .filter(mirror_jobs::Column::SourceMessageId.eq(source_message))
-                            .filter(mirror_jobs::Column::Status.eq(PENDING))
-                            .filter(mirror_jobs::Column::Kind.eq("edit"))
-                            .exec(&txn)
-                            .await?;
-                        outcome.coalesced += res.rows_affected as u32;
-                    }
-                    self.enqueue_job(&txn, mapping, event, JobKind::Send, &payload, now)
-                        .await?;
-                    outcome.enqueued += 1;
-                }
+                SourceEvent::Created { .. } => {}
                 SourceEvent::Updated { payload, .. } => {
                     let json = encode(payload)?;
                     let mut rewritten = 0;
@@ -221,6 +192,67 @@ impl MirrorStore {
         Ok(outcome)
     }
 
+    /// A create: one send per mapping, written in one statement. Serenity runs event handlers
+    /// concurrently, so an edit or a delete of this message can be recorded before its
+    /// create: a delete means nothing is sent; edits give the send their content and need not
+    /// run.
+    async fn ingest_created<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        mappings: &[connector_mappings::Model],
+        event: &SourceEvent,
+        payload: &MirrorPayload,
+        now: i64,
+        outcome: &mut IngestOutcome,
+    ) -> AppResult<()> {
+        if mappings.is_empty() {
+            return Ok(());
+        }
+        let source_message = snowflake::to_db(event.message_id());
+        let earlier = mirror_jobs::Entity::find()
+            .filter(mirror_jobs::Column::SourceMessageId.eq(source_message))
+            .filter(mirror_jobs::Column::MappingId.is_in(mappings.iter().map(|m| m.id)))
+            .filter(mirror_jobs::Column::Kind.is_in(["edit", "delete"]))
+            .order_by_asc(mirror_jobs::Column::Id)
+            .all(conn)
+            .await?;
+        let mut rows = Vec::with_capacity(mappings.len());
+        for mapping in mappings {
+            let later: Vec<&mirror_jobs::Model> = earlier
+                .iter()
+                .filter(|j| j.mapping_id == mapping.id)
+                .collect();
+            if later.iter().any(|j| j.kind == "delete") {
+                outcome.cancelled += 1;
+                continue;
+            }
+            let mut payload = payload.clone();
+            if let Some(edit) = later.last() {
+                let edited = decode(&edit.payload)?;
+                payload.content = edited.content;
+                payload.embeds = edited.embeds;
+                let res = mirror_jobs::Entity::update_many()
+                    .col_expr(mirror_jobs::Column::Status, Expr::value(CANCELLED))
+                    .col_expr(
+                        mirror_jobs::Column::LastError,
+                        Expr::value("coalesced_into_send"),
+                    )
+                    .col_expr(mirror_jobs::Column::FinishedAt, Expr::value(now))
+                    .col_expr(mirror_jobs::Column::UpdatedAt, Expr::value(now))
+                    .filter(mirror_jobs::Column::MappingId.eq(mapping.id))
+                    .filter(mirror_jobs::Column::SourceMessageId.eq(source_message))
+                    .filter(mirror_jobs::Column::Status.eq(PENDING))
+                    .filter(mirror_jobs::Column::Kind.eq("edit"))
+                    .exec(conn)
+                    .await?;
+                outcome.coalesced += res.rows_affected as u32;
+            }
+            rows.push(job_columns(mapping, event, JobKind::Send, &payload)?);
+        }
+        outcome.enqueued += self.queue.enqueue_many(conn, &rows, now).await? as u32;
+        Ok(())
+    }
+
     async fn enqueue_job<C: ConnectionTrait>(
         &self,
         conn: &C,
@@ -230,23 +262,7 @@ impl MirrorStore {
         payload: &MirrorPayload,
         now: i64,
     ) -> AppResult<()> {
-        let columns = [
-            ("tenant_key", mapping.tenant_key.clone().into()),
-            ("connector_id", mapping.connector_id.clone().into()),
-            ("mapping_id", mapping.id.into()),
-            ("target_guild_id", mapping.target_guild_id.into()),
-            ("target_channel_id", mapping.target_channel_id.into()),
-            ("kind", crate::domain::mirror::kind_as_str(kind).into()),
-            (
-                "source_channel_id",
-                snowflake::to_db(event.channel_id()).into(),
-            ),
-            (
-                "source_message_id",
-                snowflake::to_db(event.message_id()).into(),
-            ),
-            ("payload", encode(payload)?.into()),
-        ];
+        let columns = job_columns(mapping, event, kind, payload)?;
         self.queue
             .enqueue(
                 conn,
@@ -335,17 +351,7 @@ impl MirrorStore {
 
     /// Marks a mapping broken with the Discord error's code: admins see it, delivery stops.
     pub async fn mark_broken(&self, mapping_id: i64, code: ErrorCode, now: i64) -> AppResult<()> {
-        connector_mappings::Entity::update_many()
-            .col_expr(
-                connector_mappings::Column::BrokenCode,
-                Expr::value(code.as_str()),
-            )
-            .col_expr(connector_mappings::Column::BrokenAt, Expr::value(now))
-            .col_expr(connector_mappings::Column::UpdatedAt, Expr::value(now))
-            .filter(connector_mappings::Column::Id.eq(mapping_id))
-            .exec(self.db.conn())
-            .await?;
-        Ok(())
+        mark_broken_on(self.db.conn(), mapping_id, code, now).await
     }
 
     pub async fn set_webhook(
@@ -368,6 +374,139 @@ impl MirrorStore {
         Ok(())
     }
 
+    /// The mappings with these ids, by id (a deleted one is absent).
+    pub async fn mappings_by_id(
+        &self,
+        ids: &[i64],
+    ) -> AppResult<HashMap<i64, connector_mappings::Model>> {
+        let mut found = HashMap::new();
+        for chunk in ids.chunks(500) {
+            let rows = connector_mappings::Entity::find()
+                .filter(connector_mappings::Column::Id.is_in(chunk.iter().copied()))
+                .all(self.db.conn())
+                .await?;
+            found.extend(rows.into_iter().map(|m| (m.id, m)));
+        }
+        Ok(found)
+    }
+
+    /// The stored links of these (mapping, source message) pairs, keyed by the pair.
+    pub async fn links_for(
+        &self,
+        pairs: &[(i64, u64)],
+    ) -> AppResult<HashMap<(i64, u64), mirror_message_links::Model>> {
+        let wanted: HashSet<(i64, u64)> = pairs.iter().copied().collect();
+        let mut mappings: Vec<i64> = wanted.iter().map(|p| p.0).collect();
+        mappings.sort_unstable();
+        mappings.dedup();
+        let mut found = HashMap::new();
+        let messages: Vec<i64> = {
+            let mut m: Vec<i64> = wanted.iter().map(|p| snowflake::to_db(p.1)).collect();
+            m.sort_unstable();
+            m.dedup();
+            m
+        };
+        for chunk in messages.chunks(500) {
+            let rows = mirror_message_links::Entity::find()
+                .filter(mirror_message_links::Column::MappingId.is_in(mappings.iter().copied()))
+                .filter(mirror_message_links::Column::SourceMessageId.is_in(chunk.iter().copied()))
+                .all(self.db.conn())
+                .await?;
+            for link in rows {
+                let key = (link.mapping_id, snowflake::from_db(link.source_message_id));
+                if wanted.contains(&key) {
+                    found.insert(key, link);
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Applies what the gate's workers decided for a batch of claimed jobs, in one
+    /// transaction: new links with their jobs' completion (so a completed send always has its
+    /// link), removed links, reschedules, failures, and mappings found broken. Every job
+    /// change is fenced by its claim token; a stale one changes nothing.
+    pub async fn settle(&self, settlements: &[Settlement], now: i64) -> AppResult<SettleCounts> {
+        let txn = self.db.begin_write().await?;
+        let mut counts = SettleCounts::default();
+        let links: Vec<&NewLink> = settlements
+            .iter()
+            .filter_map(|s| match &s.outcome {
+                Outcome::Complete { link, .. } => link.as_ref(),
+                _ => None,
+            })
+            .collect();
+        for chunk in links.chunks(200) {
+            insert_links(&txn, chunk, now).await?;
+        }
+        let mut completes: HashMap<&str, Vec<i64>> = HashMap::new();
+        for s in settlements {
+            let token = s.job.claim_token.as_deref().unwrap_or_default();
+            match &s.outcome {
+                Outcome::Complete { unlink, .. } => {
+                    if let Some((mapping_id, source)) = unlink {
+                        mirror_message_links::Entity::delete_many()
+                            .filter(mirror_message_links::Column::MappingId.eq(*mapping_id))
+                            .filter(
+                                mirror_message_links::Column::SourceMessageId
+                                    .eq(snowflake::to_db(*source)),
+                            )
+                            .exec(&txn)
+                            .await?;
+                    }
+                    completes.entry(token).or_default().push(s.job.id);
+                }
+                Outcome::Release {
+                    run_after,
+                    code,
+                    refund_attempt,
+                } => {
+                    self.queue
+                        .release_on(
+                            &txn,
+                            s.job.id,
+                            token,
+                            *run_after,
+                            code.as_deref(),
+                            *refund_attempt,
+                            now,
+                        )
+                        .await?;
+                    counts.released += 1;
+                }
+                Outcome::Finish {
+                    status,
+                    error,
+                    broken,
+                } => {
+                    if let Some(code) = broken {
+                        mark_broken_on(&txn, s.job.mapping_id, *code, now).await?;
+                    }
+                    self.queue
+                        .finish_as_on(&txn, s.job.id, token, status, error, now)
+                        .await?;
+                    counts.finished += 1;
+                }
+                Outcome::Fail { error, jitter } => {
+                    self.queue
+                        .fail_on(&txn, &s.job, error, now, *jitter)
+                        .await?;
+                    counts.failed += 1;
+                }
+            }
+        }
+        for (token, ids) in completes {
+            for chunk in ids.chunks(500) {
+                counts.completed += self
+                    .queue
+                    .complete_batch_on(&txn, chunk, token, now)
+                    .await?;
+            }
+        }
+        txn.commit().await?;
+        Ok(counts)
+    }
+
     /// Makes the jobs the gate held back for `server` due now, after its state changed.
     pub async fn release_held(&self, server: &ServerKey, now: i64) -> AppResult<u64> {
         let res = mirror_jobs::Entity::update_many()
@@ -384,6 +523,102 @@ impl MirrorStore {
     }
 }
 
+async fn mark_broken_on<C: ConnectionTrait>(
+    conn: &C,
+    mapping_id: i64,
+    code: ErrorCode,
+    now: i64,
+) -> AppResult<()> {
+    connector_mappings::Entity::update_many()
+        .col_expr(
+            connector_mappings::Column::BrokenCode,
+            Expr::value(code.as_str()),
+        )
+        .col_expr(connector_mappings::Column::BrokenAt, Expr::value(now))
+        .col_expr(connector_mappings::Column::UpdatedAt, Expr::value(now))
+        .filter(connector_mappings::Column::Id.eq(mapping_id))
+        .exec(conn)
+        .await?;
+    Ok(())
+}
+
+async fn insert_links<C: ConnectionTrait>(conn: &C, links: &[&NewLink], now: i64) -> AppResult<()> {
+    if links.is_empty() {
+        return Ok(());
+    }
+    let models = links.iter().map(|l| mirror_message_links::ActiveModel {
+        mapping_id: Set(l.mapping_id),
+        source_message_id: Set(snowflake::to_db(l.source_message_id)),
+        target_channel_id: Set(snowflake::to_db(l.target_channel_id)),
+        target_message_id: Set(snowflake::to_db(l.target_message_id)),
+        webhook_id: Set(l.webhook_id.map(snowflake::to_db)),
+        created_at: Set(now),
+        ..Default::default()
+    });
+    // A second link for the same pair (a retried send that Discord deduplicated by nonce)
+    // keeps the first.
+    mirror_message_links::Entity::insert_many(models)
+        .on_conflict(
+            OnConflict::columns([
+                mirror_message_links::Column::MappingId,
+                mirror_message_links::Column::SourceMessageId,
+            ])
+            .do_nothing()
+            .to_owned(),
+        )
+        .exec_without_returning(conn)
+        .await?;
+    Ok(())
+}
+
+/// Where a delivered source message landed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewLink {
+    pub mapping_id: i64,
+    pub source_message_id: u64,
+    pub target_channel_id: u64,
+    pub target_message_id: u64,
+    pub webhook_id: Option<u64>,
+}
+
+/// How one claimed job ends this time.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// Done; a send records its link, a delete removes it.
+    Complete {
+        link: Option<NewLink>,
+        unlink: Option<(i64, u64)>,
+    },
+    /// Back to pending until `run_after`; a refunded attempt does not count toward giving up.
+    Release {
+        run_after: i64,
+        code: Option<String>,
+        refund_attempt: bool,
+    },
+    /// Ends with this status; `broken` also marks the job's mapping broken with the code.
+    Finish {
+        status: &'static str,
+        error: String,
+        broken: Option<ErrorCode>,
+    },
+    /// A failed attempt: retried with backoff, or failed after the last one.
+    Fail { error: String, jitter: f64 },
+}
+
+#[derive(Debug, Clone)]
+pub struct Settlement {
+    pub job: mirror_jobs::Model,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SettleCounts {
+    pub completed: u64,
+    pub released: u64,
+    pub finished: u64,
+    pub failed: u64,
+}
+
 /// Codes the gate leaves on jobs it holds back.
 pub const GATE_CODES: [ErrorCode; 4] = [
     ErrorCode::SeatLimitExceeded,
@@ -391,6 +626,32 @@ pub const GATE_CODES: [ErrorCode; 4] = [
     ErrorCode::SeatAuditFailed,
     ErrorCode::SeatOverrideBlock,
 ];
+
+/// The columns of one mirror job row.
+fn job_columns(
+    mapping: &connector_mappings::Model,
+    event: &SourceEvent,
+    kind: JobKind,
+    payload: &MirrorPayload,
+) -> AppResult<Vec<(&'static str, sea_orm::Value)>> {
+    Ok(vec![
+        ("tenant_key", mapping.tenant_key.clone().into()),
+        ("connector_id", mapping.connector_id.clone().into()),
+        ("mapping_id", mapping.id.into()),
+        ("target_guild_id", mapping.target_guild_id.into()),
+        ("target_channel_id", mapping.target_channel_id.into()),
+        ("kind", crate::domain::mirror::kind_as_str(kind).into()),
+        (
+            "source_channel_id",
+            snowflake::to_db(event.channel_id()).into(),
+        ),
+        (
+            "source_message_id",
+            snowflake::to_db(event.message_id()).into(),
+        ),
+        ("payload", encode(payload)?.into()),
+    ])
+}
 
 fn encode(payload: &MirrorPayload) -> AppResult<String> {
     serde_json::to_string(payload)

@@ -272,6 +272,72 @@ where
 
     /// Claims up to `limit` due rows (pending and due, or processing with an expired lease)
     /// for `worker`, in one statement.
+    /// Enqueues several rows without dedupe keys in one statement, due at `now`. Every row
+    /// must name the same columns in the same order.
+    pub async fn enqueue_many<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        rows: &[Vec<(&'static str, Value)>],
+        now: i64,
+    ) -> AppResult<u64> {
+        let Some(first) = rows.first() else {
+            return Ok(0);
+        };
+        let mut names = vec![
+            "status",
+            "run_after",
+            "attempts",
+            "max_attempts",
+            "created_at",
+            "updated_at",
+        ];
+        names.extend(first.iter().map(|(name, _)| *name));
+        let mut inserted = 0;
+        // Bounded statements: SQLite allows 32,766 parameters in one.
+        for chunk in rows.chunks(500) {
+            inserted += self.insert_rows(conn, &names, first, chunk, now).await?;
+        }
+        Ok(inserted)
+    }
+
+    async fn insert_rows<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        names: &[&str],
+        first: &[(&'static str, Value)],
+        rows: &[Vec<(&'static str, Value)>],
+        now: i64,
+    ) -> AppResult<u64> {
+        let mut p = Params::new(conn.get_database_backend());
+        let mut tuples = Vec::with_capacity(rows.len());
+        for row in rows {
+            if row.len() != first.len() || row.iter().zip(first).any(|(a, b)| a.0 != b.0) {
+                return Err(crate::AppError::internal(format!(
+                    "enqueue_many into {}: rows name different columns",
+                    self.table
+                )));
+            }
+            let mut placeholders = vec![
+                p.push(PENDING),
+                p.push(now),
+                p.push(0i32),
+                p.push(self.policy.max_attempts as i32),
+                p.push(now),
+                p.push(now),
+            ];
+            placeholders.extend(row.iter().map(|(_, value)| p.push(value.clone())));
+            tuples.push(format!("({})", placeholders.join(", ")));
+        }
+        let sql = format!(
+            "INSERT INTO {} ({}) VALUES {}",
+            self.table,
+            names.join(", "),
+            tuples.join(", ")
+        );
+        let res = conn.execute_raw(p.statement(sql)).await?;
+        Ok(res.rows_affected())
+    }
+
     pub async fn claim(
         &self,
         worker: &str,
@@ -312,6 +378,16 @@ where
 
     /// Marks a claimed job done.
     pub async fn complete(&self, id: i64, token: &str, now: i64) -> AppResult<Fenced> {
+        self.complete_on(self.db.conn(), id, token, now).await
+    }
+
+    pub async fn complete_on<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        id: i64,
+        token: &str,
+        now: i64,
+    ) -> AppResult<Fenced> {
         let mut p = Params::new(self.db.backend());
         let now_p = p.push(now);
         let id_p = p.push(id);
@@ -322,12 +398,24 @@ where
              WHERE id = {id_p} AND claim_token = {tok} AND status = '{PROCESSING}'",
             t = self.table
         );
-        self.fenced(p.statement(sql)).await
+        Self::fenced_on(conn, p.statement(sql)).await
     }
 
     /// Marks several jobs of one claim done in one statement; returns how many were still
     /// held under `token` (the others were re-claimed elsewhere and are left alone).
     pub async fn complete_batch(&self, ids: &[i64], token: &str, now: i64) -> AppResult<u64> {
+        self.complete_batch_on(self.db.conn(), ids, token, now)
+            .await
+    }
+
+    /// Completes every listed job still held under `token`; returns how many were.
+    pub async fn complete_batch_on<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        ids: &[i64],
+        token: &str,
+        now: i64,
+    ) -> AppResult<u64> {
         if ids.is_empty() {
             return Ok(0);
         }
@@ -342,7 +430,7 @@ where
             t = self.table,
             list = list.join(", ")
         );
-        let res = self.db.conn().execute_raw(p.statement(sql)).await?;
+        let res = conn.execute_raw(p.statement(sql)).await?;
         Ok(res.rows_affected())
     }
 
@@ -350,6 +438,17 @@ where
     /// the last attempt. `jitter` in `[0, 1)`.
     pub async fn fail(
         &self,
+        job: &E::Model,
+        error: &str,
+        now: i64,
+        jitter: f64,
+    ) -> AppResult<FailOutcome> {
+        self.fail_on(self.db.conn(), job, error, now, jitter).await
+    }
+
+    pub async fn fail_on<C: ConnectionTrait>(
+        &self,
+        conn: &C,
         job: &E::Model,
         error: &str,
         now: i64,
@@ -366,7 +465,15 @@ where
             RetryDecision::RetryAfter(delay) => {
                 let run_after = now + delay.as_millis() as i64;
                 match self
-                    .release(job.job_id(), token, run_after, Some(error), false, now)
+                    .release_on(
+                        conn,
+                        job.job_id(),
+                        token,
+                        run_after,
+                        Some(error),
+                        false,
+                        now,
+                    )
                     .await?
                 {
                     Fenced::Applied => Ok(FailOutcome::Rescheduled { run_after }),
@@ -375,7 +482,7 @@ where
             }
             RetryDecision::GiveUp => {
                 match self
-                    .finish_as(job.job_id(), token, FAILED, error, now)
+                    .finish_as_on(conn, job.job_id(), token, FAILED, error, now)
                     .await?
                 {
                     Fenced::Applied => Ok(FailOutcome::Failed),
@@ -395,6 +502,19 @@ where
         error: &str,
         now: i64,
     ) -> AppResult<Fenced> {
+        self.finish_as_on(self.db.conn(), id, token, status, error, now)
+            .await
+    }
+
+    pub async fn finish_as_on<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        id: i64,
+        token: &str,
+        status: &str,
+        error: &str,
+        now: i64,
+    ) -> AppResult<Fenced> {
         let mut p = Params::new(self.db.backend());
         let status_p = p.push(status.to_owned());
         let err = p.push(error.to_owned());
@@ -407,13 +527,36 @@ where
              WHERE id = {id_p} AND claim_token = {tok} AND status = '{PROCESSING}'",
             t = self.table
         );
-        self.fenced(p.statement(sql)).await
+        Self::fenced_on(conn, p.statement(sql)).await
     }
 
     /// Puts a claimed job back to pending, due at `run_after`. With `refund_attempt` the
     /// claim does not count as an attempt (a gate block or a shutdown is not a failure).
     pub async fn release(
         &self,
+        id: i64,
+        token: &str,
+        run_after: i64,
+        last_error: Option<&str>,
+        refund_attempt: bool,
+        now: i64,
+    ) -> AppResult<Fenced> {
+        self.release_on(
+            self.db.conn(),
+            id,
+            token,
+            run_after,
+            last_error,
+            refund_attempt,
+            now,
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn release_on<C: ConnectionTrait>(
+        &self,
+        conn: &C,
         id: i64,
         token: &str,
         run_after: i64,
@@ -438,7 +581,7 @@ where
              WHERE id = {id_p} AND claim_token = {tok} AND status = '{PROCESSING}'",
             t = self.table
         );
-        self.fenced(p.statement(sql)).await
+        Self::fenced_on(conn, p.statement(sql)).await
     }
 
     /// Returns every lease `worker` holds to pending at once (graceful stop).
@@ -494,8 +637,8 @@ where
         Ok(E::find_by_id(id).one(self.db.conn()).await?)
     }
 
-    async fn fenced(&self, stmt: Statement) -> AppResult<Fenced> {
-        let res = self.db.conn().execute_raw(stmt).await?;
+    async fn fenced_on<C: ConnectionTrait>(conn: &C, stmt: Statement) -> AppResult<Fenced> {
+        let res = conn.execute_raw(stmt).await?;
         Ok(if res.rows_affected() == 1 {
             Fenced::Applied
         } else {
