@@ -112,6 +112,14 @@ impl MirrorStore {
     /// cancels a still-pending send and its edits (nothing reached Discord), else adds a
     /// delete.
     pub async fn ingest(&self, event: &SourceEvent, now: i64) -> AppResult<IngestOutcome> {
+        // Most messages the bot sees are not in a source channel (customers talking, our own
+        // deliveries): a plain read turns them away without taking the write lock.
+        if Self::mappings_for_source(self.db.conn(), event.channel_id())
+            .await?
+            .is_empty()
+        {
+            return Ok(IngestOutcome::default());
+        }
         let txn = self.db.begin_write().await?;
         let mappings = Self::mappings_for_source(&txn, event.channel_id()).await?;
         let mut outcome = IngestOutcome::default();
