@@ -54,7 +54,10 @@ fn spawn(db_url: &str, sandbox: &SandboxHandle, port: u16) -> Service {
         .env("SEATGATE_QUEUE_LEASE_SECS", "3")
         .env("NO_PROXY", "127.0.0.1,localhost")
         .env("no_proxy", "127.0.0.1,localhost")
-        .env("RUST_LOG", "info")
+        .env(
+            "RUST_LOG",
+            "info,seatgate::actors::mirror_gate=debug,seatgate::actors::gateway_ingest=trace",
+        )
         .stdout(Stdio::null())
         .stderr(log_sink())
         .spawn()
@@ -117,8 +120,10 @@ async fn count(db: &DatabaseConnection, sql: String) -> i64 {
 async fn recorded(db: &DatabaseConnection, ev: &Recorded, mappings: i64) -> bool {
     let db_id = seatgate::domain::snowflake::to_db;
     let sql = match ev {
+        // A delete handled before its create (serenity runs handlers concurrently) leaves no
+        // send: the create was consumed, correctly, as nothing to send.
         Recorded::Created(id) => format!(
-            "SELECT COUNT(DISTINCT mapping_id) FROM mirror_jobs WHERE source_message_id = {} AND kind = 'send'",
+            "SELECT COUNT(DISTINCT mapping_id) FROM mirror_jobs WHERE source_message_id = {} AND kind IN ('send', 'delete')",
             db_id(*id)
         ),
         Recorded::Edited(id, content) => format!(
@@ -259,7 +264,11 @@ async fn sigkill_and_restart_lose_and_duplicate_nothing() {
                     continue;
                 };
                 if rng.random_bool(0.5) {
-                    let content = format!("{} edited {}", &s.content[..11], posted);
+                    let content = format!(
+                        "{} edited {}",
+                        s.content.split(" edited").next().unwrap_or_default(),
+                        posted
+                    );
                     sandbox
                         .edit_message(SOURCE_CHANNEL, id, &json!({"content": content}))
                         .unwrap();
@@ -340,6 +349,22 @@ async fn sigkill_and_restart_lose_and_duplicate_nothing() {
         .await;
         let got = sorted(live(&sandbox, channel));
         if !done {
+            let rows = db
+                .query_all_raw(Statement::from_string(
+                    db.get_database_backend(),
+                    "SELECT status, kind, COALESCE(last_error, '-') AS e, COUNT(*) AS n, MIN(attempts) AS a1, MAX(attempts) AS a2 FROM mirror_jobs GROUP BY status, kind, e".to_owned(),
+                ))
+                .await
+                .unwrap_or_default();
+            for r in rows {
+                let st: String = r.try_get("", "status").unwrap_or_default();
+                let k: String = r.try_get("", "kind").unwrap_or_default();
+                let e: String = r.try_get("", "e").unwrap_or_default();
+                let n: i64 = r.try_get("", "n").unwrap_or_default();
+                let a1: i64 = r.try_get("", "a1").unwrap_or_default();
+                let a2: i64 = r.try_get("", "a2").unwrap_or_default();
+                println!("mirror_jobs {st} {k} {e}: {n} rows, attempts {a1}..{a2}");
+            }
             let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
             for c in &got {
                 *counts.entry(c.as_str()).or_default() += 1;

@@ -148,7 +148,9 @@ impl Handler {
         if author.is_some_and(|a| a.id == ctx.cache.current_user().id) {
             return;
         }
-        match store.ingest(&event, now_ms()).await {
+        let result = store.ingest(&event, now_ms()).await;
+        tracing::trace!(?event, ?result, "[mirror] message event");
+        match result {
             Ok(outcome) if outcome.enqueued + outcome.coalesced + outcome.cancelled > 0 => {
                 gate.do_send(Wake)
             }

@@ -106,6 +106,9 @@ struct Worker {
     settle_tx: mpsc::UnboundedSender<SettleMsg>,
     /// Links of sends delivered but not yet written, for replies and repeats in between.
     recent_links: std::sync::Mutex<HashMap<(i64, u64), NewLink>>,
+    /// Claim tokens of the jobs in the worker, with how many each still covers: their
+    /// leases are renewed while they wait.
+    held: std::sync::Mutex<HashMap<String, Held>>,
     /// Webhooks this worker created or found gone, newer than the mappings it read.
     webhooks: std::sync::Mutex<HashMap<i64, Option<WebhookCredentials>>>,
 }
@@ -175,6 +178,7 @@ impl MirrorGate {
                 delivering: Semaphore::new(cfg.concurrency.max(1)),
                 settle_tx,
                 recent_links: Default::default(),
+                held: Default::default(),
                 webhooks: Default::default(),
             })
         });
@@ -290,6 +294,13 @@ struct Prepared {
     reply_target: Option<u64>,
 }
 
+/// The jobs in the worker under one claim token.
+struct Held {
+    jobs: usize,
+    /// Their lease, as last claimed or renewed (epoch ms).
+    until: i64,
+}
+
 /// What the settler is sent: a decided job, or a request to report once everything sent
 /// before it is written.
 enum SettleMsg {
@@ -304,6 +315,7 @@ impl Worker {
     /// lanes deliver, up to `max_in_flight` jobs.
     async fn run(self: Arc<Self>, settle_rx: mpsc::UnboundedReceiver<SettleMsg>) {
         let settler = tokio::spawn(self.clone().settle_loop(settle_rx));
+        let renewer = tokio::spawn(self.clone().renew_leases());
         while !self.stopping.load(Ordering::SeqCst) {
             let room = self
                 .cfg
@@ -336,18 +348,31 @@ impl Worker {
                 continue;
             }
             self.in_flight.fetch_add(jobs.len(), Ordering::SeqCst);
+            {
+                let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+                for job in &jobs {
+                    if let Some(token) = &job.claim_token {
+                        held.entry(token.clone())
+                            .or_insert(Held {
+                                jobs: 0,
+                                until: job.lease_expires_at.unwrap_or(0),
+                            })
+                            .jobs += 1;
+                    }
+                }
+            }
             let prepared = match self.prepare(jobs).await {
                 Ok(p) => p,
                 Err((jobs, err)) => {
                     tracing::warn!(error = %err, jobs = jobs.len(), "[mirror] could not read mappings and links for claimed jobs; they go back to the queue");
                     for job in jobs {
-                        self.left(Some(Settlement {
+                        self.left(
                             job,
-                            outcome: Outcome::Fail {
+                            Some(Outcome::Fail {
                                 error: format!("{}: {err}", ErrorCode::DatabaseUnavailable),
                                 jitter: rand::random::<f64>(),
-                            },
-                        }));
+                            }),
+                        );
                     }
                     self.idle().await;
                     continue;
@@ -368,6 +393,40 @@ impl Worker {
             let _ = done_rx.await;
         }
         settler.abort();
+        renewer.abort();
+    }
+
+    /// Every third of a lease, pushes the leases of the jobs this worker holds forward.
+    async fn renew_leases(self: Arc<Self>) {
+        let every = (self.cfg.lease / 3).max(Duration::from_millis(100));
+        loop {
+            tokio::time::sleep(every).await;
+            let tokens: Vec<String> = self
+                .held
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .keys()
+                .cloned()
+                .collect();
+            if tokens.is_empty() {
+                continue;
+            }
+            let now = now_ms();
+            let until = now + self.cfg.lease.as_millis() as i64;
+            match self.store.queue().extend_leases(&tokens, until, now).await {
+                Ok(_) => {
+                    let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+                    for token in &tokens {
+                        if let Some(h) = held.get_mut(token) {
+                            h.until = h.until.max(until);
+                        }
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "[mirror] could not renew leases; jobs that outwait them may be claimed again")
+                }
+            }
+        }
     }
 
     async fn idle(&self) {
@@ -471,37 +530,54 @@ impl Worker {
                     }
                 }
             };
-            if next.job.lease_expires_at.is_some_and(|t| t <= now_ms()) {
+            if self.lease_until(&next.job) <= now_ms() {
                 // Waited past its lease: it is claimable again (maybe by another worker), so
                 // this claim must not act on it.
                 tracing::debug!(
                     job = next.job.id,
                     "[mirror] lease expired before delivery; left to the next claim"
                 );
-                self.left(None);
+                self.left(next.job, None);
                 continue;
             }
-            let settlement = if self.stopping.load(Ordering::SeqCst) {
+            if self.stopping.load(Ordering::SeqCst) {
                 // Not started: back to the queue without counting an attempt.
-                Settlement {
-                    job: next.job,
-                    outcome: Outcome::Release {
-                        run_after: now_ms(),
-                        code: None,
-                        refund_attempt: true,
-                    },
-                }
+                let outcome = Outcome::Release {
+                    run_after: now_ms(),
+                    code: None,
+                    refund_attempt: true,
+                };
+                self.left(next.job, Some(outcome));
             } else {
                 let _permit = self.delivering.acquire().await;
-                self.process(next).await
-            };
-            self.left(Some(settlement));
+                let outcome = self.process(&next).await;
+                self.left(next.job, Some(outcome));
+            }
         }
     }
 
+    /// Until when this worker's claim on the job holds.
+    fn lease_until(&self, job: &MirrorJob) -> i64 {
+        let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        job.claim_token
+            .as_ref()
+            .and_then(|t| held.get(t))
+            .map_or(job.lease_expires_at.unwrap_or(0), |h| h.until)
+    }
+
     /// A job leaves the worker: its outcome, if any, goes to the settler; its place frees.
-    fn left(&self, settlement: Option<Settlement>) {
-        if let Some(settlement) = settlement {
+    fn left(&self, job: MirrorJob, settlement: Option<Outcome>) {
+        if let Some(token) = &job.claim_token {
+            let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(h) = held.get_mut(token) {
+                h.jobs = h.jobs.saturating_sub(1);
+                if h.jobs == 0 {
+                    held.remove(token);
+                }
+            }
+        }
+        if let Some(outcome) = settlement {
+            let settlement = Settlement { job, outcome };
             if let Outcome::Complete {
                 link: Some(link), ..
             } = &settlement.outcome
@@ -590,14 +666,17 @@ impl Worker {
 
     /// Decides one job: gate, then delivery. Only webhook bookkeeping touches the database
     /// here; the job's own row is written by the settler.
-    async fn process(&self, prepared: Prepared) -> Settlement {
-        let Prepared {
-            job,
-            mapping,
-            link,
-            reply_target,
-        } = prepared;
-        let outcome = match self.decide(&job, mapping, link, reply_target).await {
+    async fn process(&self, prepared: &Prepared) -> Outcome {
+        let job = &prepared.job;
+        match self
+            .decide(
+                job,
+                prepared.mapping.clone(),
+                prepared.link.clone(),
+                prepared.reply_target,
+            )
+            .await
+        {
             Ok(outcome) => outcome,
             Err(err) => {
                 tracing::warn!(job = job.id, error = %err, "[mirror] job bookkeeping failed; retried with backoff");
@@ -606,8 +685,7 @@ impl Worker {
                     jitter: rand::random::<f64>(),
                 }
             }
-        };
-        Settlement { job, outcome }
+        }
     }
 
     async fn decide(
@@ -823,6 +901,12 @@ impl Worker {
                 // A worker that sent and stored the link but died before completing the job
                 // leaves the link behind: the message is out, do not send it again (webhooks
                 // have no nonce to catch the repeat).
+                // A retried job may have been delivered by its earlier claim after this batch
+                // read the links: ask the database again.
+                let link = match link {
+                    None if job.attempts > 1 => self.store.link(mapping.id, source_message).await?,
+                    link => link,
+                };
                 let landed = link.is_some()
                     || self
                         .recent_links

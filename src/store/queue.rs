@@ -584,6 +584,31 @@ where
         Self::fenced_on(conn, p.statement(sql)).await
     }
 
+    /// Extends the leases of the jobs still held under these claim tokens, so that a job
+    /// waiting its turn behind others of its channel is not claimed a second time.
+    pub async fn extend_leases(&self, tokens: &[String], until: i64, now: i64) -> AppResult<u64> {
+        let mut extended = 0;
+        for chunk in tokens.chunks(500) {
+            let mut p = Params::new(self.db.backend());
+            let until_p = p.push(until);
+            let now_p = p.push(now);
+            let list: Vec<String> = chunk.iter().map(|t| p.push(t.clone())).collect();
+            let sql = format!(
+                "UPDATE {t} SET lease_expires_at = {until_p}, updated_at = {now_p} \
+                 WHERE status = '{PROCESSING}' AND claim_token IN ({list})",
+                t = self.table,
+                list = list.join(", ")
+            );
+            extended += self
+                .db
+                .conn()
+                .execute_raw(p.statement(sql))
+                .await?
+                .rows_affected();
+        }
+        Ok(extended)
+    }
+
     /// Returns every lease `worker` holds to pending at once (graceful stop).
     pub async fn release_worker(&self, worker: &str, now: i64) -> AppResult<u64> {
         let mut p = Params::new(self.db.backend());
