@@ -1,7 +1,7 @@
 //! The sandbox's Discord state and every change to it. Each change returns the gateway
 //! dispatches Discord would emit for it; the caller publishes them under the same lock.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
@@ -36,6 +36,8 @@ pub struct State {
     pub webhooks: HashMap<u64, Webhook>,
     /// (author id, nonce) -> message id, for `enforce_nonce`.
     nonces: HashMap<(u64, String), (u64, Instant)>,
+    /// The same keys in the order they were stored, for pruning from the oldest.
+    nonce_order: VecDeque<((u64, String), Instant)>,
     last_id: u64,
 }
 
@@ -53,6 +55,7 @@ impl State {
             channel_messages: HashMap::new(),
             webhooks: HashMap::new(),
             nonces: HashMap::new(),
+            nonce_order: VecDeque::new(),
             last_id: 0,
         }
     }
@@ -633,7 +636,17 @@ impl State {
         });
         if enforce && webhook.is_none() {
             if let Some(key) = &nonce_key {
-                self.nonces.retain(|_, (_, at)| at.elapsed() < NONCE_WINDOW);
+                // Oldest first, so a create costs what expired since the last one, not a
+                // scan of every nonce in the window.
+                while let Some((old, at)) = self.nonce_order.front() {
+                    if at.elapsed() < NONCE_WINDOW {
+                        break;
+                    }
+                    if self.nonces.get(old).is_some_and(|(_, stored)| stored == at) {
+                        self.nonces.remove(old);
+                    }
+                    self.nonce_order.pop_front();
+                }
                 if let Some((mid, _)) = self.nonces.get(&(author_id, key.clone())) {
                     if let Some(existing) = self.messages.get(mid) {
                         return Ok((self.message_value(existing), Vec::new()));
@@ -659,7 +672,9 @@ impl State {
             created_at: Instant::now(),
         };
         if let (Some(key), None) = (nonce_key, msg.webhook_id) {
-            self.nonces.insert((author_id, key), (id, Instant::now()));
+            let at = Instant::now();
+            self.nonce_order.push_back(((author_id, key.clone()), at));
+            self.nonces.insert((author_id, key), (id, at));
         }
         let value = self.message_value(&msg);
         let dispatch = self.message_dispatch("MESSAGE_CREATE", &msg);
