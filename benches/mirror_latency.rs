@@ -87,15 +87,33 @@ fn delivered(sandbox: &SandboxHandle, prefix: &str) -> Vec<Vec<Value>> {
         .collect()
 }
 
-async fn wait_all(sandbox: &SandboxHandle, prefix: &str, n: usize, limit: Duration) -> bool {
+/// Waits until every target channel holds `n` more messages than `before`, polling a count
+/// (building every message's JSON on each poll would steal the CPU being measured), then
+/// checks the contents once.
+async fn wait_all(
+    sandbox: &SandboxHandle,
+    prefix: &str,
+    before: &[usize],
+    n: usize,
+    limit: Duration,
+) -> bool {
     let start = Instant::now();
     while start.elapsed() < limit {
-        if delivered(sandbox, prefix).iter().all(|c| c.len() >= n) {
+        let counted = (0..TARGETS)
+            .zip(before)
+            .all(|(i, b)| sandbox.message_count(target(i).1) >= b + n);
+        if counted && delivered(sandbox, prefix).iter().all(|c| c.len() >= n) {
             return true;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     false
+}
+
+fn counts(sandbox: &SandboxHandle) -> Vec<usize> {
+    (0..TARGETS)
+        .map(|i| sandbox.message_count(target(i).1))
+        .collect()
 }
 
 fn percentile(sorted: &[i64], p: f64) -> i64 {
@@ -171,8 +189,9 @@ async fn backend(name: &str) -> Result<(), String> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Warm up: one message through every target.
+    let before = counts(&sandbox);
     post(&sandbox, "warm")?;
-    if !wait_all(&sandbox, "warm", 1, Duration::from_secs(20)).await {
+    if !wait_all(&sandbox, "warm", &before, 1, Duration::from_secs(20)).await {
         return Err("warm-up message not delivered".into());
     }
 
@@ -181,6 +200,7 @@ async fn backend(name: &str) -> Result<(), String> {
     let mut sources = std::collections::HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / RATE));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let before = counts(&sandbox);
     let began = Instant::now();
     for i in 0..total {
         tick.tick().await;
@@ -189,7 +209,7 @@ async fn backend(name: &str) -> Result<(), String> {
         sources.insert(content, id);
     }
     let posting = began.elapsed();
-    if !wait_all(&sandbox, "steady", total, Duration::from_secs(60)).await {
+    if !wait_all(&sandbox, "steady", &before, total, Duration::from_secs(60)).await {
         return Err("steady load not fully delivered within 60 s".into());
     }
     let mut lat: Vec<i64> = Vec::with_capacity(total * TARGETS as usize);
@@ -214,11 +234,12 @@ async fn backend(name: &str) -> Result<(), String> {
     );
 
     // Maximum sustained: a burst posted at once, drained.
+    let before = counts(&sandbox);
     let began = Instant::now();
     for i in 0..BURST {
         post(&sandbox, &format!("burst {i:05}"))?;
     }
-    if !wait_all(&sandbox, "burst", BURST, Duration::from_secs(90)).await {
+    if !wait_all(&sandbox, "burst", &before, BURST, Duration::from_secs(90)).await {
         return Err("burst not fully delivered within 90 s".into());
     }
     let took = began.elapsed();

@@ -312,6 +312,11 @@ impl SandboxHandle {
     pub fn messages(&self, channel_id: u64) -> Result<Vec<Value>, DiscordError> {
         self.core.read(|st| st.channel_log(channel_id))
     }
+    /// How many messages a channel has had, deleted ones included (cheap: no JSON).
+    pub fn message_count(&self, channel_id: u64) -> usize {
+        self.core
+            .read(|st| st.channel_messages.get(&channel_id).map_or(0, Vec::len))
+    }
     pub fn add_fault(&self, fault: Fault) {
         self.core.faults.add(fault);
     }
