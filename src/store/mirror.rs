@@ -66,6 +66,9 @@ pub struct IngestOutcome {
     pub coalesced: u32,
     /// Pending jobs cancelled (a delete before its send went out).
     pub cancelled: u32,
+    /// Creates skipped because the mapping already has a send for that message (any state):
+    /// the live event and a catch-up fetch of the same message, or a replayed event.
+    pub duplicates: u32,
 }
 
 #[derive(Clone)]
@@ -81,6 +84,10 @@ impl MirrorStore {
 
     pub fn queue(&self) -> &MirrorQueue {
         &self.queue
+    }
+
+    pub fn db(&self) -> &Database {
+        &self.db
     }
 
     /// Enabled, unbroken mappings whose source is `channel_id`.
@@ -106,10 +113,25 @@ impl MirrorStore {
     /// Writes the jobs for one source event in one transaction. Per mapping: a create adds a
     /// send; an update rewrites a still-pending send or edit, else adds an edit; a delete
     /// cancels a still-pending send and its edits (nothing reached Discord), else adds a
-    /// delete.
+    /// delete. A create for a mapping that already has a send for that message (in any state)
+    /// writes nothing: see [`IngestOutcome::duplicates`].
     pub async fn ingest(&self, event: &SourceEvent, now: i64) -> AppResult<IngestOutcome> {
+        self.ingest_for(event, now, None).await
+    }
+
+    /// [`Self::ingest`] restricted to the mappings in `only` (all when `None`); catch-up
+    /// enqueues a fetched message only for the mappings that miss it.
+    pub async fn ingest_for(
+        &self,
+        event: &SourceEvent,
+        now: i64,
+        only: Option<&[i64]>,
+    ) -> AppResult<IngestOutcome> {
         let txn = self.db.begin_write().await?;
-        let mappings = Self::mappings_for_source(&txn, event.channel_id()).await?;
+        let mut mappings = Self::mappings_for_source(&txn, event.channel_id()).await?;
+        if let Some(only) = only {
+            mappings.retain(|m| only.contains(&m.id));
+        }
         let mut outcome = IngestOutcome::default();
         let source_message = snowflake::to_db(event.message_id());
         for mapping in &mappings {
@@ -122,6 +144,19 @@ impl MirrorStore {
             };
             match event {
                 SourceEvent::Created { payload, .. } => {
+                    // Catch-up and the live event can both report a message: one send only.
+                    // (Together with the send's dedupe key, which stops two concurrent
+                    // transactions from both inserting one.)
+                    let sent = mirror_jobs::Entity::find()
+                        .filter(mirror_jobs::Column::MappingId.eq(mapping.id))
+                        .filter(mirror_jobs::Column::SourceMessageId.eq(source_message))
+                        .filter(mirror_jobs::Column::Kind.eq("send"))
+                        .one(&txn)
+                        .await?;
+                    if sent.is_some() {
+                        outcome.duplicates += 1;
+                        continue;
+                    }
                     // Serenity runs event handlers concurrently, so an edit or a delete of this
                     // message can be recorded before its create: a delete means nothing is
                     // sent; edits give the send their content and need not run.
@@ -157,9 +192,14 @@ impl MirrorStore {
                             .await?;
                         outcome.coalesced += res.rows_affected as u32;
                     }
-                    self.enqueue_job(&txn, mapping, event, JobKind::Send, &payload, now)
-                        .await?;
-                    outcome.enqueued += 1;
+                    if self
+                        .enqueue_job(&txn, mapping, event, JobKind::Send, &payload, now)
+                        .await?
+                    {
+                        outcome.enqueued += 1;
+                    } else {
+                        outcome.duplicates += 1;
+                    }
                 }
                 SourceEvent::Updated { payload, .. } => {
                     let json = encode(payload)?;
@@ -229,7 +269,7 @@ impl MirrorStore {
         kind: JobKind,
         payload: &MirrorPayload,
         now: i64,
-    ) -> AppResult<()> {
+    ) -> AppResult<bool> {
         let columns = [
             ("tenant_key", mapping.tenant_key.clone().into()),
             ("connector_id", mapping.connector_id.clone().into()),
@@ -247,18 +287,23 @@ impl MirrorStore {
             ),
             ("payload", encode(payload)?.into()),
         ];
-        self.queue
+        // At most one live send per (mapping, message), enforced by the queue's unique index.
+        let dedupe_key =
+            (kind == JobKind::Send).then(|| send_dedupe_key(mapping.id, event.message_id()));
+        let enqueued = self
+            .queue
             .enqueue(
                 conn,
                 &columns,
                 EnqueueOptions {
+                    dedupe_key,
                     run_after: now,
                     ..Default::default()
                 },
                 now,
             )
             .await?;
-        Ok(())
+        Ok(!enqueued.deduped)
     }
 
     pub async fn link(
@@ -382,6 +427,11 @@ impl MirrorStore {
             .await?;
         Ok(res.rows_affected)
     }
+}
+
+/// The dedupe key of the send of `source_message_id` through `mapping_id`.
+pub fn send_dedupe_key(mapping_id: i64, source_message_id: u64) -> String {
+    format!("send:{mapping_id}:{source_message_id}")
 }
 
 /// Codes the gate leaves on jobs it holds back.
