@@ -3,8 +3,8 @@
 //! their source for later edits and deletes.
 
 use sea_orm::{
-    sea_query::Expr, ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait,
-    QueryFilter, QueryOrder,
+    sea_query::Expr, ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait,
+    DatabaseBackend, EntityTrait, QueryFilter, QueryOrder, Statement,
 };
 
 use entities::{connector_mappings, mirror_jobs, mirror_message_links};
@@ -42,14 +42,14 @@ pub enum SourceEvent {
 }
 
 impl SourceEvent {
-    fn channel_id(&self) -> u64 {
+    pub fn channel_id(&self) -> u64 {
         match self {
             SourceEvent::Created { channel_id, .. }
             | SourceEvent::Updated { channel_id, .. }
             | SourceEvent::Deleted { channel_id, .. } => *channel_id,
         }
     }
-    fn message_id(&self) -> u64 {
+    pub fn message_id(&self) -> u64 {
         match self {
             SourceEvent::Created { message_id, .. }
             | SourceEvent::Updated { message_id, .. }
@@ -128,6 +128,17 @@ impl MirrorStore {
         only: Option<&[i64]>,
     ) -> AppResult<IngestOutcome> {
         let txn = self.db.begin_write().await?;
+        if self.db.backend() == DatabaseBackend::Postgres {
+            // One source message's events one at a time, as SQLite's single writer has them:
+            // under READ COMMITTED a create and a delete (live, or catch-up and live) would
+            // each miss the other, leaving a send pending next to a delete that finds no link.
+            txn.execute_raw(Statement::from_sql_and_values(
+                DatabaseBackend::Postgres,
+                "SELECT pg_advisory_xact_lock($1)",
+                [snowflake::to_db(event.message_id()).into()],
+            ))
+            .await?;
+        }
         let mut mappings = Self::mappings_for_source(&txn, event.channel_id()).await?;
         if let Some(only) = only {
             mappings.retain(|m| only.contains(&m.id));
