@@ -166,7 +166,16 @@ impl Handler {
         if author.is_some_and(|a| is_own(a.id, ctx.cache.current_user().id)) {
             return;
         }
-        match store.ingest(&event, now_ms()).await {
+        let started = std::time::Instant::now();
+        let result = store.ingest(&event, now_ms()).await;
+        tracing::debug!(
+            channel = event.channel_id(),
+            message_id = event.message_id(),
+            outcome = ?result.as_ref().ok(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "[mirror] gateway: source event recorded"
+        );
+        match result {
             Ok(outcome) if outcome.enqueued + outcome.coalesced + outcome.cancelled > 0 => {
                 gate.do_send(Wake)
             }
@@ -460,6 +469,11 @@ impl EventHandler for Handler {
     }
 
     async fn message(&self, ctx: SerenityContext, message: Message) {
+        tracing::debug!(
+            channel = message.channel_id.get(),
+            message_id = message.id.get(),
+            "[mirror] gateway: message created"
+        );
         let event = SourceEvent::Created {
             channel_id: message.channel_id.get(),
             message_id: message.id.get(),

@@ -5,10 +5,10 @@
 //! Per mapping, the lower bound is the newest source message of its channel already known (a
 //! mirror job of any state or a link, of any mapping of that channel), but never older than
 //! `now - max_age` (jobs older than that expire anyway) nor than the mapping's creation. Only
-//! messages known from before `session_start - margin` count, because the new session's live
-//! events may be recorded before catch-up reads the bound: a message seen live right after the
-//! READY must not hide the older ones lost in the gap. The margin absorbs clock skew between
-//! this host and Discord; what it re-fetches is deduplicated.
+//! what was recorded at least `margin` before the session started counts: the new session's
+//! live events may be recorded before catch-up reads the bound, and a message seen live right
+//! after the READY must not hide the older ones lost in the gap. Both times are this host's
+//! clock (no comparison with Discord's); what the margin re-fetches is deduplicated.
 //!
 //! Pages go forward from the lowest bound of a channel (`after`, 100 per page), at most
 //! `max_pages` per channel per catch-up; a longer backlog is cut, and logged.
@@ -49,7 +49,8 @@ pub struct CatchUpConfig {
     pub max_age: Duration,
     /// Pages of [`PAGE_SIZE`] fetched per channel per catch-up, at most.
     pub max_pages: u32,
-    /// Known messages newer than `session_start - margin` do not raise the bound.
+    /// Jobs and links recorded after `session_start - margin` do not raise the bound. Covers
+    /// how late the READY handler may run after the new session's first events are recorded.
     pub margin: Duration,
 }
 
@@ -58,7 +59,7 @@ impl Default for CatchUpConfig {
         Self {
             max_age: Duration::from_secs(60 * 60),
             max_pages: 10,
-            margin: Duration::from_secs(10),
+            margin: Duration::from_secs(5),
         }
     }
 }
@@ -141,9 +142,7 @@ pub async fn plan(
     channels.sort_unstable();
     channels.dedup();
     let floor_ms = now.saturating_sub(config.max_age.as_millis() as i64);
-    let cut = snowflake::to_db(snowflake_at(
-        session_start.saturating_sub(config.margin.as_millis() as i64),
-    ));
+    let cut = session_start.saturating_sub(config.margin.as_millis() as i64);
     let mut plans = Vec::new();
     for channel in channels {
         // Links are per mapping: every mapping of this source, enabled or not.
@@ -158,7 +157,7 @@ pub async fn plan(
             .select_only()
             .column_as(mirror_jobs::Column::SourceMessageId.max(), "newest")
             .filter(mirror_jobs::Column::SourceChannelId.eq(channel))
-            .filter(mirror_jobs::Column::SourceMessageId.lt(cut))
+            .filter(mirror_jobs::Column::CreatedAt.lt(cut))
             .into_model::<Newest>()
             .one(conn)
             .await?
@@ -170,7 +169,7 @@ pub async fn plan(
                 "newest",
             )
             .filter(mirror_message_links::Column::MappingId.is_in(all_ids))
-            .filter(mirror_message_links::Column::SourceMessageId.lt(cut))
+            .filter(mirror_message_links::Column::CreatedAt.lt(cut))
             .into_model::<Newest>()
             .one(conn)
             .await?
@@ -345,6 +344,14 @@ async fn channel(
                 payload: m.payload,
             };
             let outcome = store.ingest_for(&event, now(), Some(&missing)).await?;
+            if outcome.enqueued > 0 {
+                tracing::info!(
+                    channel = plan.channel_id,
+                    message_id = m.id,
+                    mappings = outcome.enqueued,
+                    "[mirror] catch-up: enqueued a message not recorded from the gateway"
+                );
+            }
             report.enqueued += outcome.enqueued;
             report.raced += outcome.duplicates;
             enqueued_here += outcome.enqueued;
