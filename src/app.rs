@@ -23,6 +23,7 @@ use crate::{
     error::{AppError, AppResult, ErrorCode},
     http::{self, auth::Authenticator, ActorLinks, AppState},
     store::{
+        catch_up::CatchUpConfig,
         mirror::MirrorStore,
         queue::{AuditQueue, MirrorQueue},
         seat_audit::SeatAuditStore,
@@ -135,7 +136,12 @@ pub fn start_actors(db: &Database, settings: &Settings) -> Actors {
         auditor.clone().recipient(),
         settings.discord_api_url.clone(),
     )
-    .with_mirror(mirror_store, gate.clone().recipient());
+    .with_mirror(mirror_store, gate.clone().recipient())
+    .with_catch_up(CatchUpConfig {
+        max_age: Duration::from_secs(settings.mirror_max_age_secs),
+        max_pages: settings.mirror_catch_up_pages,
+        ..CatchUpConfig::default()
+    });
     if let Some(token) = settings.discord_token.clone().filter(|t| !t.is_empty()) {
         ingest = ingest.with_token(token);
     }

@@ -77,6 +77,9 @@ pub struct Settings {
     pub queue_backoff_cap_secs: u64,
     pub queue_lease_secs: u64,
     pub mirror_max_age_secs: u64,
+    /// Catch-up after a new gateway session reads at most this many pages of 100 messages per
+    /// source channel (0 turns catch-up off).
+    pub mirror_catch_up_pages: u32,
     /// Starts the service with enforcement globally off (every server behaves as `off`).
     pub kill_switch: bool,
 }
@@ -101,6 +104,7 @@ impl Default for Settings {
             queue_backoff_cap_secs: 15 * 60,
             queue_lease_secs: 60,
             mirror_max_age_secs: 60 * 60,
+            mirror_catch_up_pages: 10,
             kill_switch: false,
         }
     }

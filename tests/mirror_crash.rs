@@ -3,9 +3,14 @@
 //! and restarted, while messages are posted, edited and deleted. In the end every target holds
 //! every surviving message exactly once with its latest content, and the deleted ones are gone.
 //!
-//! Events are only produced while the service is up and the test waits until they are recorded
-//! as jobs before it may kill: catch-up of messages posted while the service is down is not
-//! built, so an event that reaches no running gateway is not mirrored.
+//! While the service is down, new messages are posted too: no gateway session receives them,
+//! so they arrive through catch-up after the restart. Edits and deletes are only made while
+//! the service is up, and the test waits until they are recorded as jobs before it may kill:
+//! catch-up sees missed creates, not missed edits of messages mirrored earlier nor deletes.
+//!
+//! Serenity runs event handlers concurrently, so the delete of a message just posted can be
+//! recorded before its create; the create then rightly writes no send (nothing must appear).
+//! A deleted message is therefore checked by its delete alone.
 
 mod mirror_support;
 
@@ -27,6 +32,8 @@ use mirror_support::*;
 
 const MESSAGES: usize = 1_000;
 const KILLS: usize = 5;
+/// Messages posted while the service is down, per kill.
+const WHILE_DOWN: usize = 15;
 const OPERATOR: &str = "crash-test-operator";
 
 struct Service {
@@ -52,11 +59,14 @@ fn spawn(db_url: &str, sandbox: &SandboxHandle, port: u16) -> Service {
         .env("SEATGATE_WORKER_ID", "crash-test")
         // A killed worker's leases expire after this; the default minute would dominate.
         .env("SEATGATE_QUEUE_LEASE_SECS", "3")
+        // Catch-up re-reads the last seconds before a session; at this test's hundreds of
+        // messages a second that is several pages (a real channel needs one).
+        .env("SEATGATE_MIRROR_CATCH_UP_PAGES", "30")
         .env("NO_PROXY", "127.0.0.1,localhost")
         .env("no_proxy", "127.0.0.1,localhost")
         .env(
             "RUST_LOG",
-            "info,seatgate::actors::mirror_gate=debug,seatgate::actors::gateway_ingest=trace",
+            std::env::var("SEATGATE_TEST_CRASH_RUST_LOG").unwrap_or_else(|_| "info".into()),
         )
         .stdout(Stdio::null())
         .stderr(log_sink())
@@ -138,6 +148,33 @@ async fn recorded(db: &DatabaseConnection, ev: &Recorded, mappings: i64) -> bool
     count(db, sql).await >= mappings
 }
 
+/// The jobs of one source message, for failure messages.
+async fn job_rows(db: &DatabaseConnection, id: u64) -> Vec<String> {
+    let sql = format!(
+        "SELECT id, mapping_id, kind, status, last_error, created_at, payload FROM mirror_jobs \
+         WHERE source_message_id = {} ORDER BY id",
+        seatgate::domain::snowflake::to_db(id)
+    );
+    let rows = db
+        .query_all_raw(Statement::from_string(db.get_database_backend(), sql))
+        .await
+        .expect("query");
+    rows.iter()
+        .map(|r| {
+            format!(
+                "source {id}: job {:?} mapping {:?} {:?} {:?} {:?} created {:?} {:?}",
+                r.try_get_by_index::<i64>(0).ok(),
+                r.try_get_by_index::<i64>(1).ok(),
+                r.try_get_by_index::<String>(2).ok(),
+                r.try_get_by_index::<String>(3).ok(),
+                r.try_get_by_index::<Option<String>>(4).ok().flatten(),
+                r.try_get_by_index::<i64>(5).ok(),
+                r.try_get_by_index::<String>(6).ok(),
+            )
+        })
+        .collect()
+}
+
 async fn wait_recorded(db: &DatabaseConnection, pending: &mut Vec<Recorded>, limit: Duration) {
     let start = Instant::now();
     while !pending.is_empty() {
@@ -148,11 +185,17 @@ async fn wait_recorded(db: &DatabaseConnection, pending: &mut Vec<Recorded>, lim
             }
         }
         *pending = rest;
-        assert!(
-            pending.is_empty() || start.elapsed() < limit,
-            "{} events not recorded as jobs after {limit:?}: {pending:?}",
-            pending.len()
-        );
+        if !pending.is_empty() && start.elapsed() >= limit {
+            let mut rows = Vec::new();
+            for ev in pending.iter() {
+                let (Recorded::Created(id) | Recorded::Edited(id, _) | Recorded::Deleted(id)) = ev;
+                rows.extend(job_rows(db, *id).await);
+            }
+            panic!(
+                "{} events not recorded as jobs after {limit:?}: {pending:?}; their jobs: {rows:#?}",
+                pending.len()
+            );
+        }
         if !pending.is_empty() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -177,15 +220,18 @@ async fn until_recorded(db: &DatabaseConnection, events: &[Recorded], limit: Dur
     }
 }
 
-/// Waits until the killed process's gateway socket is gone, starts a new one and waits until it
-/// is up and attached to the gateway.
-async fn restart(db_url: &str, sandbox: &SandboxHandle, port: u16, admin: &Admin) -> Service {
+/// Waits until the killed process's gateway socket is gone.
+async fn detached(sandbox: &SandboxHandle) {
     assert!(
         until(Duration::from_secs(10), || sandbox.connected_sessions()
             == 0)
         .await,
         "the killed service's gateway socket stays open"
     );
+}
+
+/// Starts a new process and waits until it is up and attached to the gateway.
+async fn restart(db_url: &str, sandbox: &SandboxHandle, port: u16, admin: &Admin) -> Service {
     let s = spawn(db_url, sandbox, port);
     admin.wait_up(Duration::from_secs(30)).await;
     assert!(
@@ -198,7 +244,7 @@ async fn restart(db_url: &str, sandbox: &SandboxHandle, port: u16, admin: &Admin
 }
 
 #[actix_web::test]
-#[ignore = "about 1 run in 4 one MESSAGE_CREATE after a restart is never recorded (no error logged; undiagnosed); catch-up is not built to recover it. Run with --ignored"]
+#[ignore = "heavy: about 30 s of a separate process killed and restarted 5 times over 1000 messages; CI runs it on its own with --ignored"]
 async fn sigkill_and_restart_lose_and_duplicate_nothing() {
     no_proxy();
     let started = Instant::now();
@@ -233,13 +279,15 @@ async fn sigkill_and_restart_lose_and_duplicate_nothing() {
     let mut sources: BTreeMap<u64, Source> = BTreeMap::new();
     let per_round = MESSAGES / (KILLS + 1);
     let mut posted = 0;
+    // Created while the service was down: recorded (by catch-up) by the end of the next round.
+    let mut carried: Vec<Recorded> = Vec::new();
     for round in 0..=KILLS {
         let batch = if round == KILLS {
             MESSAGES - posted
         } else {
             per_round
         };
-        let mut pending = Vec::new();
+        let mut pending = std::mem::take(&mut carried);
         for _ in 0..batch {
             let content = format!("signal {posted:04}");
             let id = post(&sandbox, &content);
@@ -264,11 +312,8 @@ async fn sigkill_and_restart_lose_and_duplicate_nothing() {
                     continue;
                 };
                 if rng.random_bool(0.5) {
-                    let content = format!(
-                        "{} edited {}",
-                        s.content.split(" edited").next().unwrap_or_default(),
-                        posted
-                    );
+                    let base = s.content.split(" edited").next().unwrap_or_default();
+                    let content = format!("{base} edited {posted}");
                     sandbox
                         .edit_message(SOURCE_CHANNEL, id, &json!({"content": content}))
                         .unwrap();
@@ -277,6 +322,8 @@ async fn sigkill_and_restart_lose_and_duplicate_nothing() {
                 } else {
                     sandbox.delete_message(SOURCE_CHANNEL, id).unwrap();
                     s.deleted = true;
+                    // Its create may be recorded after the delete, as no send: see above.
+                    pending.retain(|e| !matches!(e, Recorded::Created(c) if *c == id));
                     pending.push(Recorded::Deleted(id));
                 }
             }
@@ -296,6 +343,20 @@ async fn sigkill_and_restart_lose_and_duplicate_nothing() {
             started.elapsed().as_secs_f64()
         );
         service.kill();
+        detached(&sandbox).await;
+        for _ in 0..WHILE_DOWN {
+            let content = format!("signal {posted:04}");
+            let id = post(&sandbox, &content);
+            sources.insert(
+                id,
+                Source {
+                    content,
+                    deleted: false,
+                },
+            );
+            carried.push(Recorded::Created(id));
+            posted += 1;
+        }
         service = restart(&t.url, &sandbox, port, &admin).await;
         // An attached gateway socket is not yet an identified session: probe until a
         // message is recorded (an unrecorded probe is deleted, so it is expected nowhere).

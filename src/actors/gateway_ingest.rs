@@ -1,6 +1,8 @@
 //! Gateway ingest: owns the serenity client and turns Discord events into typed messages:
 //! guild, member, role and channel changes for the seat auditor; source-channel messages
-//! into durable mirror jobs (and a wake-up for the gate).
+//! into durable mirror jobs (and a wake-up for the gate). Every READY (the first session at
+//! start, and any later one: a gap that could not be resumed) starts a catch-up of the source
+//! channels' history ([`crate::store::catch_up`]).
 
 use std::sync::{
     atomic::{AtomicU32, Ordering},
@@ -13,8 +15,10 @@ use serenity::{
         ChannelId, Context as SerenityContext, EventHandler, Guild, GuildChannel, GuildId,
         GuildMemberUpdateEvent, Member, Message, MessageId, MessageUpdateEvent, Ready,
         ResumedEvent, Role, RoleId, ShardManager, ShardStageUpdateEvent, UnavailableGuild, User,
+        UserId,
     },
     gateway::ConnectionStage,
+    http::{Http, MessagePagination},
 };
 
 use super::{mirror_gate::Wake, seat_auditor::GuildChange, Shutdown};
@@ -22,7 +26,9 @@ use crate::{
     config::Secret,
     discord::connect,
     domain::mirror::{AttachmentRef, MirrorPayload},
+    error::{AppError, AppResult, ErrorCode},
     store::{
+        catch_up::{self, CatchUpConfig, FetchedMessage, MessageHistory},
         mirror::{MirrorStore, SourceEvent},
         now_ms,
     },
@@ -40,6 +46,9 @@ struct Handler {
     auditor: Recipient<GuildChange>,
     mirror: Option<(MirrorStore, Recipient<Wake>)>,
     sessions: Arc<AtomicU32>,
+    catch_up: CatchUpConfig,
+    /// One catch-up at a time; a READY during one queues the next behind it.
+    catching_up: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl GatewayIngest {
@@ -49,6 +58,8 @@ impl GatewayIngest {
                 auditor,
                 mirror: None,
                 sessions: Arc::new(AtomicU32::new(0)),
+                catch_up: CatchUpConfig::default(),
+                catching_up: Arc::new(tokio::sync::Mutex::new(())),
             }),
             token: None,
             api_url,
@@ -66,6 +77,14 @@ impl GatewayIngest {
     pub fn with_mirror(mut self, store: MirrorStore, gate: Recipient<Wake>) -> Self {
         if let Some(h) = Arc::get_mut(&mut self.handler) {
             h.mirror = Some((store, gate));
+        }
+        self
+    }
+
+    /// Bounds of the catch-up each READY starts.
+    pub fn with_catch_up(mut self, config: CatchUpConfig) -> Self {
+        if let Some(h) = Arc::get_mut(&mut self.handler) {
+            h.catch_up = config;
         }
         self
     }
@@ -144,12 +163,18 @@ impl Handler {
         let Some((store, gate)) = &self.mirror else {
             return;
         };
-        // Our own posts (a target that is also a source) must not loop.
-        if author.is_some_and(|a| a.id == ctx.cache.current_user().id) {
+        if author.is_some_and(|a| is_own(a.id, ctx.cache.current_user().id)) {
             return;
         }
+        let started = std::time::Instant::now();
         let result = store.ingest(&event, now_ms()).await;
-        tracing::trace!(?event, ?result, "[mirror] message event");
+        tracing::debug!(
+            channel = event.channel_id(),
+            message_id = event.message_id(),
+            outcome = ?result.as_ref().ok(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "[mirror] gateway: source event recorded"
+        );
         match result {
             Ok(outcome) if outcome.enqueued + outcome.coalesced + outcome.cancelled > 0 => {
                 gate.do_send(Wake)
@@ -159,6 +184,106 @@ impl Handler {
                 tracing::error!(error = %err, "[mirror] could not record a source message; the catch-up recovers it")
             }
         }
+    }
+
+    /// Starts a catch-up in its own task (the event handler does not wait for it); wakes the
+    /// gate when it enqueued something.
+    fn start_catch_up(&self, http: Arc<Http>, own_user: UserId, session: u32) {
+        let Some((store, gate)) = self.mirror.clone() else {
+            return;
+        };
+        if self.catch_up.max_pages == 0 {
+            return;
+        }
+        let session_start = now_ms();
+        let config = self.catch_up;
+        let lock = self.catching_up.clone();
+        tokio::spawn(async move {
+            let _one_at_a_time = lock.lock().await;
+            let history = SerenityHistory(http);
+            let wake = {
+                let gate = gate.clone();
+                move || gate.do_send(Wake)
+            };
+            let report = catch_up::run(
+                &store,
+                &history,
+                own_user.get(),
+                session_start,
+                now_ms,
+                &config,
+                &wake,
+            )
+            .await;
+            if report.enqueued > 0 {
+                gate.do_send(Wake);
+            }
+            tracing::info!(
+                session,
+                channels = report.channels,
+                pages = report.pages,
+                fetched = report.fetched,
+                enqueued = report.enqueued,
+                known = report.known,
+                raced = report.raced,
+                own = report.own,
+                truncated = report.truncated,
+                failed = report.failed,
+                "[mirror] catch-up done"
+            );
+        });
+    }
+}
+
+/// Our own posts (a target that is also a source) must not loop: the one author filter of the
+/// live path and of catch-up. (Webhook posts carry the webhook's id as author, so they are not
+/// filtered here, live or caught up.)
+fn is_own(author: UserId, own_user: UserId) -> bool {
+    author == own_user
+}
+
+/// A source channel's history through serenity's REST client (the one [`connect::http`]
+/// built, taken from the gateway context).
+struct SerenityHistory(Arc<Http>);
+
+#[serenity::async_trait]
+impl MessageHistory for SerenityHistory {
+    async fn messages_after(
+        &self,
+        channel_id: u64,
+        after: u64,
+        limit: u8,
+    ) -> AppResult<Vec<FetchedMessage>> {
+        let (Some(channel), Some(after)) = (
+            std::num::NonZeroU64::new(channel_id),
+            std::num::NonZeroU64::new(after.max(1)),
+        ) else {
+            return Ok(Vec::new());
+        };
+        let messages = self
+            .0
+            .get_messages(
+                ChannelId::from(channel),
+                Some(MessagePagination::After(MessageId::from(after))),
+                Some(limit),
+            )
+            .await
+            .map_err(|err| {
+                let text = err.to_string();
+                AppError::new(
+                    ErrorCode::DiscordUnavailable,
+                    format!("cannot read the history of channel {channel_id}: {text}"),
+                )
+                .with_source(err)
+            })?;
+        Ok(messages
+            .iter()
+            .map(|m| FetchedMessage {
+                id: m.id.get(),
+                author_id: m.author.id.get(),
+                payload: payload_of(m),
+            })
+            .collect())
     }
 }
 
@@ -204,8 +329,10 @@ fn member_change(member: &Member) -> GuildChange {
 
 #[serenity::async_trait]
 impl EventHandler for Handler {
-    async fn ready(&self, _: SerenityContext, ready: Ready) {
+    async fn ready(&self, ctx: SerenityContext, ready: Ready) {
         let previous = self.sessions.fetch_add(1, Ordering::SeqCst);
+        // The first session (start) or a new one (events of the gap are lost): catch up.
+        self.start_catch_up(ctx.http.clone(), ready.user.id, previous + 1);
         tracing::info!(
             guilds = ready.guilds.len(),
             session = previous + 1,
@@ -342,6 +469,11 @@ impl EventHandler for Handler {
     }
 
     async fn message(&self, ctx: SerenityContext, message: Message) {
+        tracing::debug!(
+            channel = message.channel_id.get(),
+            message_id = message.id.get(),
+            "[mirror] gateway: message created"
+        );
         let event = SourceEvent::Created {
             channel_id: message.channel_id.get(),
             message_id: message.id.get(),

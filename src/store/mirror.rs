@@ -8,7 +8,7 @@ use sea_orm::{
     sea_query::{Expr, OnConflict},
     ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter, QueryOrder, Statement,
 };
 
 use entities::{connector_mappings, mirror_jobs, mirror_message_links};
@@ -46,14 +46,14 @@ pub enum SourceEvent {
 }
 
 impl SourceEvent {
-    fn channel_id(&self) -> u64 {
+    pub fn channel_id(&self) -> u64 {
         match self {
             SourceEvent::Created { channel_id, .. }
             | SourceEvent::Updated { channel_id, .. }
             | SourceEvent::Deleted { channel_id, .. } => *channel_id,
         }
     }
-    fn message_id(&self) -> u64 {
+    pub fn message_id(&self) -> u64 {
         match self {
             SourceEvent::Created { message_id, .. }
             | SourceEvent::Updated { message_id, .. }
@@ -70,6 +70,9 @@ pub struct IngestOutcome {
     pub coalesced: u32,
     /// Pending jobs cancelled (a delete before its send went out).
     pub cancelled: u32,
+    /// Creates skipped because the mapping already has a send for that message (any state):
+    /// the live event and a catch-up fetch of the same message, or a replayed event.
+    pub duplicates: u32,
 }
 
 #[derive(Clone)]
@@ -81,6 +84,10 @@ pub struct MirrorStore {
 impl MirrorStore {
     pub fn new(db: Database, queue: MirrorQueue) -> Self {
         Self { db, queue }
+    }
+
+    pub fn db(&self) -> &Database {
+        &self.db
     }
 
     pub fn queue(&self) -> &MirrorQueue {
@@ -110,7 +117,8 @@ impl MirrorStore {
     /// Writes the jobs for one source event in one transaction. Per mapping: a create adds a
     /// send; an update rewrites a still-pending send or edit, else adds an edit; a delete
     /// cancels a still-pending send and its edits (nothing reached Discord), else adds a
-    /// delete.
+    /// delete. A create for a mapping that already has a send for that message (in any state)
+    /// writes nothing: see [`IngestOutcome::duplicates`].
     pub async fn ingest(&self, event: &SourceEvent, now: i64) -> AppResult<IngestOutcome> {
         // Most messages the bot sees are not in a source channel (customers talking, our own
         // deliveries): a plain read turns them away without taking the write lock.
@@ -120,8 +128,33 @@ impl MirrorStore {
         {
             return Ok(IngestOutcome::default());
         }
+        self.ingest_for(event, now, None).await
+    }
+
+    /// [`Self::ingest`] restricted to the mappings in `only` (all when `None`); catch-up
+    /// enqueues a fetched message only for the mappings that miss it.
+    pub async fn ingest_for(
+        &self,
+        event: &SourceEvent,
+        now: i64,
+        only: Option<&[i64]>,
+    ) -> AppResult<IngestOutcome> {
         let txn = self.db.begin_write().await?;
-        let mappings = Self::mappings_for_source(&txn, event.channel_id()).await?;
+        if self.db.backend() == DatabaseBackend::Postgres {
+            // One source message's events one at a time, as SQLite's single writer has them:
+            // under READ COMMITTED a create and a delete (live, or catch-up and live) would
+            // each miss the other, leaving a send pending next to a delete that finds no link.
+            txn.execute_raw(Statement::from_sql_and_values(
+                DatabaseBackend::Postgres,
+                "SELECT pg_advisory_xact_lock($1)",
+                [snowflake::to_db(event.message_id()).into()],
+            ))
+            .await?;
+        }
+        let mut mappings = Self::mappings_for_source(&txn, event.channel_id()).await?;
+        if let Some(only) = only {
+            mappings.retain(|m| only.contains(&m.id));
+        }
         let mut outcome = IngestOutcome::default();
         let source_message = snowflake::to_db(event.message_id());
         if let SourceEvent::Created { payload, .. } = event {
@@ -220,15 +253,23 @@ impl MirrorStore {
         let earlier = mirror_jobs::Entity::find()
             .filter(mirror_jobs::Column::SourceMessageId.eq(source_message))
             .filter(mirror_jobs::Column::MappingId.is_in(mappings.iter().map(|m| m.id)))
-            .filter(mirror_jobs::Column::Kind.is_in(["edit", "delete"]))
             .order_by_asc(mirror_jobs::Column::Id)
             .all(conn)
             .await?;
         let mut rows = Vec::with_capacity(mappings.len());
         for mapping in mappings {
+            // Catch-up and the live event can both report a message: one send only. (The
+            // send's dedupe key stops two concurrent transactions from both inserting one.)
+            if earlier
+                .iter()
+                .any(|j| j.mapping_id == mapping.id && j.kind == "send")
+            {
+                outcome.duplicates += 1;
+                continue;
+            }
             let later: Vec<&mirror_jobs::Model> = earlier
                 .iter()
-                .filter(|j| j.mapping_id == mapping.id)
+                .filter(|j| j.mapping_id == mapping.id && j.kind != "send")
                 .collect();
             if later.iter().any(|j| j.kind == "delete") {
                 outcome.cancelled += 1;
@@ -255,9 +296,19 @@ impl MirrorStore {
                     .await?;
                 outcome.coalesced += res.rows_affected as u32;
             }
-            rows.push(job_columns(mapping, event, JobKind::Send, &payload)?);
+            let mut columns = job_columns(mapping, event, JobKind::Send, &payload)?;
+            // At most one live send per (mapping, message), enforced by the queue's unique
+            // index.
+            columns.push((
+                "dedupe_key",
+                Some(send_dedupe_key(mapping.id, event.message_id())).into(),
+            ));
+            rows.push(columns);
         }
-        outcome.enqueued += self.queue.enqueue_many(conn, &rows, now).await? as u32;
+        let attempted = rows.len() as u32;
+        let inserted = self.queue.enqueue_many(conn, &rows, now).await? as u32;
+        outcome.enqueued += inserted;
+        outcome.duplicates += attempted - inserted.min(attempted);
         Ok(())
     }
 
@@ -625,6 +676,11 @@ pub struct SettleCounts {
     pub released: u64,
     pub finished: u64,
     pub failed: u64,
+}
+
+/// The dedupe key of the send of `source_message_id` through `mapping_id`.
+pub fn send_dedupe_key(mapping_id: i64, source_message_id: u64) -> String {
+    format!("send:{mapping_id}:{source_message_id}")
 }
 
 /// Codes the gate leaves on jobs it holds back.

@@ -1,6 +1,7 @@
 //! The thin store layer over the SeaORM entities: one repository per aggregate, plus the
 //! durable queue shared by audit jobs and mirror jobs.
 
+pub mod catch_up;
 pub mod db;
 pub mod mirror;
 pub mod queue;

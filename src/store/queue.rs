@@ -272,8 +272,9 @@ where
 
     /// Claims up to `limit` due rows (pending and due, or processing with an expired lease)
     /// for `worker`, in one statement.
-    /// Enqueues several rows without dedupe keys in one statement, due at `now`. Every row
-    /// must name the same columns in the same order.
+    /// Enqueues several rows in one statement, due at `now`; returns how many were written. A
+    /// row may carry a `dedupe_key` column: a row whose key is live already is skipped. Every
+    /// row must name the same columns in the same order.
     pub async fn enqueue_many<C: ConnectionTrait>(
         &self,
         conn: &C,
@@ -329,7 +330,7 @@ where
             tuples.push(format!("({})", placeholders.join(", ")));
         }
         let sql = format!(
-            "INSERT INTO {} ({}) VALUES {}",
+            "INSERT INTO {} ({}) VALUES {} ON CONFLICT DO NOTHING",
             self.table,
             names.join(", "),
             tuples.join(", ")
