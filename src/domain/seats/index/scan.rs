@@ -11,6 +11,7 @@
 //! evaluated one by one by the index, as in [`GuildIndex::member_upsert`].
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::{mix, GuildIndex};
 use crate::domain::permissions::{ADMINISTRATOR, VIEW_CHANNEL};
@@ -18,6 +19,9 @@ use crate::domain::seats::{MemberSnapshot, SeatCount, TierRoles};
 
 /// Below this many members per thread, starting a thread costs more than it saves.
 const MIN_MEMBERS_PER_THREAD: usize = 32_768;
+
+/// Members per unit of work handed to a thread.
+const CHUNK: usize = 16_384;
 
 /// How many threads a scan of `members` members uses by default.
 pub(super) fn default_threads(members: usize) -> usize {
@@ -250,10 +254,12 @@ impl Projection {
             last_id: members.last().map(|m| m.user_id),
             ..Partial::default()
         };
-        let mut previous: Option<u64> = None;
+        // Id 0 first reads as out of order: only the cost of a sort, never a wrong count.
+        let mut previous = 0u64;
+        let mut out_of_order = false;
         for m in members {
-            out.ascending &= previous.is_none_or(|p| p < m.user_id);
-            previous = Some(m.user_id);
+            out_of_order |= m.user_id <= previous;
+            previous = m.user_id;
             if self.specials.maybe(m.user_id)
                 && (index.is_special(m.user_id) || repeated.binary_search(&m.user_id).is_ok())
             {
@@ -271,9 +277,13 @@ impl Projection {
                 }
             }
         }
+        out.ascending = !out_of_order;
         out
     }
 
+    /// Scans `members` in chunks of [`CHUNK`] members, shared out to `threads` threads as
+    /// they become free; the calling thread scans too, so a helper thread the scheduler starts
+    /// late costs little. The partials come back in member order.
     fn scan_on<'a>(
         &self,
         index: &GuildIndex,
@@ -281,20 +291,31 @@ impl Projection {
         members: &'a [MemberSnapshot],
         threads: usize,
     ) -> Vec<Partial<'a>> {
-        if threads <= 1 || members.len() < 2 {
+        if threads <= 1 || members.len() <= CHUNK {
             return vec![self.scan(index, repeated, members)];
         }
-        let chunk = members.len().div_ceil(threads);
-        std::thread::scope(|s| {
-            let handles: Vec<_> = members
-                .chunks(chunk)
-                .map(|part| s.spawn(move || self.scan(index, repeated, part)))
+        let chunks: Vec<&'a [MemberSnapshot]> = members.chunks(CHUNK).collect();
+        let next = AtomicUsize::new(0);
+        let work = || {
+            let mut done = Vec::new();
+            while let Some(part) = chunks.get(next.fetch_add(1, Ordering::Relaxed)) {
+                let at = part.as_ptr() as usize;
+                done.push((at, self.scan(index, repeated, part)));
+            }
+            done
+        };
+        let mut done = std::thread::scope(|s| {
+            let helpers: Vec<_> = (1..threads.min(chunks.len()))
+                .map(|_| s.spawn(&work))
                 .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-                .collect()
-        })
+            let mut done = work();
+            for h in helpers {
+                done.extend(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+            }
+            done
+        });
+        done.sort_unstable_by_key(|(at, _)| *at);
+        done.into_iter().map(|(_, p)| p).collect()
     }
 
     /// The count over `members` on `threads` threads. A user listed more than once counts by
@@ -397,9 +418,13 @@ mod tests {
     /// channels with role, `@everyone` and member overwrites, members with repeats, bots and
     /// the owner, in ascending or scrambled order.
     fn random_guild(rng: &mut Rng) -> (GuildSnapshot, Vec<u64>, TierRoles) {
+        let users = 1 + rng.below(300);
+        random_guild_of(rng, users)
+    }
+
+    fn random_guild_of(rng: &mut Rng, users: u64) -> (GuildSnapshot, Vec<u64>, TierRoles) {
         let roles = 1 + rng.below(150);
         let role = |rng: &mut Rng| GUILD + 1 + rng.below(roles + 3); // a few unknown ids
-        let users = 1 + rng.below(300);
         let user = |rng: &mut Rng| 10_000 + rng.below(users);
         let mut g = GuildSnapshot {
             guild_id: GUILD,
@@ -501,6 +526,29 @@ mod tests {
         );
         assert!(repeats > 500, "guilds listing a user twice: {repeats}");
         assert!(scrambled > 500, "guilds in scrambled order: {scrambled}");
+    }
+
+    /// Guilds large enough to be shared out in chunks, in ascending, scrambled and repeating
+    /// order.
+    #[test]
+    fn chunked_scan_equals_the_reference() {
+        let (mut chunked, mut scrambled) = (0, 0);
+        for seed in 0..24 {
+            let mut rng = Rng(seed * 104_729);
+            let (g, mapped, tiers) = random_guild_of(&mut rng, 3 * CHUNK as u64 + 777);
+            chunked += usize::from(g.members.len() > 2 * CHUNK);
+            scrambled +=
+                usize::from(g.members.len() > 2 * CHUNK && !repeated_ids(&g.members).is_empty());
+            let (expected, _) = count_reference(&g, &mapped, &tiers);
+            for threads in [1, 2, 3] {
+                let got = GuildIndex::count_snapshot_on(&g, &mapped, tiers, threads);
+                assert_eq!(got, expected, "seed {seed}, {threads} threads");
+            }
+        }
+        assert!(
+            chunked >= 4 && scrambled >= 2,
+            "{chunked} chunked, {scrambled} repeating"
+        );
     }
 
     #[test]
