@@ -1,21 +1,30 @@
 //! Seat engine on a synthetic large guild: 1,000,000 members, 250 roles, 50 channels, 20 of
 //! them mapped.
 //!
-//! - from-scratch count: `GuildIndex::build` on 1M members, beside the naive loop (serenity's
-//!   `user_permissions_in` per member per mapped channel, stopping at the first visible one)
-//!   run on a 100,000-member sample of the same guild and scaled by 10; the index is also
-//!   built from that very serenity sample, and both counts are checked to agree;
+//! - from-scratch count on the 1M members: `GuildIndex::count_snapshot` (all cores, and on
+//!   one thread), beside the naive loop (serenity's `user_permissions_in` per member per
+//!   mapped channel) run on the very same 1M members in a serenity `Guild`, in both readings:
+//!   stopping at the first visible channel, and over all 20 mapped channels. Every count is
+//!   checked against the naive one first;
+//! - the index build on 1M members, and a recount from the live index (a separate line: it
+//!   starts from members already grouped, not from the guild data);
 //! - one member event, one overwrite change on the 1M-member index;
 //! - resident bytes per member of the index, measured with a counting allocator.
+//!
+//! The speed-up ratios printed at the end come from criterion's own samples of this run
+//! (median per-iteration time of the measured samples).
 //!
 //! `cargo bench --bench seat_engine`
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::RefCell;
 use std::hint::black_box;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, Criterion};
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, SamplingMode};
 use serde_json::json;
 
 use seatgate::domain::permissions::{Overwrite, ADMINISTRATOR, VIEW_CHANNEL};
@@ -59,7 +68,6 @@ static ALLOC: Counting = Counting;
 // ----- synthetic guild -----
 
 const MEMBERS: usize = 1_000_000;
-const SAMPLE: usize = 100_000;
 const ROLES: usize = 250;
 const CHANNELS: usize = 50;
 const MAPPED: usize = 20;
@@ -250,16 +258,6 @@ fn serenity_guild(g: &GuildSnapshot) -> serenity::model::guild::Guild {
                    "permission_overwrites": ows})
         })
         .collect();
-    let members: Vec<_> = g
-        .members
-        .iter()
-        .map(|m| {
-            let roles: Vec<String> = m.roles.iter().map(|r| r.to_string()).collect();
-            json!({"user": {"id": m.user_id.to_string(), "username": "u", "bot": m.is_bot},
-                   "roles": roles, "deaf": false, "mute": false, "flags": 0,
-                   "joined_at": "2024-01-01T00:00:00.000000+00:00"})
-        })
-        .collect();
     let value = json!({
         "id": g.guild_id.to_string(), "name": "g", "owner_id": g.owner_id.to_string(),
         "verification_level": 0, "default_message_notifications": 0,
@@ -268,12 +266,24 @@ fn serenity_guild(g: &GuildSnapshot) -> serenity::model::guild::Guild {
         "preferred_locale": "en-US", "nsfw_level": 0, "stickers": [],
         "premium_progress_bar_enabled": false,
         "joined_at": "2024-01-01T00:00:00.000000+00:00", "large": true,
-        "member_count": g.members.len(), "voice_states": [], "members": members,
+        "member_count": g.members.len(), "voice_states": [], "members": [],
         "channels": channels, "threads": [], "presences": [], "stage_instances": [],
         "guild_scheduled_events": []
     });
-    let guild: serenity::model::guild::Guild =
+    let mut guild: serenity::model::guild::Guild =
         serde_json::from_value(value).expect("synthetic guild deserializes");
+    // Members one at a time: one JSON document of a million members would need gigabytes.
+    for m in &g.members {
+        let roles: Vec<String> = m.roles.iter().map(|r| r.to_string()).collect();
+        let member: serenity::model::guild::Member = serde_json::from_value(json!({
+            "user": {"id": m.user_id.to_string(), "username": "u", "bot": m.is_bot},
+            "roles": roles, "deaf": false, "mute": false, "flags": 0,
+            "guild_id": g.guild_id.to_string(),
+            "joined_at": "2024-01-01T00:00:00.000000+00:00"
+        }))
+        .expect("synthetic member deserializes");
+        guild.members.insert(member.user.id, member);
+    }
     assert_eq!(guild.channels.len(), g.channels.len());
     assert_eq!(guild.members.len(), g.members.len());
     guild
@@ -327,72 +337,80 @@ fn naive_count_all_channels(guild: &serenity::model::guild::Guild, mapped: &[u64
         .count() as u64
 }
 
-fn time<T>(runs: u32, mut f: impl FnMut() -> T) -> Duration {
-    let started = Instant::now();
-    for _ in 0..runs {
-        black_box(f());
-    }
-    started.elapsed() / runs
+/// The per-iteration times criterion measured for one benchmark, in seconds, in the order
+/// they were taken (warm-up runs included: see [`measured`]).
+type Samples = Rc<RefCell<Vec<f64>>>;
+
+/// Benchmarks `f` and keeps criterion's per-sample times, so ratios can be printed from the
+/// very same measurements.
+fn recorded<T>(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    name: &str,
+    mut f: impl FnMut() -> T,
+) -> Samples {
+    let samples: Samples = Rc::default();
+    let sink = Rc::clone(&samples);
+    g.bench_function(name, move |b| {
+        b.iter_custom(|iters| {
+            let started = Instant::now();
+            for _ in 0..iters {
+                black_box(f());
+            }
+            let elapsed = started.elapsed();
+            sink.borrow_mut()
+                .push(elapsed.as_secs_f64() / iters.max(1) as f64);
+            elapsed
+        })
+    });
+    samples
 }
 
-/// The same guild with members' roles concentrated on fewer roles: the speed-up depends on
-/// how many distinct role sets there are (the per-member cost is one hash lookup in the
-/// role-set table, which stops fitting in cache as it grows).
-fn sensitivity_to_distinct_role_sets(mapped: &[u64], tiers: TierRoles) {
-    let full = synthetic_guild(MEMBERS, 8);
-    let mut sample = full.clone();
-    sample.members.truncate(SAMPLE);
-    let sg = serenity_guild(&sample);
-    let naive = naive_count_all_channels(&sg, mapped);
-    assert_eq!(
-        GuildIndex::from_serenity_guild(&sg, mapped, tiers)
-            .seat_count()
-            .seats_used,
-        naive
-    );
-    let index = GuildIndex::build(&full, mapped, tiers);
-    assert_eq!(
-        GuildIndex::count_snapshot(&full, mapped, tiers),
-        index.seat_count()
-    );
-    let t_count = time(5, || GuildIndex::count_snapshot(&full, mapped, tiers));
-    let t_index = time(3, || GuildIndex::build(&full, mapped, tiers).seat_count());
-    let t_early = time(2, || naive_count(&sg, mapped)) * (MEMBERS / SAMPLE) as u32;
-    let t_all = time(2, || naive_count_all_channels(&sg, mapped)) * (MEMBERS / SAMPLE) as u32;
-    println!(
-        "sensitivity: same guild, members' roles concentrated (u^8): {} distinct role sets, {} seats",
-        index.role_set_count(),
-        index.seat_count().seats_used
-    );
-    println!(
-        "  count_snapshot {:?}, index build {:?}; naive scaled: early exit {:?}, all channels {:?}",
-        t_count, t_index, t_early, t_all
-    );
-    println!(
-        "  speed-up count_snapshot: {:.0}x (early exit), {:.0}x (all channels); index build: {:.0}x, {:.0}x",
-        t_early.as_secs_f64() / t_count.as_secs_f64(),
-        t_all.as_secs_f64() / t_count.as_secs_f64(),
-        t_early.as_secs_f64() / t_index.as_secs_f64(),
-        t_all.as_secs_f64() / t_index.as_secs_f64()
-    );
+/// Median of the last `n` samples (criterion's measured samples follow its warm-up), or
+/// `None` when the benchmark was filtered out.
+fn measured(samples: &Samples, n: usize) -> Option<f64> {
+    let all = samples.borrow();
+    if all.is_empty() {
+        return None;
+    }
+    let mut last: Vec<f64> = all[all.len().saturating_sub(n)..].to_vec();
+    last.sort_by(f64::total_cmp);
+    Some(last[last.len() / 2])
 }
+
+fn fmt(t: Option<f64>) -> String {
+    match t {
+        Some(t) if t >= 1.0 => format!("{t:.3} s"),
+        Some(t) if t >= 1e-3 => format!("{:.2} ms", t * 1e3),
+        Some(t) if t >= 1e-6 => format!("{:.2} us", t * 1e6),
+        Some(t) => format!("{:.0} ns", t * 1e9),
+        None => "not measured".to_string(),
+    }
+}
+
+fn ratio(slow: Option<f64>, fast: Option<f64>) -> String {
+    match (slow, fast) {
+        (Some(s), Some(f)) => format!("{:.0}x", s / f),
+        _ => "n/a".to_string(),
+    }
+}
+
+/// The member list in a scrambled order (not by id, as a gateway chunk may come).
+fn scrambled(g: &GuildSnapshot) -> GuildSnapshot {
+    let mut out = g.clone();
+    let mut rng = Rng(7);
+    for i in (1..out.members.len()).rev() {
+        out.members.swap(i, rng.below(i + 1));
+    }
+    out
+}
+
+const SAMPLES: usize = 10;
 
 fn seat_engine(c: &mut Criterion) {
     let full = synthetic_guild(MEMBERS, 3);
-    let mut sample = full.clone();
-    sample.members.truncate(SAMPLE);
-    let sg = serenity_guild(&sample);
     let mapped = mapped_ids();
     let tiers = tiers();
-
-    // Correctness first: the index and the naive serenity loop agree on the sample.
-    let sample_index = GuildIndex::from_serenity_guild(&sg, &mapped, tiers);
-    let naive = naive_count(&sg, &mapped);
-    assert_eq!(
-        sample_index.seat_count().seats_used,
-        naive,
-        "index and naive serenity count disagree on the sample"
-    );
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
 
     // Resident bytes of the 1M-member index.
     LIVE.store(0, Ordering::Relaxed);
@@ -402,112 +420,81 @@ fn seat_engine(c: &mut Criterion) {
     let bytes = LIVE.load(Ordering::Relaxed);
     let count = index.seat_count();
 
-    // A summary with plain timings, so the ratio is printed in one place.
-    let t_index = time(3, || GuildIndex::build(&full, &mapped, tiers).seat_count());
-    let t_count = time(5, || GuildIndex::count_snapshot(&full, &mapped, tiers));
-    assert_eq!(GuildIndex::count_snapshot(&full, &mapped, tiers), count);
-    let t_naive_sample = time(2, || naive_count(&sg, &mapped));
+    // Correctness first: every way of counting agrees with the naive serenity loop on the
+    // same million members.
+    let started = Instant::now();
+    let sg = serenity_guild(&full);
+    let serenity_build = started.elapsed();
+    let naive = naive_count(&sg, &mapped);
+    assert_eq!(count.seats_used, naive, "index vs naive serenity count");
     assert_eq!(naive_count_all_channels(&sg, &mapped), naive);
-    let t_naive_all_sample = time(2, || naive_count_all_channels(&sg, &mapped));
-    let t_naive_all_scaled = t_naive_all_sample * (MEMBERS / SAMPLE) as u32;
-    let t_naive_scaled = t_naive_sample * (MEMBERS / SAMPLE) as u32;
-    let t_index_sample = time(3, || {
-        GuildIndex::from_serenity_guild(&sg, &mapped, tiers).seat_count()
-    });
-    println!("seat_engine summary ---------------------------------------------");
+    assert_eq!(GuildIndex::count_snapshot(&full, &mapped, tiers), count);
+    assert_eq!(
+        GuildIndex::count_snapshot_on(&full, &mapped, tiers, 1),
+        count
+    );
+    let shuffled = scrambled(&full);
+    assert_eq!(GuildIndex::count_snapshot(&shuffled, &mapped, tiers), count);
+    assert_eq!(index.recount(), count);
+    println!("seat_engine ------------------------------------------------------");
     println!(
-        "guild: {} members, {} roles, {} channels, {} mapped; {} distinct role sets; seats_used {} (basic {}, advanced {}, pro {})",
+        "guild: {} members, {} roles, {} channels, {} mapped; {} distinct role sets; seats_used {} (basic {}, advanced {}, pro {}); naive serenity count agrees; serenity Guild of 1M members built in {:?}; {} cores",
         MEMBERS, ROLES + 1, CHANNELS, MAPPED, index.role_set_count(), count.seats_used,
-        count.by_tier.basic, count.by_tier.advanced, count.by_tier.pro
+        count.by_tier.basic, count.by_tier.advanced, count.by_tier.pro, serenity_build, threads
     );
-    println!(
-        "sample check: naive serenity and index agree on {} seats of {} members",
-        naive, SAMPLE
-    );
-    println!(
-        "index resident bytes: {} total, {:.1} per member",
-        bytes,
-        bytes as f64 / MEMBERS as f64
-    );
-    println!(
-        "from-scratch count (count_snapshot), 1M members: {:?}",
-        t_count
-    );
-    println!("from-scratch index build, 1M members: {:?}", t_index);
-    println!(
-        "naive serenity loop (stops at the first visible channel), {}-member sample: {:?} -> scaled x{} to 1M: {:?}",
-        SAMPLE,
-        t_naive_sample,
-        MEMBERS / SAMPLE,
-        t_naive_scaled
-    );
-    println!(
-        "speed-up (scaled naive / index build on 1M): {:.0}x",
-        t_naive_scaled.as_secs_f64() / t_index.as_secs_f64()
-    );
-    println!(
-        "speed-up (scaled naive / count_snapshot on 1M): {:.0}x",
-        t_naive_scaled.as_secs_f64() / t_count.as_secs_f64()
-    );
-    println!(
-        "naive without early exit (all 20 mapped channels per member), sample {:?} -> scaled {:?}: {:.0}x vs count_snapshot, {:.0}x vs index build",
-        t_naive_all_sample,
-        t_naive_all_scaled,
-        t_naive_all_scaled.as_secs_f64() / t_count.as_secs_f64(),
-        t_naive_all_scaled.as_secs_f64() / t_index.as_secs_f64()
-    );
-    println!(
-        "same 100k serenity Guild: index from_serenity_guild {:?} vs naive {:?}: {:.0}x",
-        t_index_sample,
-        t_naive_sample,
-        t_naive_sample.as_secs_f64() / t_index_sample.as_secs_f64()
-    );
-    sensitivity_to_distinct_role_sets(&mapped, tiers);
-    println!("-----------------------------------------------------------------");
 
-    let mut g = c.benchmark_group("from_scratch");
-    g.sample_size(10).warm_up_time(Duration::from_secs(1));
-    g.measurement_time(Duration::from_secs(5));
-    g.bench_function("count_snapshot_1M_members", |b| {
-        b.iter(|| GuildIndex::count_snapshot(&full, &mapped, tiers))
+    let mut g = c.benchmark_group("from_scratch_1M_members");
+    g.sample_size(SAMPLES).warm_up_time(Duration::from_secs(1));
+    g.measurement_time(Duration::from_secs(4));
+    let t_count = recorded(&mut g, "count_snapshot", || {
+        GuildIndex::count_snapshot(&full, &mapped, tiers)
     });
-    g.bench_function("index_build_1M_members", |b| {
-        b.iter(|| GuildIndex::build(&full, &mapped, tiers).seat_count())
+    let t_serial = recorded(&mut g, "count_snapshot_one_thread", || {
+        GuildIndex::count_snapshot_on(&full, &mapped, tiers, 1)
     });
-    g.bench_function("index_from_serenity_100k_sample", |b| {
-        b.iter(|| GuildIndex::from_serenity_guild(&sg, &mapped, tiers).seat_count())
+    let t_scrambled = recorded(&mut g, "count_snapshot_scrambled_order", || {
+        GuildIndex::count_snapshot(&shuffled, &mapped, tiers)
     });
-    g.measurement_time(Duration::from_secs(10));
-    g.bench_function("naive_serenity_100k_sample (x10 for 1M)", |b| {
-        b.iter(|| naive_count(&sg, &mapped))
+    g.measurement_time(Duration::from_secs(6));
+    let t_build = recorded(&mut g, "index_build", || {
+        GuildIndex::build(&full, &mapped, tiers).seat_count()
+    });
+    drop(shuffled);
+    let t_recount = recorded(&mut g, "live_index_recount", || index.recount());
+    // A few seconds per iteration: flat sampling, one iteration per sample.
+    g.sampling_mode(SamplingMode::Flat);
+    g.measurement_time(Duration::from_secs(20));
+    let t_naive = recorded(&mut g, "naive_serenity_first_visible_channel", || {
+        naive_count(&sg, &mapped)
+    });
+    g.measurement_time(Duration::from_secs(40));
+    let t_naive_all = recorded(&mut g, "naive_serenity_all_mapped_channels", || {
+        naive_count_all_channels(&sg, &mapped)
     });
     g.finish();
+    drop(sg);
 
     let mut index = index;
     let mut g = c.benchmark_group("live_1M_members");
-    g.sample_size(10).warm_up_time(Duration::from_secs(1));
+    g.sample_size(SAMPLES).warm_up_time(Duration::from_secs(1));
     g.measurement_time(Duration::from_secs(3));
     // A member gains and loses a role: both role sets already exist.
     let user = full.members[12_345].user_id;
     let base_roles = vec![role_id(0)];
     let more_roles = vec![role_id(0), role_id(1)];
     let mut flip = false;
-    g.bench_function("member_event_role_change", |b| {
-        b.iter(|| {
-            flip = !flip;
-            let roles = if flip { &more_roles } else { &base_roles };
-            black_box(index.member_upsert(user, roles, false))
-        })
+    let t_event = recorded(&mut g, "member_event_role_change", || {
+        flip = !flip;
+        let roles = if flip { &more_roles } else { &base_roles };
+        index.member_upsert(user, roles, false)
     });
     // A member joins with a role set nobody has (evaluated against all 20 mapped channels),
     // then leaves (the role set is freed).
     let newcomer = user_id(MEMBERS + 1);
     let rare_roles = vec![role_id(200), role_id(201), role_id(202), role_id(203)];
-    g.bench_function("member_join_new_role_set_then_leave", |b| {
-        b.iter(|| {
-            black_box(index.member_upsert(newcomer, &rare_roles, false));
-            black_box(index.member_remove(newcomer))
-        })
+    let t_join = recorded(&mut g, "member_join_new_role_set_then_leave", || {
+        black_box(index.member_upsert(newcomer, &rare_roles, false));
+        index.member_remove(newcomer)
     });
     // A mapped channel's overwrites change: every role set is re-evaluated for it.
     let channel = mapped[0];
@@ -520,14 +507,70 @@ fn seat_engine(c: &mut Criterion) {
     let mut after = before.clone();
     after.push(Overwrite::role(role_id(2), VIEW_CHANNEL, 0));
     let mut flip = false;
-    g.bench_function("overwrite_change_on_mapped_channel", |b| {
-        b.iter(|| {
-            flip = !flip;
-            let ows = if flip { &after } else { &before };
-            black_box(index.channel_overwrites_set(channel, ows))
-        })
+    let t_overwrite = recorded(&mut g, "overwrite_change_on_mapped_channel", || {
+        flip = !flip;
+        let ows = if flip { &after } else { &before };
+        index.channel_overwrites_set(channel, ows)
     });
     g.finish();
+    assert_eq!(index.recount(), index.seat_count());
+
+    let m = |s: &Samples| measured(s, SAMPLES);
+    let (count_t, naive_t, naive_all_t) = (m(&t_count), m(&t_naive), m(&t_naive_all));
+    println!("seat_engine summary (medians of this run's criterion samples) -------");
+    println!(
+        "index resident bytes: {} total, {:.1} per member",
+        bytes,
+        bytes as f64 / MEMBERS as f64
+    );
+    println!(
+        "from-scratch count_snapshot, 1M members, {} threads: {}",
+        threads,
+        fmt(count_t)
+    );
+    println!(
+        "  same on one thread: {}; members in scrambled order (one sort of the ids added): {}",
+        fmt(m(&t_serial)),
+        fmt(m(&t_scrambled))
+    );
+    println!("from-scratch index build, 1M members: {}", fmt(m(&t_build)));
+    println!(
+        "recount from the live index (members already grouped; not from scratch): {}",
+        fmt(m(&t_recount))
+    );
+    println!(
+        "naive serenity loop on the same 1M members: first visible channel {}, all {} mapped channels {}",
+        fmt(naive_t),
+        MAPPED,
+        fmt(naive_all_t)
+    );
+    println!(
+        "speed-up of count_snapshot: {} vs naive first-visible, {} vs naive all-channels",
+        ratio(naive_t, count_t),
+        ratio(naive_all_t, count_t)
+    );
+    println!(
+        "speed-up of count_snapshot on one thread: {} vs naive first-visible, {} vs naive all-channels",
+        ratio(naive_t, m(&t_serial)),
+        ratio(naive_all_t, m(&t_serial))
+    );
+    println!(
+        "speed-up of count_snapshot, scrambled order: {} vs naive first-visible, {} vs naive all-channels",
+        ratio(naive_t, m(&t_scrambled)),
+        ratio(naive_all_t, m(&t_scrambled))
+    );
+    println!(
+        "speed-up of the index build: {} vs naive first-visible, {} vs naive all-channels",
+        ratio(naive_t, m(&t_build)),
+        ratio(naive_all_t, m(&t_build))
+    );
+    println!(
+        "member event (role change): {}; join with a new role set then leave: {}; overwrite change on a mapped channel: {}",
+        fmt(m(&t_event)),
+        fmt(m(&t_join)),
+        fmt(m(&t_overwrite))
+    );
+    println!("-----------------------------------------------------------------");
 }
 
 criterion_group!(benches, seat_engine);

@@ -15,6 +15,8 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use smallvec::SmallVec;
 
+mod scan;
+
 use super::{GuildSnapshot, SeatCount, TierRoles};
 use crate::domain::permissions::{
     apply_layers, base_permissions, Layer, Overwrite, OverwriteLayers, OverwriteTarget,
@@ -278,18 +280,32 @@ impl GuildIndex {
         self.intern.shrink_to_fit();
     }
 
-    /// A from-scratch count that keeps no members. The member list must not repeat a user
-    /// (Discord's never does); [`Self::build`] tolerates repeats (last wins).
+    /// A from-scratch count that keeps no members, on as many threads as the machine has
+    /// (one below 32,768 members per thread). A user listed more than once counts by their
+    /// last entry, as in [`Self::build`]; a member list in ascending id order (as Discord's
+    /// paginated member list comes) is known to have no repeats without extra work, another
+    /// order costs one sort of the ids.
     ///
-    /// Only a few roles can change the answer: those granting VIEW_CHANNEL or ADMINISTRATOR,
-    /// those with an overwrite on a mapped channel, and the tier roles. Each member's roles
-    /// are reduced to a bit mask of those (when there are at most 64), so members differing
-    /// only in cosmetic roles share one evaluation and the lookup table stays in cache. The
-    /// owner and members named by member overwrites are evaluated one by one.
+    /// Only a few roles can change the answer (see `scan`): each member's roles are reduced to
+    /// a bit mask of those and judged on all mapped channels at once, without a per-member
+    /// lookup table. The owner and members named by member overwrites are evaluated one by
+    /// one. A guild with more than 64 such roles interns each member's role set instead.
     pub fn count_snapshot(
         guild: &GuildSnapshot,
         mapped_channel_ids: &[u64],
         tiers: TierRoles,
+    ) -> SeatCount {
+        let threads = scan::default_threads(guild.members.len());
+        Self::count_snapshot_on(guild, mapped_channel_ids, tiers, threads)
+    }
+
+    /// [`Self::count_snapshot`] on exactly `threads` threads (at least one): for tests and
+    /// benchmarks that compare the serial and the parallel scan.
+    pub fn count_snapshot_on(
+        guild: &GuildSnapshot,
+        mapped_channel_ids: &[u64],
+        tiers: TierRoles,
+        threads: usize,
     ) -> SeatCount {
         let mut index = Self::new(guild.guild_id, guild.owner_id, tiers);
         for role in &guild.roles {
@@ -299,92 +315,63 @@ impl GuildIndex {
             index.channel_overwrites_set(channel.id, &channel.overwrites);
         }
         index.set_mapped_channels(mapped_channel_ids);
-
-        let mut relevant: Vec<u64> = index
-            .roles
-            .iter()
-            .filter(|(id, p)| **id != guild.guild_id && **p & (VIEW_CHANNEL | ADMINISTRATOR) != 0)
-            .map(|(id, _)| *id)
-            .chain(index.masks.roles.keys().copied())
-            .chain(
-                [tiers.basic, tiers.advanced, tiers.pro]
-                    .into_iter()
-                    .flatten(),
-            )
-            .filter(|id| *id != guild.guild_id)
-            .collect();
-        relevant.sort_unstable();
-        relevant.dedup();
-        let bits: Option<IdMap<u64>> = (relevant.len() <= 64).then(|| {
-            relevant
-                .iter()
-                .enumerate()
-                .map(|(i, id)| (*id, 1u64 << i))
-                .collect()
-        });
-
-        // A 4096-bit filter in front of the special-member check: most members are ruled out
-        // without a hash-map probe.
-        let mut maybe_special = [0u64; 64];
-        let filter_bit = |id: u64| {
-            let h = mix(id);
-            ((h >> 58) as usize, 1u64 << (h & 63))
-        };
-        for id in index
-            .member_overwrite_refs
-            .keys()
-            .copied()
-            .chain([guild.owner_id])
-        {
-            let (w, b) = filter_bit(id);
-            maybe_special[w] |= b;
+        match scan::Projection::new(&index, tiers) {
+            Some(projection) => projection.count(&mut index, &guild.members, threads),
+            None => index.count_interned(&guild.members),
         }
+    }
 
+    /// The from-scratch count one role set per member, for guilds where more than 64 roles
+    /// matter. A user listed more than once counts by their last entry.
+    fn count_interned(&mut self, members: &[super::MemberSnapshot]) -> SeatCount {
+        let repeated = scan::repeated_ids(members);
+        let mut judged: HashMap<u64, ()> = HashMap::new();
         let mut per_set: Vec<u64> = Vec::new();
-        let mut by_mask: IdMap<u32> = IdMap::default();
         let mut count = SeatCount::default();
-        for m in guild.members.iter().filter(|m| !m.is_bot) {
-            let (w, b) = filter_bit(m.user_id);
-            if maybe_special[w] & b != 0 && index.is_special(m.user_id) {
-                let set = index.intern(&m.roles);
-                if index.member_sees_any(m.user_id, set) {
+        for m in members.iter().rev() {
+            if repeated.binary_search(&m.user_id).is_ok() && judged.insert(m.user_id, ()).is_some()
+            {
+                continue;
+            }
+            if m.is_bot {
+                continue;
+            }
+            let set = self.intern(&m.roles);
+            if self.is_special(m.user_id) {
+                if self.member_sees_any(m.user_id, set) {
                     count.seats_used += 1;
-                    count.by_tier.add_mask(index.sets[set as usize].tiers, 1);
+                    count.by_tier.add_mask(self.sets[set as usize].tiers, 1);
                 }
                 continue;
             }
-            let set = match &bits {
-                Some(bits) => {
-                    let mask = m
-                        .roles
-                        .iter()
-                        .fold(0u64, |acc, r| acc | bits.get(r).copied().unwrap_or(0));
-                    match by_mask.get(&mask) {
-                        Some(set) => *set,
-                        None => {
-                            let projected: RoleList = (0..relevant.len())
-                                .filter(|i| mask & (1 << i) != 0)
-                                .map(|i| relevant[i])
-                                .collect();
-                            let set = index.intern(&projected);
-                            by_mask.insert(mask, set);
-                            set
-                        }
-                    }
-                }
-                None => index.intern(&m.roles),
-            };
             if set as usize >= per_set.len() {
                 per_set.resize(set as usize + 1, 0);
             }
             per_set[set as usize] += 1;
         }
         for (set, n) in per_set.into_iter().enumerate() {
-            let s = &index.sets[set];
+            let s = &self.sets[set];
             if n > 0 && s.visible_slots > 0 {
                 count.seats_used += n;
                 count.by_tier.add_mask(s.tiers, n);
             }
+        }
+        count
+    }
+
+    /// The seat count summed afresh from the live index: the regular members of every role
+    /// set that sees a mapped channel, plus the counted special members. Equals
+    /// [`Self::seat_count`] (kept incrementally); costs one pass over the role sets.
+    pub fn recount(&self) -> SeatCount {
+        let mut count = SeatCount::default();
+        for s in self.sets.iter().filter(|s| s.live && s.visible_slots > 0) {
+            let n = u64::from(s.regular);
+            count.seats_used += n;
+            count.by_tier.add_mask(s.tiers, n);
+        }
+        for mask in self.special_counted.values() {
+            count.seats_used += 1;
+            count.by_tier.add_mask(*mask, 1);
         }
         count
     }

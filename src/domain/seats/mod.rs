@@ -211,6 +211,11 @@ mod tests {
         assert_eq!(index.seat_count(), reference.0, "index vs reference");
         let fast = GuildIndex::count_snapshot(g, mapped, *tiers);
         assert_eq!(fast, reference.0, "count_snapshot vs reference");
+        for threads in [1, 2, 4] {
+            let fast = GuildIndex::count_snapshot_on(g, mapped, *tiers, threads);
+            assert_eq!(fast, reference.0, "count_snapshot on {threads} threads");
+        }
+        assert_eq!(index.recount(), reference.0, "live recount vs reference");
         assert_eq!(
             index.counted_member_ids(),
             reference.1,
