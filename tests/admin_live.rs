@@ -113,9 +113,18 @@ async fn seats_follow_the_sandbox_and_metrics_show_blocks_and_resumes() {
     let resumes = "seatgate_pause_to_resume_seconds_count";
     let blocked_before = live.metric(blocked).await;
     let resumes_before = live.metric(resumes).await;
-    let audits_ok = live
-        .metric(r#"seatgate_seat_audits_total{result="ok"}"#)
-        .await;
+    // The seats above come from the live index; the config-change audit job that recounts
+    // may still be finishing.
+    let mut audits_ok = 0.0;
+    for _ in 0..100 {
+        audits_ok = live
+            .metric(r#"seatgate_seat_audits_total{result="ok"}"#)
+            .await;
+        if audits_ok >= 1.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     assert!(
         audits_ok >= 1.0,
         "the recount after the config change is counted"
