@@ -19,7 +19,7 @@ use seatgate::{
     error::AppResult,
     sandbox::{Fault, RateLimitConfig, Sandbox, SandboxHandle, SandboxOptions, Scenario},
     store::{
-        catch_up::{self, snowflake_at, CatchUpConfig, FetchedMessage, MessageHistory},
+        catch_up::{self, CatchUpConfig, FetchedMessage, MessageHistory},
         mirror::{MirrorStore, SourceEvent},
         now_ms,
         queue::MirrorQueue,
@@ -461,7 +461,7 @@ async fn run(
 
 /// A message id minted at `ms` (sequence `n` within the millisecond).
 fn id_at(ms: i64, n: u64) -> u64 {
-    snowflake_at(ms) + n
+    seatgate::domain::snowflake::at_ms(ms) + n
 }
 
 #[tokio::test]
@@ -518,7 +518,7 @@ async fn the_bound_is_the_max_age_or_the_mapping_and_own_messages_are_skipped() 
     assert_eq!(sends(&t).await, vec![(maps[0], wanted), (maps[1], wanted)]);
     assert_eq!(
         history.asked.lock().unwrap().first(),
-        Some(&snowflake_at(now - 600_000))
+        Some(&seatgate::domain::snowflake::at_ms(now - 600_000))
     );
 
     // A max age shorter than the mapping's life moves the bound up to it.

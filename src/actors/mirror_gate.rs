@@ -1020,12 +1020,9 @@ impl Worker {
         creds: &WebhookCredentials,
         message: &OutgoingMessage,
     ) -> AppResult<Option<u64>> {
-        // A snowflake carries its creation time in ms since the Discord epoch in bits 22+.
-        const DISCORD_EPOCH_MS: i64 = 1_420_070_400_000;
-        let since = (job.created_at - 1_000 - DISCORD_EPOCH_MS).max(0) as u64;
         // The job may have waited in the queue while the channel filled up: page forward
         // (Discord gives the 100 messages right after `after`), bounded.
-        let mut after = since << 22;
+        let mut after = snowflake::at_ms(job.created_at - 1_000);
         let mut candidates: Vec<u64> = Vec::new();
         for _ in 0..20 {
             let page = match self.port.messages_after(channel, after).await {

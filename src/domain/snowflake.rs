@@ -29,6 +29,15 @@ pub const fn to_db(id: u64) -> i64 {
     (id ^ (1 << 63)) as i64
 }
 
+/// Discord's epoch (2015-01-01T00:00:00Z) in Unix milliseconds.
+pub const DISCORD_EPOCH_MS: i64 = 1_420_070_400_000;
+
+/// The smallest snowflake of millisecond `ms` (Unix): every message created at or after `ms`
+/// has an id at or above it.
+pub fn at_ms(ms: i64) -> u64 {
+    (ms.saturating_sub(DISCORD_EPOCH_MS).max(0) as u64) << 22
+}
+
 /// Inverse of [`to_db`].
 pub const fn from_db(stored: i64) -> u64 {
     (stored as u64) ^ (1 << 63)
@@ -73,5 +82,15 @@ mod tests {
         for id in ids {
             assert_eq!(from_db(to_db(id)), id);
         }
+    }
+
+    #[test]
+    fn snowflake_of_a_time_orders_like_message_ids() {
+        assert_eq!(at_ms(DISCORD_EPOCH_MS), 0);
+        assert_eq!(at_ms(0), 0);
+        // Discord's documented example: 175928847299117063 was created at 1462015105796 ms.
+        let id = 175_928_847_299_117_063u64;
+        assert!(at_ms(1_462_015_105_796) <= id);
+        assert!(at_ms(1_462_015_105_797) > id);
     }
 }

@@ -31,17 +31,8 @@ use crate::{
     error::AppResult,
 };
 
-/// Discord's epoch (2015-01-01T00:00:00Z) in Unix milliseconds.
-pub const DISCORD_EPOCH_MS: i64 = 1_420_070_400_000;
-
 /// Discord's page size limit for `GET /channels/{id}/messages`.
 pub const PAGE_SIZE: u8 = 100;
-
-/// The smallest snowflake of millisecond `ms` (Unix): every message created at or after `ms`
-/// has an id at or above it.
-pub fn snowflake_at(ms: i64) -> u64 {
-    (ms.saturating_sub(DISCORD_EPOCH_MS).max(0) as u64) << 22
-}
 
 #[derive(Debug, Clone, Copy)]
 pub struct CatchUpConfig {
@@ -179,7 +170,7 @@ pub async fn plan(
             .iter()
             .filter(|m| m.source_channel_id == channel)
             .map(|m| {
-                let floor = snowflake_at(floor_ms.max(m.created_at));
+                let floor = snowflake::at_ms(floor_ms.max(m.created_at));
                 (m.id, known.map_or(floor, |k| k.max(floor)))
             })
             .collect();
@@ -373,19 +364,4 @@ async fn channel(
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn snowflake_of_a_time_orders_like_message_ids() {
-        assert_eq!(snowflake_at(DISCORD_EPOCH_MS), 0);
-        assert_eq!(snowflake_at(0), 0);
-        // Discord's documented example: 175928847299117063 was created at 1462015105796 ms.
-        let id = 175_928_847_299_117_063u64;
-        assert!(snowflake_at(1_462_015_105_796) <= id);
-        assert!(snowflake_at(1_462_015_105_797) > id);
-    }
 }
