@@ -6,7 +6,6 @@ use std::collections::{HashMap, HashSet};
 
 use sea_orm::{
     sea_query::{Expr, OnConflict},
-    ActiveModelTrait,
     ActiveValue::Set,
     ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter, QueryOrder, Statement,
 };
@@ -368,51 +367,6 @@ impl MirrorStore {
             .is_some())
     }
 
-    /// Records where a source message landed. A second save for the same pair (a retried
-    /// send that Discord deduplicated by nonce) keeps the first.
-    pub async fn save_link(
-        &self,
-        mapping_id: i64,
-        source_message_id: u64,
-        target_channel_id: u64,
-        target_message_id: u64,
-        webhook_id: Option<u64>,
-        now: i64,
-    ) -> AppResult<()> {
-        if self.link(mapping_id, source_message_id).await?.is_some() {
-            return Ok(());
-        }
-        mirror_message_links::ActiveModel {
-            mapping_id: Set(mapping_id),
-            source_message_id: Set(snowflake::to_db(source_message_id)),
-            target_channel_id: Set(snowflake::to_db(target_channel_id)),
-            target_message_id: Set(snowflake::to_db(target_message_id)),
-            webhook_id: Set(webhook_id.map(snowflake::to_db)),
-            created_at: Set(now),
-            ..Default::default()
-        }
-        .insert(self.db.conn())
-        .await?;
-        Ok(())
-    }
-
-    pub async fn delete_link(&self, mapping_id: i64, source_message_id: u64) -> AppResult<()> {
-        mirror_message_links::Entity::delete_many()
-            .filter(mirror_message_links::Column::MappingId.eq(mapping_id))
-            .filter(
-                mirror_message_links::Column::SourceMessageId
-                    .eq(snowflake::to_db(source_message_id)),
-            )
-            .exec(self.db.conn())
-            .await?;
-        Ok(())
-    }
-
-    /// Marks a mapping broken with the Discord error's code: admins see it, delivery stops.
-    pub async fn mark_broken(&self, mapping_id: i64, code: ErrorCode, now: i64) -> AppResult<()> {
-        mark_broken_on(self.db.conn(), mapping_id, code, now).await
-    }
-
     pub async fn set_webhook(
         &self,
         mapping_id: i64,
@@ -539,7 +493,7 @@ impl MirrorStore {
                     broken,
                 } => {
                     if let Some(code) = broken {
-                        mark_broken_on(&txn, s.job.mapping_id, *code, now).await?;
+                        mark_broken(&txn, s.job.mapping_id, *code, now).await?;
                     }
                     self.queue
                         .finish_as_on(&txn, s.job.id, token, status, error, now)
@@ -582,7 +536,8 @@ impl MirrorStore {
     }
 }
 
-async fn mark_broken_on<C: ConnectionTrait>(
+/// Marks a mapping broken with the Discord error's code: admins see it, delivery stops.
+async fn mark_broken<C: ConnectionTrait>(
     conn: &C,
     mapping_id: i64,
     code: ErrorCode,

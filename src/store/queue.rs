@@ -495,18 +495,6 @@ where
 
     /// Ends a claimed job in a terminal `status` other than done (failed, expired,
     /// cancelled...) with `error` as its last error.
-    pub async fn finish_as(
-        &self,
-        id: i64,
-        token: &str,
-        status: &str,
-        error: &str,
-        now: i64,
-    ) -> AppResult<Fenced> {
-        self.finish_as_on(self.db.conn(), id, token, status, error, now)
-            .await
-    }
-
     pub async fn finish_as_on<C: ConnectionTrait>(
         &self,
         conn: &C,
