@@ -25,10 +25,10 @@ use crate::{
     domain::{
         freshness::FreshnessWindows,
         gate::{self, GateDecision, JobKind},
-        mirror::{is_expired, parse_kind, send_nonce},
+        mirror::{is_expired, parse_kind, send_nonce, MirrorPayload},
         snowflake,
     },
-    error::{AppResult, ErrorCode},
+    error::{AppError, AppResult, ErrorCode},
     store::{
         mirror::{decode, MirrorStore, NewLink, Outcome, Settlement, CANCELLED, EXPIRED},
         now_ms,
@@ -288,6 +288,8 @@ enum Delivery {
 /// A claimed job with what its delivery needs from the database, read once per claimed batch.
 struct Prepared {
     job: MirrorJob,
+    /// The job's payload, decoded once (an unreadable one fails the job when it runs).
+    payload: Result<MirrorPayload, String>,
     mapping: Option<Arc<connector_mappings::Model>>,
     link: Option<mirror_message_links::Model>,
     /// The target message of the source message this one replies to, if it was mirrored.
@@ -451,11 +453,16 @@ impl Worker {
             Ok(m) => m,
             Err(err) => return Err((jobs, err)),
         };
+        let payloads: Vec<Result<MirrorPayload, String>> = jobs
+            .iter()
+            .map(|j| decode(&j.payload).map_err(|e| e.message().to_owned()))
+            .collect();
         let replies: Vec<Option<u64>> = jobs
             .iter()
-            .map(|j| {
+            .zip(&payloads)
+            .map(|(j, p)| {
                 (j.kind == "send")
-                    .then(|| decode(&j.payload).ok()?.reply_to_source_id)
+                    .then(|| p.as_ref().ok()?.reply_to_source_id)
                     .flatten()
             })
             .collect();
@@ -480,7 +487,8 @@ impl Worker {
         Ok(jobs
             .into_iter()
             .zip(replies)
-            .map(|(job, reply)| {
+            .zip(payloads)
+            .map(|((job, reply), payload)| {
                 let source = snowflake::from_db(job.source_message_id);
                 let reply_target = reply.and_then(|r| {
                     links
@@ -493,6 +501,7 @@ impl Worker {
                         })
                 });
                 Prepared {
+                    payload,
                     mapping: mappings.get(&job.mapping_id).cloned(),
                     link: links.get(&(job.mapping_id, source)).cloned(),
                     reply_target,
@@ -668,15 +677,7 @@ impl Worker {
     /// here; the job's own row is written by the settler.
     async fn process(&self, prepared: &Prepared) -> Outcome {
         let job = &prepared.job;
-        match self
-            .decide(
-                job,
-                prepared.mapping.clone(),
-                prepared.link.clone(),
-                prepared.reply_target,
-            )
-            .await
-        {
+        match self.decide(prepared).await {
             Ok(outcome) => outcome,
             Err(err) => {
                 tracing::warn!(job = job.id, error = %err, "[mirror] job bookkeeping failed; retried with backoff");
@@ -688,13 +689,8 @@ impl Worker {
         }
     }
 
-    async fn decide(
-        &self,
-        job: &MirrorJob,
-        mapping: Option<Arc<connector_mappings::Model>>,
-        link: Option<mirror_message_links::Model>,
-        reply_target: Option<u64>,
-    ) -> AppResult<Outcome> {
+    async fn decide(&self, prepared: &Prepared) -> AppResult<Outcome> {
+        let job = &prepared.job;
         let now = now_ms();
         let finish = |status: &'static str, error: &str| Outcome::Finish {
             status,
@@ -758,12 +754,10 @@ impl Worker {
                 refund_attempt: true,
             });
         }
-        let Some(mapping) = mapping else {
+        let Some(mapping) = prepared.mapping.as_deref() else {
             return Ok(finish(CANCELLED, "mapping_deleted"));
         };
-        let (delivery, link_change) = self
-            .deliver(job, kind, &mapping, link, reply_target)
-            .await?;
+        let (delivery, link_change) = self.deliver(prepared, kind, mapping).await?;
         let now = now_ms();
         Ok(match delivery {
             Delivery::Done => {
@@ -875,12 +869,11 @@ impl Worker {
 
     async fn deliver(
         &self,
-        job: &MirrorJob,
+        prepared: &Prepared,
         kind: JobKind,
         mapping: &connector_mappings::Model,
-        link: Option<mirror_message_links::Model>,
-        reply_target: Option<u64>,
     ) -> AppResult<(Delivery, LinkChange)> {
+        let job = &prepared.job;
         if let Some(code) = mapping.broken_code.as_deref() {
             // Broken after this job was written: stop, do not retry.
             let code = ErrorCode::parse(code).unwrap_or(ErrorCode::DiscordMissingAccess);
@@ -888,7 +881,10 @@ impl Worker {
         }
         let channel = snowflake::from_db(job.target_channel_id);
         let source_message = snowflake::from_db(job.source_message_id);
-        let payload = decode(&job.payload)?;
+        let payload = prepared
+            .payload
+            .as_ref()
+            .map_err(|e| AppError::new(ErrorCode::ValidationFailed, e.clone()))?;
         let webhook = self.webhook_of(mapping);
         let via_webhook = mapping.delivery_mode == "webhook";
         let mut message = OutgoingMessage {
@@ -903,10 +899,11 @@ impl Worker {
                 // have no nonce to catch the repeat).
                 // A retried job may have been delivered by its earlier claim after this batch
                 // read the links: ask the database again.
-                let link = match link {
+                let fetched = match &prepared.link {
                     None if job.attempts > 1 => self.store.link(mapping.id, source_message).await?,
-                    link => link,
+                    _ => None,
                 };
+                let link = prepared.link.as_ref().or(fetched.as_ref());
                 let landed = link.is_some()
                     || self
                         .recent_links
@@ -916,7 +913,7 @@ impl Worker {
                 if landed {
                     return Ok((Delivery::Done, LinkChange::None));
                 }
-                message.reply_to = reply_target;
+                message.reply_to = prepared.reply_target;
                 let sent = if via_webhook {
                     let creds = match webhook {
                         Some(c) => c,
@@ -968,7 +965,7 @@ impl Worker {
                 })
             }
             JobKind::Edit | JobKind::Delete => {
-                let Some(link) = link else {
+                let Some(link) = &prepared.link else {
                     // Never delivered (cancelled or expired): nothing to change.
                     return Ok((Delivery::Done, LinkChange::None));
                 };
