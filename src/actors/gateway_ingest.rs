@@ -186,8 +186,8 @@ impl Handler {
         }
     }
 
-    /// Starts a catch-up in its own task (the event handler does not wait for it); wakes the
-    /// gate when it enqueued something.
+    /// Starts a catch-up in its own task (the event handler does not wait for it); the gate is
+    /// woken after every page that enqueued something.
     fn start_catch_up(&self, http: Arc<Http>, own_user: UserId, session: u32) {
         let Some((store, gate)) = self.mirror.clone() else {
             return;
@@ -215,9 +215,6 @@ impl Handler {
                 &wake,
             )
             .await;
-            if report.enqueued > 0 {
-                gate.do_send(Wake);
-            }
             tracing::info!(
                 session,
                 channels = report.channels,
