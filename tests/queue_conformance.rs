@@ -255,6 +255,57 @@ async fn dedupe_holds_under_concurrent_enqueues() {
     assert_ne!(again.id, id);
 }
 
+/// The running audit may have read the guild or the config before the change a new request
+/// reports: that request must get a run of its own, and requests after it fold into it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_audit_requested_while_one_runs_queues_one_more_run() {
+    let (_t, q) = setup().await;
+    let now = now_ms();
+    let request = || async {
+        q.enqueue(
+            q.database().conn(),
+            &audit_columns(7),
+            EnqueueOptions {
+                dedupe_key: Some("audit:acme:signals:7".into()),
+                run_after: now,
+                ..Default::default()
+            },
+            now,
+        )
+        .await
+        .unwrap()
+    };
+    let first = request().await;
+    let running = q
+        .claim("w", 10, Duration::from_secs(30), now)
+        .await
+        .unwrap();
+    assert_eq!(running.len(), 1);
+    assert_eq!(running[0].dedupe_key, None, "claim frees the key");
+
+    let during = request().await;
+    assert!(
+        !during.deduped,
+        "a request during the run is not folded into it"
+    );
+    assert_ne!(during.id, first.id);
+    let again = request().await;
+    assert!(again.deduped);
+    assert_eq!(again.id, during.id);
+
+    q.complete(first.id, running[0].claim_token.as_deref().unwrap(), now)
+        .await
+        .unwrap();
+    let next = q
+        .claim("w", 10, Duration::from_secs(30), now)
+        .await
+        .unwrap();
+    assert_eq!(
+        next.iter().map(|j| j.id).collect::<Vec<_>>(),
+        vec![during.id]
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_job_failing_eight_times_ends_failed_with_its_last_error_and_backoff_grows() {
     let (_t, q) = setup().await;

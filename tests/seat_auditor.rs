@@ -63,6 +63,9 @@ struct FakeReader {
     failures: Mutex<VecDeque<DiscordError>>,
     fail_always: Mutex<Option<DiscordError>>,
     calls: Mutex<u32>,
+    /// When set, a fetch reads the guild, then waits for a permit before answering.
+    hold: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
+    entered: tokio::sync::Notify,
 }
 
 #[async_trait::async_trait]
@@ -75,12 +78,19 @@ impl GuildReader for FakeReader {
         if let Some(e) = self.failures.lock().unwrap().pop_front() {
             return Err(e);
         }
-        self.guilds
+        let read = self
+            .guilds
             .lock()
             .unwrap()
             .get(&guild_id)
             .cloned()
-            .ok_or(DiscordError::MissingAccess)
+            .ok_or(DiscordError::MissingAccess);
+        let hold = self.hold.lock().unwrap().clone();
+        if let Some(hold) = hold {
+            self.entered.notify_one();
+            hold.acquire().await.unwrap().forget();
+        }
+        read
     }
 }
 
@@ -442,6 +452,38 @@ async fn a_hundred_refresh_requests_leave_one_pending_audit_job() {
         .await
         .unwrap();
     assert_eq!(counts.pending, 1);
+}
+
+/// The running recount read the guild before the change the refresh reports: folding the
+/// refresh into it would publish the old count and lose the new one.
+#[actix_web::test]
+async fn a_refresh_requested_while_a_recount_runs_gets_a_recount_of_its_own() {
+    let t = TestDatabase::new().await.unwrap();
+    configure(&t, 10).await;
+    let reader = Arc::new(FakeReader::default());
+    reader.guilds.lock().unwrap().insert(GUILD, guild());
+    let hold = Arc::new(tokio::sync::Semaphore::new(0));
+    *reader.hold.lock().unwrap() = Some(hold.clone());
+    let h = start(t, Some(reader.clone()), RetryPolicy::default()).await;
+    h.auditor
+        .send(GuildChange::SessionStarted { resumed_gap: false })
+        .await
+        .unwrap();
+    counted(&h, AuditReason::AdminRefresh).await;
+    tokio::time::timeout(Duration::from_secs(10), reader.entered.notified())
+        .await
+        .expect("the first recount started");
+
+    // While it waits on Discord with the old member list: a member joins, and a refresh
+    // is requested.
+    let mut grown = guild();
+    grown.members.push(member(13, &[MEMBER_ROLE]));
+    reader.guilds.lock().unwrap().insert(GUILD, grown);
+    counted(&h, AuditReason::AdminRefresh).await;
+    hold.add_permits(2);
+
+    wait_for(&h, "the recount after the refresh", |v| v.seats_used == 4).await;
+    assert_eq!(*reader.calls.lock().unwrap(), 2);
 }
 
 #[actix_web::test]

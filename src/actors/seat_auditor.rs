@@ -145,7 +145,7 @@ pub struct SeatPage {
     pub more: bool,
 }
 
-/// Dedupe key of a server's audit job: one pending or processing audit per server.
+/// Dedupe key of a server's audit job: one pending audit per server (claim frees it).
 pub fn audit_dedupe_key(key: &ServerKey) -> String {
     format!(
         "audit:{}:{}:{}",

@@ -2,7 +2,8 @@
 //!
 //! - Enqueue with an optional dedupe key: a partial unique index keeps at most one pending or
 //!   processing row per key, so concurrent enqueues cannot both win; a second enqueue returns
-//!   the existing row and pulls its `run_after` earlier if asked to run sooner.
+//!   the existing row and pulls its `run_after` earlier if asked to run sooner. The audit
+//!   queue frees the key at claim, so it folds requests into a pending audit only.
 //! - Claim takes due rows and stamps the lease (claim token, worker, expiry) and bumps the
 //!   attempt count in ONE statement: `FOR UPDATE SKIP LOCKED` on PostgreSQL, a plain
 //!   `UPDATE ... RETURNING` on SQLite, whose single writer makes it safe.
@@ -109,6 +110,9 @@ pub struct Queue<E: EntityTrait> {
     policy: RetryPolicy,
     /// Extra condition on a claimable row `j` (the mirror queue keeps per-message order).
     claim_guard: &'static str,
+    /// Claim clears the dedupe key, so a request that arrives while its job runs queues one
+    /// more run instead of folding into a run that may already have read the old state.
+    claim_frees_dedupe_key: bool,
     _entity: PhantomData<E>,
 }
 
@@ -119,6 +123,7 @@ impl<E: EntityTrait> Clone for Queue<E> {
             table: self.table,
             policy: self.policy,
             claim_guard: self.claim_guard,
+            claim_frees_dedupe_key: self.claim_frees_dedupe_key,
             _entity: PhantomData,
         }
     }
@@ -128,8 +133,12 @@ pub type AuditQueue = Queue<entities::discord_seat_audit_jobs::Entity>;
 pub type MirrorQueue = Queue<entities::mirror_jobs::Entity>;
 
 impl AuditQueue {
+    /// One pending audit per server; a request while the audit runs queues the next one
+    /// (the running one may have read the guild or the config before the change it reports).
     pub fn audit(db: Database, policy: RetryPolicy) -> Self {
-        Queue::new(db, "discord_seat_audit_jobs", policy)
+        let mut q = Queue::new(db, "discord_seat_audit_jobs", policy);
+        q.claim_frees_dedupe_key = true;
+        q
     }
 }
 
@@ -185,6 +194,7 @@ where
             table,
             policy,
             claim_guard: "",
+            claim_frees_dedupe_key: false,
             _entity: PhantomData,
         }
     }
@@ -361,7 +371,7 @@ where
         let sql = format!(
             "UPDATE {t} SET status = '{PROCESSING}', lease_owner = {owner}, \
              lease_expires_at = {expires}, claim_token = {token_p}, attempts = attempts + 1, \
-             updated_at = {now_p} \
+             updated_at = {now_p}{free_key} \
              WHERE id IN (SELECT j.id FROM {t} j \
                WHERE ((j.status = '{PENDING}' AND j.run_after <= {now_p}) \
                   OR (j.status = '{PROCESSING}' AND j.lease_expires_at <= {now_p})) {guard} \
@@ -369,6 +379,11 @@ where
              RETURNING *",
             t = self.table,
             guard = self.claim_guard,
+            free_key = if self.claim_frees_dedupe_key {
+                ", dedupe_key = NULL"
+            } else {
+                ""
+            },
         );
         let rows = E::find()
             .from_raw_sql(p.statement(sql))
