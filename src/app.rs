@@ -97,6 +97,7 @@ pub fn start_actors(db: &Database, settings: &Settings) -> Actors {
     let mut gate_cfg = MirrorGateConfig::new(worker_id.clone());
     gate_cfg.lease = Duration::from_secs(settings.queue_lease_secs);
     gate_cfg.max_age = Duration::from_secs(settings.mirror_max_age_secs);
+    gate_cfg.attachment_limit_bytes = settings.mirror_attachment_limit_bytes;
     gate_cfg.windows =
         FreshnessWindows::from_secs(settings.fresh_window_secs, settings.stale_window_secs);
     let gate = MirrorGate::new(

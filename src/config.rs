@@ -80,6 +80,10 @@ pub struct Settings {
     /// Catch-up after a new gateway session reads at most this many pages of 100 messages per
     /// source channel (0 turns catch-up off).
     pub mirror_catch_up_pages: u32,
+    /// Attachments up to this many bytes per message are downloaded and uploaded again with
+    /// the mirrored message; larger ones are linked (0 links all). Discord's limit for a bot
+    /// in a server without boosts is 10 MiB.
+    pub mirror_attachment_limit_bytes: u64,
     /// Starts the service with enforcement globally off (every server behaves as `off`).
     pub kill_switch: bool,
 }
@@ -105,6 +109,7 @@ impl Default for Settings {
             queue_lease_secs: 60,
             mirror_max_age_secs: 60 * 60,
             mirror_catch_up_pages: 10,
+            mirror_attachment_limit_bytes: crate::domain::mirror::DEFAULT_UPLOAD_LIMIT_BYTES,
             kill_switch: false,
         }
     }

@@ -21,11 +21,19 @@ use super::{
     ServerKey, Shutdown,
 };
 use crate::{
-    discord::port::{DiscordError, DiscordPort, OutgoingMessage, Persona, WebhookCredentials},
+    discord::{
+        cdn::{AttachmentFetcher, Fetched},
+        port::{
+            DiscordError, DiscordPort, OutgoingFile, OutgoingMessage, Persona, WebhookCredentials,
+        },
+    },
     domain::{
         freshness::FreshnessWindows,
         gate::{self, GateDecision, JobKind},
-        mirror::{is_expired, parse_kind, send_nonce, MirrorPayload},
+        mirror::{
+            is_expired, parse_kind, plan_attachments, send_nonce, Carry, MirrorPayload,
+            DEFAULT_UPLOAD_LIMIT_BYTES,
+        },
         snowflake,
     },
     error::{AppError, AppResult, ErrorCode},
@@ -65,6 +73,9 @@ pub struct MirrorGateConfig {
     pub held_retry: Duration,
     pub max_age: Duration,
     pub windows: FreshnessWindows,
+    /// Attachments up to this many bytes per message are uploaded again; the rest are linked
+    /// (0 links every attachment).
+    pub attachment_limit_bytes: u64,
 }
 
 impl MirrorGateConfig {
@@ -79,6 +90,7 @@ impl MirrorGateConfig {
             held_retry: Duration::from_secs(30),
             max_age: Duration::from_secs(3600),
             windows: FreshnessWindows::default(),
+            attachment_limit_bytes: DEFAULT_UPLOAD_LIMIT_BYTES,
         }
     }
 }
@@ -111,6 +123,7 @@ struct Worker {
     held: std::sync::Mutex<HashMap<String, Held>>,
     /// Webhooks this worker created or found gone, newer than the mappings it read.
     webhooks: std::sync::Mutex<HashMap<i64, Option<WebhookCredentials>>>,
+    fetcher: AttachmentFetcher,
 }
 
 #[derive(Default)]
@@ -180,6 +193,7 @@ impl MirrorGate {
                 recent_links: Default::default(),
                 held: Default::default(),
                 webhooks: Default::default(),
+                fetcher: AttachmentFetcher::new(),
             })
         });
         Self {
@@ -887,10 +901,12 @@ impl Worker {
             .map_err(|e| AppError::new(ErrorCode::ValidationFailed, e.clone()))?;
         let webhook = self.webhook_of(mapping);
         let via_webhook = mapping.delivery_mode == "webhook";
+        let carry = plan_attachments(&payload.attachments, self.cfg.attachment_limit_bytes);
         let mut message = OutgoingMessage {
-            content: payload.rendered_content(),
+            content: payload.rendered_content(&carry),
             embeds: payload.embeds.clone(),
             reply_to: None,
+            files: Vec::new(),
         };
         let result = match kind {
             JobKind::Send => {
@@ -914,46 +930,67 @@ impl Worker {
                     return Ok((Delivery::Done, LinkChange::None));
                 }
                 message.reply_to = prepared.reply_target;
-                let sent = if via_webhook {
-                    let creds = match webhook {
-                        Some(c) => c,
-                        None => match self.port.create_webhook(channel, "seatgate").await {
-                            Ok(c) => {
-                                self.remember_webhook(mapping.id, Some(c.clone())).await?;
-                                c
-                            }
-                            Err(e) => return Ok((classify(e, kind), LinkChange::None)),
-                        },
-                    };
-                    let persona = Persona {
-                        username: if payload.author_name.is_empty() {
-                            "seatgate".into()
-                        } else {
-                            payload.author_name.clone()
-                        },
-                        avatar_url: payload.author_avatar_url.clone(),
-                    };
-                    let earlier = if job.attempts > 1 {
-                        self.landed_earlier(job, mapping.id, channel, &creds, &message)
-                            .await?
-                    } else {
-                        None
-                    };
-                    match earlier {
-                        Some(id) => Ok((id, Some(creds.id))),
-                        None => self
-                            .port
-                            .execute_webhook(&creds, &message, &persona)
-                            .await
-                            .map(|id| (id, Some(creds.id))),
+                match self.download(job.id, payload, carry).await {
+                    Ok((carry, files)) => {
+                        message.content = payload.rendered_content(&carry);
+                        message.files = files;
                     }
-                } else {
-                    let nonce = send_nonce(mapping.id, source_message);
-                    self.port
-                        .create_message(channel, &message, &nonce)
-                        .await
-                        .map(|id| (id, None))
-                };
+                    Err(e) => return Ok((classify(e, kind), LinkChange::None)),
+                }
+                let mut sent;
+                loop {
+                    sent = if via_webhook {
+                        let creds = match webhook.clone() {
+                            Some(c) => c,
+                            None => match self.port.create_webhook(channel, "seatgate").await {
+                                Ok(c) => {
+                                    self.remember_webhook(mapping.id, Some(c.clone())).await?;
+                                    c
+                                }
+                                Err(e) => return Ok((classify(e, kind), LinkChange::None)),
+                            },
+                        };
+                        let persona = Persona {
+                            username: if payload.author_name.is_empty() {
+                                "seatgate".into()
+                            } else {
+                                payload.author_name.clone()
+                            },
+                            avatar_url: payload.author_avatar_url.clone(),
+                        };
+                        let earlier = if job.attempts > 1 {
+                            self.landed_earlier(job, mapping.id, channel, &creds, &message)
+                                .await?
+                        } else {
+                            None
+                        };
+                        match earlier {
+                            Some(id) => Ok((id, Some(creds.id))),
+                            None => self
+                                .port
+                                .execute_webhook(&creds, &message, &persona)
+                                .await
+                                .map(|id| (id, Some(creds.id))),
+                        }
+                    } else {
+                        let nonce = send_nonce(mapping.id, source_message);
+                        self.port
+                            .create_message(channel, &message, &nonce)
+                            .await
+                            .map(|id| (id, None))
+                    };
+                    if message.files.is_empty() || !too_large(&sent) {
+                        break;
+                    }
+                    tracing::warn!(
+                        job = job.id,
+                        files = message.files.len(),
+                        "[mirror] the target refused the files as too large; linking them instead"
+                    );
+                    message.files.clear();
+                    message.content =
+                        payload.rendered_content(&vec![Carry::Link; payload.attachments.len()]);
+                }
                 sent.map(|(target_id, webhook_id)| {
                     LinkChange::Add(NewLink {
                         mapping_id: mapping.id,
@@ -1005,6 +1042,38 @@ impl Worker {
         })
     }
 
+    /// Downloads the attachments `carry` uploads. One that cannot be had (gone, refused,
+    /// larger than it said) is linked instead; a CDN that fails for now fails the attempt,
+    /// to be retried with backoff.
+    async fn download(
+        &self,
+        job_id: i64,
+        payload: &MirrorPayload,
+        mut carry: Vec<Carry>,
+    ) -> Result<(Vec<Carry>, Vec<OutgoingFile>), DiscordError> {
+        let mut files = Vec::new();
+        for (a, c) in payload.attachments.iter().zip(carry.iter_mut()) {
+            if *c != Carry::Upload {
+                continue;
+            }
+            match self
+                .fetcher
+                .fetch(&a.url, self.cfg.attachment_limit_bytes)
+                .await?
+            {
+                Fetched::Bytes(data) => files.push(OutgoingFile {
+                    filename: a.filename.clone(),
+                    data,
+                }),
+                Fetched::Unavailable(why) => {
+                    tracing::info!(job = job_id, filename = %a.filename, why = %why, "[mirror] attachment linked, not uploaded");
+                    *c = Carry::Link;
+                }
+            }
+        }
+        Ok((carry, files))
+    }
+
     /// A retried webhook send whose earlier attempt may have reached Discord without its
     /// answer reaching us (a crash between the two): the earliest message of our webhook with
     /// this content, sent after the job was written and not linked to another source message,
@@ -1053,6 +1122,11 @@ impl Worker {
         }
         Ok(None)
     }
+}
+
+/// Discord's answer to files over the target's upload limit.
+fn too_large<T>(sent: &Result<T, DiscordError>) -> bool {
+    matches!(sent, Err(DiscordError::Rejected { status, code, .. }) if *status == 413 || *code == 40005)
 }
 
 /// What a delivery changes in the stored links.

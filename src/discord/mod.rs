@@ -1,6 +1,7 @@
 //! The Discord port and its serenity adapter. [`connect`] is the one place that builds
 //! serenity's `Http` and `Client` for a base URL (Discord itself or the sandbox).
 
+pub mod cdn;
 pub mod connect;
 pub mod port;
 pub mod rest;

@@ -16,6 +16,25 @@ pub struct OutgoingMessage {
     /// Mirrored message id in the target channel this one replies to.
     #[serde(default)]
     pub reply_to: Option<u64>,
+    /// Files uploaded with a create (edits keep the files the message has).
+    #[serde(skip)]
+    pub files: Vec<OutgoingFile>,
+}
+
+/// A file to upload with a message.
+#[derive(Clone, Default, PartialEq)]
+pub struct OutgoingFile {
+    pub filename: String,
+    pub data: Vec<u8>,
+}
+
+impl std::fmt::Debug for OutgoingFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OutgoingFile")
+            .field("filename", &self.filename)
+            .field("bytes", &self.data.len())
+            .finish()
+    }
 }
 
 /// Who the message appears to come from (webhook mode).

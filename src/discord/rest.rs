@@ -15,8 +15,8 @@ use serenity::{
 };
 
 use super::port::{
-    ChannelMessage, DiscordError, DiscordPort, DiscordResult, OutgoingMessage, Persona,
-    WebhookCredentials,
+    ChannelMessage, DiscordError, DiscordPort, DiscordResult, OutgoingFile, OutgoingMessage,
+    Persona, WebhookCredentials,
 };
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
@@ -48,9 +48,52 @@ impl SerenityRest {
             .params(params)
             .build(&self.client, self.http.token(), self.http.proxy.as_deref())
             .map_err(|err| DiscordError::Transient(format!("request not built: {err}")))?;
-        let response = request
-            .send()
-            .await
+        Self::answer(request.send().await).await
+    }
+
+    /// A message with files: Discord's `payload_json` + `files[N]` form. serenity numbers
+    /// every file 0 when its `Request` is used directly, so the form is built here; the URL
+    /// is serenity's route with the same base-URL rewrite its `Request::build` does.
+    async fn call_with_files(
+        &self,
+        route: Route<'_>,
+        method: reqwest::Method,
+        mut payload: Value,
+        files: &[OutgoingFile],
+        params: &[(&'static str, &str)],
+    ) -> DiscordResult<Option<Value>> {
+        let mut url = route.path().into_owned();
+        if let Some(base) = self.http.proxy.as_deref() {
+            url = url.replace("https://discord.com", base.trim_end_matches('/'));
+        }
+        payload["attachments"] = files
+            .iter()
+            .enumerate()
+            .map(|(i, f)| json!({"id": i, "filename": f.filename}))
+            .collect();
+        let mut form = reqwest::multipart::Form::new().text("payload_json", payload.to_string());
+        for (i, f) in files.iter().enumerate() {
+            let mime = mime_guess::from_path(&f.filename).first_or_octet_stream();
+            let part = reqwest::multipart::Part::bytes(f.data.clone())
+                .file_name(f.filename.clone())
+                .mime_str(mime.essence_str())
+                .map_err(|err| DiscordError::Transient(format!("file part not built: {err}")))?;
+            form = form.part(format!("files[{i}]"), part);
+        }
+        let request = self
+            .client
+            .request(method, &url)
+            .query(params)
+            .header(reqwest::header::AUTHORIZATION, self.http.token())
+            .header(reqwest::header::USER_AGENT, serenity::constants::USER_AGENT)
+            .multipart(form);
+        Self::answer(request.send().await).await
+    }
+
+    async fn answer(
+        sent: Result<reqwest::Response, reqwest::Error>,
+    ) -> DiscordResult<Option<Value>> {
+        let response = sent
             // Webhook URLs carry their token: never let one into a log line.
             .map_err(|err| DiscordError::Transient(err.without_url().to_string()))?;
         let status = response.status().as_u16();
@@ -129,6 +172,12 @@ impl DiscordPort for SerenityRest {
         let route = Route::ChannelMessages {
             channel_id: ChannelId::new(channel_id),
         };
+        if !message.files.is_empty() {
+            return message_id(
+                self.call_with_files(route, reqwest::Method::POST, body, &message.files, &[])
+                    .await?,
+            );
+        }
         message_id(
             self.call(route, LightMethod::Post, Some(body), None)
                 .await?,
@@ -205,6 +254,18 @@ impl DiscordPort for SerenityRest {
             webhook_id: WebhookId::new(webhook.id),
             token: &webhook.token,
         };
+        if !message.files.is_empty() {
+            return message_id(
+                self.call_with_files(
+                    route,
+                    reqwest::Method::POST,
+                    body,
+                    &message.files,
+                    &[("wait", "true")],
+                )
+                .await?,
+            );
+        }
         let json = self
             .call(
                 route,

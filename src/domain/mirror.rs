@@ -31,12 +31,51 @@ pub struct AttachmentRef {
     pub size: u64,
 }
 
+/// Discord takes at most this many files on one message.
+pub const MAX_FILES_PER_MESSAGE: usize = 10;
+
+/// Discord's upload limit for a bot in a server without boosts: 10 MiB for all the files of
+/// one message.
+pub const DEFAULT_UPLOAD_LIMIT_BYTES: u64 = 10 * 1024 * 1024;
+
+/// How one source attachment reaches the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Carry {
+    /// Downloaded and uploaded again with the mirrored message.
+    Upload,
+    /// Its URL goes into the text.
+    Link,
+}
+
+/// Decides, in order, which attachments are re-uploaded: each one whose size is known and
+/// fits what is left of `limit_bytes` (one budget for the whole message, as Discord counts
+/// it), up to `MAX_FILES_PER_MESSAGE`; the rest are linked. The same payload always gets the
+/// same plan, so an edit renders the same links as the send did.
+pub fn plan_attachments(attachments: &[AttachmentRef], limit_bytes: u64) -> Vec<Carry> {
+    let mut left = limit_bytes;
+    let mut uploads = 0;
+    attachments
+        .iter()
+        .map(|a| {
+            if a.size > 0 && a.size <= left && uploads < MAX_FILES_PER_MESSAGE {
+                left -= a.size;
+                uploads += 1;
+                Carry::Upload
+            } else {
+                Carry::Link
+            }
+        })
+        .collect()
+}
+
 impl MirrorPayload {
-    /// The text delivered: the content, then one line per attachment (linked, not
-    /// re-uploaded).
-    pub fn rendered_content(&self) -> String {
+    /// The text delivered: the content, then one line per attachment that `carry` links.
+    pub fn rendered_content(&self, carry: &[Carry]) -> String {
         let mut out = self.content.clone();
-        for a in &self.attachments {
+        for (a, c) in self.attachments.iter().zip(carry) {
+            if *c == Carry::Upload {
+                continue;
+            }
             if !out.is_empty() {
                 out.push('\n');
             }
@@ -132,17 +171,61 @@ mod tests {
         assert!(!is_expired(JobKind::Delete, 0, 10 * hour, hour));
     }
 
+    fn attachment(name: &str, size: u64) -> AttachmentRef {
+        AttachmentRef {
+            url: format!("https://cdn/{name}"),
+            filename: name.into(),
+            size,
+        }
+    }
+
     #[test]
-    fn attachments_are_linked_after_the_content() {
+    fn attachments_that_fit_the_limit_are_uploaded_and_the_rest_linked_after_the_content() {
         let p = MirrorPayload {
             content: "signal".into(),
-            attachments: vec![AttachmentRef {
-                url: "https://cdn/x.png".into(),
-                filename: "x.png".into(),
-                size: 1,
-            }],
+            attachments: vec![
+                attachment("a.png", 6),
+                attachment("big.mp4", 11),
+                attachment("b.png", 4),
+                attachment("c.png", 1),
+            ],
             ..Default::default()
         };
-        assert_eq!(p.rendered_content(), "signal\nhttps://cdn/x.png");
+        let plan = plan_attachments(&p.attachments, 10);
+        assert_eq!(
+            plan,
+            [Carry::Upload, Carry::Link, Carry::Upload, Carry::Link],
+            "one budget for the message: c.png no longer fits after a.png and b.png"
+        );
+        assert_eq!(
+            p.rendered_content(&plan),
+            "signal\nhttps://cdn/big.mp4\nhttps://cdn/c.png"
+        );
+    }
+
+    #[test]
+    fn an_attachment_of_unknown_size_or_past_ten_files_is_linked() {
+        let mut list = vec![attachment("unknown", 0)];
+        list.extend((0..11).map(|i| attachment(&format!("{i}.png"), 1)));
+        let plan = plan_attachments(&list, 1_000);
+        assert_eq!(plan[0], Carry::Link);
+        assert_eq!(
+            plan.iter().filter(|c| **c == Carry::Upload).count(),
+            MAX_FILES_PER_MESSAGE
+        );
+        assert_eq!(plan[11], Carry::Link);
+    }
+
+    #[test]
+    fn a_zero_limit_links_everything_and_an_empty_content_starts_with_the_first_link() {
+        let p = MirrorPayload {
+            attachments: vec![attachment("a.png", 1), attachment("b.png", 1)],
+            ..Default::default()
+        };
+        let plan = plan_attachments(&p.attachments, 0);
+        assert_eq!(
+            p.rendered_content(&plan),
+            "https://cdn/a.png\nhttps://cdn/b.png"
+        );
     }
 }
