@@ -27,6 +27,7 @@ use serde_json::{json, Value};
 use super::core::Core;
 use super::error::{DResult, DiscordError};
 use super::faults::Fault;
+use super::files;
 use super::router::match_template;
 
 /// Posts a message as a scripted user: `{"author": {"id", "username"}, "content", ...}`.
@@ -51,7 +52,11 @@ fn json_status(status: StatusCode, v: Value) -> HttpResponse {
     HttpResponse::build(status).json(v)
 }
 
-pub async fn entry(req: HttpRequest, body: web::Bytes, core: web::Data<Core>) -> HttpResponse {
+pub async fn entry(req: HttpRequest, payload: web::Payload, core: web::Data<Core>) -> HttpResponse {
+    let body = match files::read_body(payload, core.body_limit()).await {
+        Ok(b) => b,
+        Err(e) => return e.to_response(),
+    };
     let path = req
         .path()
         .strip_prefix("/control")

@@ -1,9 +1,11 @@
 //! What every request handler shares: the state, the gateway hub, limits, faults, identity.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use super::error::DResult;
 use super::faults::Faults;
+use super::files::{self, DEFAULT_MAX_UPLOAD_BYTES};
 use super::gateway::hub::{Dispatch, Hub};
 use super::ratelimit::RateLimiter;
 use super::state::State;
@@ -19,6 +21,8 @@ pub struct Core {
     pub api_url: String,
     pub gateway_url: String,
     pub control_url: String,
+    /// Largest file a message upload may carry (Discord: 10 MiB); settable at run time.
+    max_upload_bytes: AtomicU64,
     /// Flips to true on shutdown; gateway connections close.
     pub shutdown: tokio::sync::watch::Sender<bool>,
 }
@@ -46,8 +50,27 @@ impl Core {
             api_url,
             gateway_url,
             control_url,
+            max_upload_bytes: AtomicU64::new(DEFAULT_MAX_UPLOAD_BYTES),
             shutdown: tokio::sync::watch::channel(false).0,
         }
+    }
+
+    pub fn max_upload_bytes(&self) -> u64 {
+        self.max_upload_bytes.load(Ordering::Relaxed)
+    }
+
+    pub fn set_max_upload_bytes(&self, bytes: u64) {
+        self.max_upload_bytes.store(bytes, Ordering::Relaxed);
+    }
+
+    /// The largest request body the REST and control routes read under the current limit.
+    pub fn body_limit(&self) -> u64 {
+        files::body_limit(self.max_upload_bytes())
+    }
+
+    /// Where hosted attachments are served: this server, without the `/api/v10` prefix.
+    pub fn cdn_base(&self) -> &str {
+        files::cdn_base(&self.api_url)
     }
 
     pub fn lock(&self) -> MutexGuard<'_, State> {

@@ -67,6 +67,10 @@ impl DiscordError {
     pub fn empty_message() -> Self {
         Self::new(400, 50006, "Cannot send an empty message")
     }
+    /// A file above the upload limit, or a body too large to read.
+    pub fn entity_too_large() -> Self {
+        Self::new(413, 40005, "Request entity too large")
+    }
     pub fn invalid_json() -> Self {
         Self::new(400, 50109, "The request body contains invalid JSON.")
     }

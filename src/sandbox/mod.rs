@@ -5,13 +5,14 @@
 //!
 //! Layout: `state` holds Discord's data and its changes, `model` the records and their JSON,
 //! `scenario` reads Discord-shaped JSON, `perms` checks the bot's permissions (twilight-util),
-//! `rest` serves REST v10, `gateway` the WebSocket gateway, `control` the control routes,
-//! `ratelimit` and `faults` shape responses.
+//! `rest` serves REST v10, `files` multipart uploads and the attachment CDN, `gateway` the
+//! WebSocket gateway, `control` the control routes, `ratelimit` and `faults` shape responses.
 
 pub mod control;
 pub mod core;
 pub mod error;
 pub mod faults;
+pub mod files;
 pub mod gateway;
 pub mod model;
 pub mod perms;
@@ -47,6 +48,9 @@ pub struct SandboxOptions {
     pub rate_limits: RateLimitConfig,
     /// HELLO's `heartbeat_interval` (Discord: about 41 s).
     pub heartbeat_interval_ms: u64,
+    /// Largest file a message upload may carry; larger ones answer 413 (40005). Discord's
+    /// default: 10 MiB.
+    pub max_upload_bytes: u64,
 }
 
 impl Default for SandboxOptions {
@@ -56,6 +60,7 @@ impl Default for SandboxOptions {
             scenario: None,
             rate_limits: RateLimitConfig::default(),
             heartbeat_interval_ms: 41_250,
+            max_upload_bytes: files::DEFAULT_MAX_UPLOAD_BYTES,
         }
     }
 }
@@ -145,13 +150,14 @@ impl Sandbox {
             format!("ws://{local}/gateway"),
             format!("{base}/control"),
         ));
+        core.set_max_upload_bytes(options.max_upload_bytes);
 
         let data = web::Data::from(core.clone());
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(data.clone())
-                .app_data(web::PayloadConfig::new(8 * 1024 * 1024))
                 .route("/gateway", web::get().to(gateway::ws_entry))
+                .route("/attachments/{tail:.*}", web::to(files::cdn_entry))
                 .route("/api/v10/{tail:.*}", web::to(rest::entry))
                 .route("/control/{tail:.*}", web::to(control::entry))
                 .default_service(web::to(rest::not_found))
@@ -293,6 +299,7 @@ impl SandboxHandle {
     pub fn post_message(&self, channel_id: u64, message: &Value) -> Result<Value, DiscordError> {
         control::post_message(&self.core, channel_id, message)
     }
+
     pub fn edit_message(
         &self,
         channel_id: u64,

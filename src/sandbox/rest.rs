@@ -1,7 +1,10 @@
 //! REST API v10 as serenity calls it (through `HttpBuilder::proxy`, ratelimiter disabled).
 //! Every request: route match, `Authorization: Bot TOKEN`, injected faults, rate limits, then
-//! the handler, whose errors are Discord's `{"message", "code"}`.
+//! the handler, whose errors are Discord's `{"message", "code"}`. Message create/edit and webhook
+//! execute/edit also take Discord's `multipart/form-data` (`payload_json` + `files[N]`); the
+//! files are hosted on the CDN path (see `files`).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -12,6 +15,7 @@ use serde_json::{json, Value};
 use super::core::Core;
 use super::error::{DResult, DiscordError};
 use super::faults::Fault;
+use super::files::{self, Hosted, Upload};
 use super::model::{
     channel_json, guild_rest_json, role_json, user_json, webhook_json, Channel, Guild,
 };
@@ -147,11 +151,12 @@ fn ok(v: Value) -> DResult<Reply> {
     Ok(Reply::Json(StatusCode::OK, v))
 }
 
-/// A matched request.
+/// A matched request. A multipart body's `payload_json` is `body`, its files `uploads`.
 struct Call<'a> {
     params: Vec<&'a str>,
     query: HashMap<String, String>,
     body: Value,
+    uploads: Vec<Upload>,
 }
 
 impl Call<'_> {
@@ -163,6 +168,23 @@ impl Call<'_> {
     }
     fn param(&self, i: usize) -> &str {
         self.params.get(i).copied().unwrap_or("")
+    }
+    /// The message payload with this request's uploads hosted in channel `cid` (see
+    /// [`State::attach_uploads`]), and the files to store once the message change succeeded.
+    /// Without uploads, the body as sent: its `attachments` are stored as given.
+    fn message_payload(
+        &self,
+        st: &mut State,
+        core: &Core,
+        cid: u64,
+        existing: Option<&[Value]>,
+    ) -> (Cow<'_, Value>, Vec<(u64, Hosted)>) {
+        if self.uploads.is_empty() {
+            return (Cow::Borrowed(&self.body), Vec::new());
+        }
+        let (payload, files) =
+            st.attach_uploads(cid, core.cdn_base(), &self.body, &self.uploads, existing);
+        (Cow::Owned(payload), files)
     }
     fn query_u64(&self, key: &str) -> DResult<Option<u64>> {
         match self.query.get(key) {
@@ -178,7 +200,11 @@ pub async fn not_found() -> HttpResponse {
     DiscordError::not_found().to_response()
 }
 
-pub async fn entry(req: HttpRequest, body: web::Bytes, core: web::Data<Core>) -> HttpResponse {
+pub async fn entry(req: HttpRequest, payload: web::Payload, core: web::Data<Core>) -> HttpResponse {
+    let body = match files::read_body(payload, core.body_limit()).await {
+        Ok(b) => b,
+        Err(e) => return e.to_response(),
+    };
     let method = req.method().as_str().to_owned();
     let path = req
         .path()
@@ -245,29 +271,32 @@ pub async fn entry(req: HttpRequest, body: web::Bytes, core: web::Data<Core>) ->
         } => return too_many_requests(retry_after, global, bucket.as_ref()),
     };
 
-    let parsed_body = if body.is_empty() {
-        Ok(json!({}))
-    } else if req
+    let content_type = req
         .headers()
         .get("content-type")
-        .and_then(|h| h.to_str().ok())
-        .is_some_and(|c| c.starts_with("multipart/"))
-    {
-        Err(DiscordError::invalid_form(
-            "multipart uploads are not supported by the sandbox",
-        ))
+        .and_then(|h| h.to_str().ok());
+    let parsed_body = if files::is_multipart(content_type) {
+        let content_type = content_type.unwrap_or_default();
+        files::parse_form(content_type, body, core.max_upload_bytes())
+            .await
+            .map(|form| (form.payload, form.uploads))
+    } else if body.is_empty() {
+        Ok((json!({}), Vec::new()))
     } else {
-        serde_json::from_slice::<Value>(&body).map_err(|_| DiscordError::invalid_json())
+        serde_json::from_slice::<Value>(&body)
+            .map(|v| (v, Vec::new()))
+            .map_err(|_| DiscordError::invalid_json())
     };
     let query = web::Query::<HashMap<String, String>>::from_query(req.query_string())
         .map(|q| q.into_inner())
         .unwrap_or_default();
 
-    let result = parsed_body.and_then(|body| {
+    let result = parsed_body.and_then(|(body, uploads)| {
         let call = Call {
             params,
             query,
             body,
+            uploads,
         };
         handle(&core, route, &call)
     });
@@ -334,7 +363,7 @@ pub fn too_many_requests(
     resp
 }
 
-fn fault_response(f: &Fault) -> HttpResponse {
+pub(super) fn fault_response(f: &Fault) -> HttpResponse {
     if f.status == 429 {
         return too_many_requests(
             f.retry_after.unwrap_or(1.0),
@@ -488,7 +517,10 @@ fn handle(core: &Core, route: Route, call: &Call<'_>) -> DResult<Reply> {
             let v = core.mutate(|st| {
                 bot_channel(st, cid, &[SEND_MESSAGES])?;
                 let bot = st.bot_id;
-                st.create_message(cid, bot, None, &call.body)
+                let (body, files) = call.message_payload(st, core, cid, None);
+                let changed = st.create_message(cid, bot, None, &body)?;
+                st.store_files(files);
+                Ok(changed)
             })?;
             ok(v)
         }
@@ -507,7 +539,11 @@ fn handle(core: &Core, route: Route, call: &Call<'_>) -> DResult<Reply> {
                 if m.author_id != st.bot_id || m.webhook_id.is_some() {
                     return Err(DiscordError::cannot_edit_others());
                 }
-                st.edit_message(cid, mid, &call.body)
+                let existing = m.attachments.clone();
+                let (body, files) = call.message_payload(st, core, cid, Some(&existing));
+                let changed = st.edit_message(cid, mid, &body)?;
+                st.store_files(files);
+                Ok(changed)
             })?;
             ok(v)
         }
@@ -588,7 +624,10 @@ fn handle(core: &Core, route: Route, call: &Call<'_>) -> DResult<Reply> {
                     .and_then(Value::as_str)
                     .map(str::to_owned);
                 let cid = w.channel_id;
-                st.create_message(cid, id, Some((id, name, avatar)), &call.body)
+                let (body, files) = call.message_payload(st, core, cid, None);
+                let changed = st.create_message(cid, id, Some((id, name, avatar)), &body)?;
+                st.store_files(files);
+                Ok(changed)
             })?;
             if wait {
                 ok(v)
@@ -610,11 +649,16 @@ fn handle(core: &Core, route: Route, call: &Call<'_>) -> DResult<Reply> {
             let mid = call.id(2, DiscordError::unknown_message)?;
             let v = core.mutate(|st| {
                 let cid = st.webhook(id, call.param(1))?.channel_id;
-                if st.message(cid, mid)?.webhook_id != Some(id) {
+                let m = st.message(cid, mid)?;
+                if m.webhook_id != Some(id) {
                     return Err(DiscordError::unknown_message());
                 }
                 if route == Route::EditWebhookMessage {
-                    st.edit_message(cid, mid, &call.body)
+                    let existing = m.attachments.clone();
+                    let (body, files) = call.message_payload(st, core, cid, Some(&existing));
+                    let changed = st.edit_message(cid, mid, &body)?;
+                    st.store_files(files);
+                    Ok(changed)
                 } else {
                     st.delete_message(cid, mid)
                 }

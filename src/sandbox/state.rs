@@ -7,6 +7,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Value};
 
 use super::error::{DResult, DiscordError};
+use super::files::{attachment_json, attachment_ref, cdn_url, clean_filename, content_type_for};
+use super::files::{Hosted, Upload};
 use super::gateway::hub::{
     Dispatch, INTENT_GUILDS, INTENT_GUILD_MEMBERS, INTENT_GUILD_MESSAGES, INTENT_GUILD_WEBHOOKS,
 };
@@ -34,6 +36,8 @@ pub struct State {
     pub messages: HashMap<u64, Message>,
     pub channel_messages: HashMap<u64, Vec<u64>>,
     pub webhooks: HashMap<u64, Webhook>,
+    /// Attachment id -> hosted file, served by the CDN path.
+    pub files: HashMap<u64, Hosted>,
     /// (author id, nonce) -> message id, for `enforce_nonce`.
     nonces: HashMap<(u64, String), (u64, Instant)>,
     /// The same keys in the order they were stored, for pruning from the oldest.
@@ -54,6 +58,7 @@ impl State {
             messages: HashMap::new(),
             channel_messages: HashMap::new(),
             webhooks: HashMap::new(),
+            files: HashMap::new(),
             nonces: HashMap::new(),
             nonce_order: VecDeque::new(),
             last_id: 0,
@@ -792,6 +797,94 @@ impl State {
                     .collect()
             })
             .unwrap_or_default())
+    }
+
+    // ---- hosted files ----
+
+    /// Gives a file a snowflake and its attachment object (CDN url under `cdn_base`); `entry`
+    /// is the `attachments[]` entry naming it, whose `filename` and `description` win. The
+    /// file is stored by [`State::store_files`] once its message exists.
+    pub fn host_file(
+        &mut self,
+        cid: u64,
+        cdn_base: &str,
+        upload: &Upload,
+        entry: Option<&Value>,
+    ) -> (Value, (u64, Hosted)) {
+        let id = self.next_id();
+        let name = entry
+            .and_then(|e| e.get("filename"))
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .unwrap_or(&upload.filename);
+        let filename = clean_filename(name);
+        let file = Hosted {
+            channel_id: cid,
+            content_type: content_type_for(upload.content_type.as_deref(), &filename),
+            filename,
+            data: upload.data.clone(),
+        };
+        let url = cdn_url(cdn_base, cid, id, &file.filename);
+        let description = entry.and_then(|e| e.get("description"));
+        (attachment_json(id, &file, &url, description), (id, file))
+    }
+
+    /// The payload a multipart request amounts to: its `attachments` become, in order, the
+    /// uploads its entries name (`id` = the `N` of `files[N]`) and, for an edit, the message's
+    /// `existing` attachments they name by snowflake; then every upload no entry named
+    /// (Discord attaches each `files[N]` part). An edit without `attachments` keeps what it
+    /// had. Returns the payload and the files to store once the message change succeeded.
+    pub fn attach_uploads(
+        &mut self,
+        cid: u64,
+        cdn_base: &str,
+        payload: &Value,
+        uploads: &[Upload],
+        existing: Option<&[Value]>,
+    ) -> (Value, Vec<(u64, Hosted)>) {
+        let mut used = vec![false; uploads.len()];
+        let mut attachments = Vec::new();
+        let mut files = Vec::new();
+        match payload.get("attachments").and_then(Value::as_array) {
+            Some(entries) => {
+                for entry in entries {
+                    let Some(key) = attachment_ref(entry) else {
+                        continue;
+                    };
+                    let upload = uploads
+                        .iter()
+                        .enumerate()
+                        .find(|(i, u)| !used[*i] && u.key == key);
+                    if let Some((i, upload)) = upload {
+                        used[i] = true;
+                        let (json, file) = self.host_file(cid, cdn_base, upload, Some(entry));
+                        attachments.push(json);
+                        files.push(file);
+                    } else if let Some(kept) = existing
+                        .unwrap_or_default()
+                        .iter()
+                        .find(|a| attachment_ref(a).as_deref() == Some(key.as_str()))
+                    {
+                        attachments.push(kept.clone());
+                    }
+                }
+            }
+            None => attachments.extend(existing.unwrap_or_default().iter().cloned()),
+        }
+        for (upload, _) in uploads.iter().zip(&used).filter(|(_, used)| !**used) {
+            let (json, file) = self.host_file(cid, cdn_base, upload, None);
+            attachments.push(json);
+            files.push(file);
+        }
+        let mut payload = payload.clone();
+        if let Some(obj) = payload.as_object_mut() {
+            obj.insert("attachments".into(), Value::Array(attachments));
+        }
+        (payload, files)
+    }
+
+    pub fn store_files(&mut self, files: Vec<(u64, Hosted)>) {
+        self.files.extend(files);
     }
 
     // ---- webhooks ----
