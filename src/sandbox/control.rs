@@ -12,13 +12,18 @@
 //! | `POST /guilds/{g}/roles`, `PATCH`/`DELETE /guilds/{g}/roles/{r}` | role fields | GUILD_ROLE_* |
 //! | `POST /guilds/{g}/channels`, `PATCH`/`DELETE /channels/{c}` | channel fields | CHANNEL_* |
 //! | `PUT`/`DELETE /channels/{c}/permissions/{o}` | `{"type": 0/1, "allow", "deny"}` | 204; CHANNEL_UPDATE |
-//! | `POST /channels/{c}/messages` | `{"author": {"id", "username"}, "content", "embeds"?, "attachments"?}` | 201; MESSAGE_CREATE |
+//! | `POST /channels/{c}/messages` | `{"author": {"id", "username"}, "content", "embeds"?, "attachments"?}`; an attachment `{"filename", "content_base64", "content_type"?}` is hosted (CDN url), others are stored as given | 201; MESSAGE_CREATE |
 //! | `PATCH`/`DELETE /channels/{c}/messages/{m}` | `{"content"}` | MESSAGE_UPDATE / MESSAGE_DELETE |
 //! | `GET /channels/{c}/messages` | | every message, oldest first, `deleted` flagged |
 //! | `POST /faults`, `DELETE /faults` | [`Fault`] | 201 / 204 |
 //! | `PUT /rate-limits` | `{"enabled": bool}` | 204 |
+//! | `PUT /upload-limit` | `{"max_upload_bytes": n}` (default 10 MiB) | 204; larger files answer 413 (40005) |
 //! | `POST /gateway/disconnect` | | `{"sessions": n}`; sockets closed with 4000, resumable |
 //! | `POST /gateway/invalidate-session` | | `{"sessions": n}`; op 9 `false` |
+//!
+//! Hosted attachments (uploaded to the REST message routes as `multipart/form-data`, or
+//! posted here with `content_base64`) are served without auth, like Discord's CDN, at
+//! `GET {api_url}/attachments/{channel_id}/{attachment_id}/{filename}`.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -27,18 +32,79 @@ use serde_json::{json, Value};
 use super::core::Core;
 use super::error::{DResult, DiscordError};
 use super::faults::Fault;
-use super::files;
+use super::files::{self, Upload};
 use super::router::match_template;
 
 /// Posts a message as a scripted user: `{"author": {"id", "username"}, "content", ...}`.
+/// `attachments` entries with `content_base64` (and `filename`, `content_type`?) are hosted on
+/// the CDN path and become full attachment objects; other entries are stored as given.
 pub fn post_message(core: &Core, channel_id: u64, v: &Value) -> DResult<Value> {
     let author = v
         .get("author")
         .ok_or_else(|| DiscordError::invalid_form("author is required"))?;
+    let inline = inline_files(v, core.max_upload_bytes())?;
     core.mutate(|st| {
         let author_id = st.ensure_user(author)?;
-        st.create_message(channel_id, author_id, None, v)
+        let mut body = v.clone();
+        let mut hosted = Vec::new();
+        if let Some(list) = body.get_mut("attachments").and_then(Value::as_array_mut) {
+            for (i, upload) in &inline {
+                if let Some(entry) = list.get_mut(*i) {
+                    let (json, file) =
+                        st.host_file(channel_id, core.cdn_base(), upload, Some(entry));
+                    *entry = json;
+                    hosted.push(file);
+                }
+            }
+        }
+        let changed = st.create_message(channel_id, author_id, None, &body)?;
+        st.store_files(hosted);
+        Ok(changed)
     })
+}
+
+/// The `attachments` entries that carry their bytes (`content_base64`), by position.
+fn inline_files(v: &Value, max_bytes: u64) -> DResult<Vec<(usize, Upload)>> {
+    use base64::Engine as _;
+    let Some(list) = v.get("attachments").and_then(Value::as_array) else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for (i, entry) in list.iter().enumerate() {
+        let Some(encoded) = entry.get("content_base64") else {
+            continue;
+        };
+        let data = encoded
+            .as_str()
+            .and_then(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+            .ok_or_else(|| {
+                DiscordError::invalid_form(format!(
+                    "attachments.{i}.content_base64: must be base64"
+                ))
+            })?;
+        if data.len() as u64 > max_bytes {
+            return Err(DiscordError::entity_too_large());
+        }
+        let filename = entry
+            .get("filename")
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                DiscordError::invalid_form(format!("attachments.{i}.filename: required"))
+            })?;
+        out.push((
+            i,
+            Upload {
+                key: i.to_string(),
+                filename: filename.to_owned(),
+                content_type: entry
+                    .get("content_type")
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                data: data.into(),
+            },
+        ));
+    }
+    Ok(out)
 }
 
 fn id(params: &[&str], i: usize) -> DResult<u64> {
@@ -206,6 +272,17 @@ fn handle(core: &Core, method: &str, path: &str, body: &Value) -> DResult<HttpRe
             config.enabled = e;
         }
         core.limits.set_config(config);
+        return Ok(no_content());
+    }
+    if m("/upload-limit").is_some() && method == "PUT" {
+        let bytes = body
+            .get("max_upload_bytes")
+            .and_then(Value::as_u64)
+            .filter(|b| *b > 0)
+            .ok_or_else(|| {
+                DiscordError::invalid_form("max_upload_bytes: must be a positive integer")
+            })?;
+        core.set_max_upload_bytes(bytes);
         return Ok(no_content());
     }
     if m("/gateway/disconnect").is_some() && method == "POST" {

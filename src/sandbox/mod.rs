@@ -296,10 +296,20 @@ impl SandboxHandle {
         self.core.mutate(|st| st.delete_channel(channel_id))
     }
     /// Posts as a user: `{"author": {"id", "username"}, "content", "embeds"?, "attachments"?}`.
+    /// An attachment `{"filename", "content_base64", "content_type"?}` is hosted and becomes a
+    /// full attachment object with a CDN url; other entries are stored as given.
     pub fn post_message(&self, channel_id: u64, message: &Value) -> Result<Value, DiscordError> {
         control::post_message(&self.core, channel_id, message)
     }
-
+    /// The bytes of a hosted attachment (uploaded or posted with `content_base64`).
+    pub fn attachment_bytes(&self, attachment_id: u64) -> Option<Vec<u8>> {
+        self.core
+            .read(|st| st.files.get(&attachment_id).map(|f| f.data.to_vec()))
+    }
+    /// Changes the largest file a message upload may carry (413 / 40005 above it).
+    pub fn set_max_upload_bytes(&self, bytes: u64) {
+        self.core.set_max_upload_bytes(bytes);
+    }
     pub fn edit_message(
         &self,
         channel_id: u64,
