@@ -284,6 +284,17 @@ impl MessageHistory for SerenityHistory {
     }
 }
 
+fn attachment_refs(attachments: &[serenity::model::channel::Attachment]) -> Vec<AttachmentRef> {
+    attachments
+        .iter()
+        .map(|a| AttachmentRef {
+            url: a.url.clone(),
+            filename: a.filename.clone(),
+            size: a.size as u64,
+        })
+        .collect()
+}
+
 pub fn payload_of(message: &Message) -> MirrorPayload {
     MirrorPayload {
         content: message.content.clone(),
@@ -292,15 +303,7 @@ pub fn payload_of(message: &Message) -> MirrorPayload {
             .iter()
             .filter_map(|e| serde_json::to_value(e).ok())
             .collect(),
-        attachments: message
-            .attachments
-            .iter()
-            .map(|a| AttachmentRef {
-                url: a.url.clone(),
-                filename: a.filename.clone(),
-                size: a.size as u64,
-            })
-            .collect(),
+        attachments: attachment_refs(&message.attachments),
         reply_to_source_id: message
             .message_reference
             .as_ref()
@@ -500,6 +503,12 @@ impl EventHandler for Handler {
                         .flatten()
                         .filter_map(|e| serde_json::to_value(e).ok())
                         .collect(),
+                    // The edit renders the same attachment links the send did.
+                    attachments: event
+                        .attachments
+                        .as_deref()
+                        .map(attachment_refs)
+                        .unwrap_or_default(),
                     ..Default::default()
                 }
             }
