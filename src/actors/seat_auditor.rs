@@ -503,20 +503,6 @@ impl SeatAuditor {
         }
     }
 
-    fn reload_servers(&mut self, ctx: &mut Context<Self>) {
-        let store = self.store.clone();
-        ctx.wait(
-            async move { store.servers().await }.into_actor(self).map(
-                |result, act, _| match result {
-                    Ok(specs) => act.apply_specs(specs),
-                    Err(err) => {
-                        tracing::warn!(error = %err, "[seat-audit] could not load server configs")
-                    }
-                },
-            ),
-        );
-    }
-
     fn apply_specs(&mut self, specs: Vec<ServerSpec>) {
         let mut seen = Vec::new();
         for spec in specs {
@@ -768,20 +754,39 @@ impl SeatAuditor {
 
 impl Handler<AuditRequested> for SeatAuditor {
     type Result = ResponseActFuture<Self, AppResult<Enqueued>>;
-    fn handle(&mut self, msg: AuditRequested, ctx: &mut Self::Context) -> Self::Result {
-        if msg.reason == AuditReason::ConfigChanged {
-            self.reload_servers(ctx);
-        }
+    fn handle(&mut self, msg: AuditRequested, _: &mut Self::Context) -> Self::Result {
+        // A config change is loaded before its audit is queued. Not with `ctx.wait`: that
+        // would stop polling this actor's other futures, and one of them may hold the
+        // database connection the reload needs (SQLite has one).
+        let store = self.store.clone();
+        let reload = msg.reason == AuditReason::ConfigChanged;
         let queue = self.queue.clone();
         let wake = self.worker_wake.clone();
         Box::pin(
             async move {
-                let enqueued = enqueue_audit(&queue, &msg.key, msg.reason).await?;
-                wake.notify_one();
-                tracing::info!(server = %msg.key, reason = msg.reason.as_str(), job = enqueued.id, deduped = enqueued.deduped, "[seat-audit] audit requested");
-                Ok(enqueued)
+                if reload {
+                    Some(store.servers().await)
+                } else {
+                    None
+                }
             }
-            .into_actor(self),
+            .into_actor(self)
+            .then(move |specs, act, _| {
+                match specs {
+                    Some(Ok(specs)) => act.apply_specs(specs),
+                    Some(Err(err)) => {
+                        tracing::warn!(error = %err, "[seat-audit] could not load server configs")
+                    }
+                    None => {}
+                }
+                async move {
+                    let enqueued = enqueue_audit(&queue, &msg.key, msg.reason).await?;
+                    wake.notify_one();
+                    tracing::info!(server = %msg.key, reason = msg.reason.as_str(), job = enqueued.id, deduped = enqueued.deduped, "[seat-audit] audit requested");
+                    Ok(enqueued)
+                }
+                .into_actor(act)
+            }),
         )
     }
 }
