@@ -163,6 +163,9 @@ impl Sandbox {
                 .default_service(web::to(rest::not_found))
         })
         .workers(2)
+        // Gateway frames are small and frequent: without this, Nagle holds a frame until the
+        // client's delayed ACK (up to 40 ms on Linux).
+        .tcp_nodelay(true)
         .disable_signals()
         .shutdown_timeout(1)
         .listen(listener)?
