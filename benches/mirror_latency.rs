@@ -12,6 +12,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use sea_orm::ConnectionTrait;
 use seatgate::{
     app,
     config::{Secret, Settings},
@@ -195,10 +196,16 @@ async fn backend(name: &str) -> Result<(), String> {
         return Err("warm-up message not delivered".into());
     }
 
-    // Steady load: RATE messages/s for STEADY_SECS.
-    let total = (RATE * STEADY_SECS) as usize;
+    // Steady load: RATE messages/s for STEADY_SECS (`MIRROR_BENCH_RATE` overrides the rate,
+    // to see the latency without load).
+    let rate = std::env::var("MIRROR_BENCH_RATE")
+        .ok()
+        .and_then(|r| r.parse::<u64>().ok())
+        .filter(|r| *r > 0)
+        .unwrap_or(RATE);
+    let total = (rate * STEADY_SECS) as usize;
     let mut sources = std::collections::HashMap::new();
-    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / RATE));
+    let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let before = counts(&sandbox);
     let began = Instant::now();
@@ -231,6 +238,39 @@ async fn backend(name: &str) -> Result<(), String> {
         percentile(&lat, 0.50),
         percentile(&lat, 0.99),
         lat.last().copied().unwrap_or(-1)
+    );
+
+    // Where the time goes: the job rows say when each event was written (created_at) and
+    // when its job was claimed the last time (updated_at of a done row is its settle).
+    let mut ingest: Vec<i64> = Vec::new();
+    let ids: std::collections::HashSet<u64> = sources.values().copied().collect();
+    let conn = running.db.conn();
+    let rows = conn
+        .query_all_raw(sea_orm::Statement::from_string(
+            conn.get_database_backend(),
+            "SELECT source_message_id, created_at FROM mirror_jobs WHERE kind = 'send'",
+        ))
+        .await
+        .map_err(|e| e.to_string())?;
+    for row in rows {
+        let (Ok(src), Ok(created)) = (
+            row.try_get_by_index::<i64>(0),
+            row.try_get_by_index::<i64>(1),
+        ) else {
+            continue;
+        };
+        let src = seatgate::domain::snowflake::from_db(src);
+        if ids.contains(&src) {
+            ingest
+                .push(created - snowflake_ms(src) - seatgate::domain::snowflake::DISCORD_EPOCH_MS);
+        }
+    }
+    ingest.sort_unstable();
+    println!(
+        "{name}:   of which post-to-job-written p50 {} ms, p99 {} ms, max {} ms",
+        percentile(&ingest, 0.50),
+        percentile(&ingest, 0.99),
+        ingest.last().copied().unwrap_or(-1)
     );
 
     // Maximum sustained: a burst posted at once, drained.
