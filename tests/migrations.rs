@@ -71,7 +71,7 @@ async fn up_twice_is_a_no_op() {
         }
     };
     let before = count(&t).await;
-    assert_eq!(before as usize, 10);
+    assert_eq!(before, 11);
     t.db.migrate().await.unwrap();
     assert_eq!(count(&t).await, before);
 }

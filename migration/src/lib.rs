@@ -19,6 +19,7 @@ mod m20261125_000007_create_mirror_message_links;
 mod m20261125_000008_create_seat_enforcement_events;
 mod m20261125_000009_create_tenant_tokens;
 mod m20261125_000010_create_service_settings;
+mod m20261126_000011_queue_claim_indexes;
 mod queue_columns;
 
 pub struct Migrator;
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000008_create_seat_enforcement_events::Migration),
             Box::new(m20261125_000009_create_tenant_tokens::Migration),
             Box::new(m20261125_000010_create_service_settings::Migration),
+            Box::new(m20261126_000011_queue_claim_indexes::Migration),
         ]
     }
 }
@@ -65,8 +67,12 @@ pub const INDEXES: &[&str] = &[
     "discord_server_seat_snapshots_by_status_next_check_after",
     "discord_seat_audit_jobs_by_status_run_after",
     "discord_seat_audit_jobs_by_dedupe",
+    "discord_seat_audit_jobs_claimable",
+    "discord_seat_audit_jobs_leased",
     "mirror_jobs_by_status_run_after",
     "mirror_jobs_by_dedupe",
+    "mirror_jobs_claimable",
+    "mirror_jobs_leased",
     "mirror_jobs_by_source_message",
     "mirror_message_links_by_mapping_source",
     "seat_enforcement_events_by_tenant_connector_guild",

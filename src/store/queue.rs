@@ -4,16 +4,21 @@
 //!   processing row per key, so concurrent enqueues cannot both win; a second enqueue returns
 //!   the existing row and pulls its `run_after` earlier if asked to run sooner. The audit
 //!   queue frees the key at claim, so it folds requests into a pending audit only.
-//! - Claim takes due rows and stamps the lease (claim token, worker, expiry) and bumps the
-//!   attempt count in ONE statement: `FOR UPDATE SKIP LOCKED` on PostgreSQL, a plain
-//!   `UPDATE ... RETURNING` on SQLite, whose single writer makes it safe.
+//! - Claim takes due pending rows, then (at least once a second) rows whose lease expired,
+//!   each kind in ONE statement that stamps the lease (claim token, worker, expiry) and bumps the attempt count:
+//!   `FOR UPDATE SKIP LOCKED` on PostgreSQL, a plain `UPDATE ... RETURNING` on SQLite, whose
+//!   single writer makes it safe. Each kind is read in order from its own partial index.
 //! - Complete, fail and release are fenced by the claim token: a worker whose lease expired
 //!   and was re-claimed by another changes nothing and is told so.
 //!
 //! Delivery is at least once; exactly-once effects come from the receiver (Discord's nonce,
 //! the stored message link).
 
-use std::{marker::PhantomData, time::Duration};
+use std::{
+    marker::PhantomData,
+    sync::{atomic::AtomicI64, Arc},
+    time::Duration,
+};
 
 use sea_orm::{ConnectionTrait, DatabaseBackend, EntityTrait, FromQueryResult, Statement, Value};
 
@@ -113,8 +118,13 @@ pub struct Queue<E: EntityTrait> {
     /// Claim clears the dedupe key, so a request that arrives while its job runs queues one
     /// more run instead of folding into a run that may already have read the old state.
     claim_frees_dedupe_key: bool,
+    /// When this queue (and its clones) last looked for expired leases.
+    last_reclaim: Arc<AtomicI64>,
     _entity: PhantomData<E>,
 }
+
+/// How often a claim loop that keeps finding due rows also looks for expired leases.
+const RECLAIM_EVERY_MS: i64 = 1_000;
 
 impl<E: EntityTrait> Clone for Queue<E> {
     fn clone(&self) -> Self {
@@ -124,6 +134,7 @@ impl<E: EntityTrait> Clone for Queue<E> {
             policy: self.policy,
             claim_guard: self.claim_guard,
             claim_frees_dedupe_key: self.claim_frees_dedupe_key,
+            last_reclaim: self.last_reclaim.clone(),
             _entity: PhantomData,
         }
     }
@@ -154,6 +165,15 @@ impl MirrorQueue {
         q.claim_guard = MIRROR_ORDER_GUARD;
         q
     }
+}
+
+/// The two kinds of row a claim takes.
+#[derive(Clone, Copy)]
+enum Claimable {
+    /// Processing, but its worker's lease ran out.
+    LeaseExpired,
+    /// Pending and due.
+    Due,
 }
 
 /// Builds numbered placeholders the way each backend spells them.
@@ -195,6 +215,7 @@ where
             policy,
             claim_guard: "",
             claim_frees_dedupe_key: false,
+            last_reclaim: Arc::new(AtomicI64::new(i64::MIN / 2)),
             _entity: PhantomData,
         }
     }
@@ -356,26 +377,65 @@ where
         lease: Duration,
         now: i64,
     ) -> AppResult<Vec<E::Model>> {
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        // Due pending rows, then (when this queue has not looked for a second, or found
+        // nothing due) rows whose lease expired: two statements, each read in its partial
+        // index's order. A busy claim loop costs one statement per claim, and a dead worker's
+        // jobs are taken within a second of their lease running out.
+        let mut rows = self
+            .claim_some(worker, &token, limit, lease, now, Claimable::Due)
+            .await?;
+        let last = self.last_reclaim.load(std::sync::atomic::Ordering::Relaxed);
+        if rows.is_empty() || now - last >= RECLAIM_EVERY_MS {
+            self.last_reclaim
+                .store(now, std::sync::atomic::Ordering::Relaxed);
+            let room = limit.saturating_sub(rows.len() as u64);
+            if room > 0 {
+                rows.extend(
+                    self.claim_some(worker, &token, room, lease, now, Claimable::LeaseExpired)
+                        .await?,
+                );
+            }
+        }
+        Ok(rows)
+    }
+
+    async fn claim_some(
+        &self,
+        worker: &str,
+        token: &str,
+        limit: u64,
+        lease: Duration,
+        now: i64,
+        which: Claimable,
+    ) -> AppResult<Vec<E::Model>> {
         let backend = self.db.backend();
         let mut p = Params::new(backend);
-        let token = uuid::Uuid::new_v4().simple().to_string();
         let owner = p.push(worker.to_owned());
         let expires = p.push(now + lease.as_millis() as i64);
-        let token_p = p.push(token);
+        let token_p = p.push(token.to_owned());
         let now_p = p.push(now);
         let limit_p = p.push(limit as i64);
         let lock = match backend {
             DatabaseBackend::Postgres => "FOR UPDATE SKIP LOCKED",
             _ => "",
         };
+        let (condition, order) = match which {
+            Claimable::LeaseExpired => (
+                format!("j.status = '{PROCESSING}' AND j.lease_expires_at <= {now_p}"),
+                "j.lease_expires_at",
+            ),
+            Claimable::Due => (
+                format!("j.status = '{PENDING}' AND j.run_after <= {now_p}"),
+                "j.run_after, j.id",
+            ),
+        };
         let sql = format!(
             "UPDATE {t} SET status = '{PROCESSING}', lease_owner = {owner}, \
              lease_expires_at = {expires}, claim_token = {token_p}, attempts = attempts + 1, \
              updated_at = {now_p}{free_key} \
-             WHERE id IN (SELECT j.id FROM {t} j \
-               WHERE ((j.status = '{PENDING}' AND j.run_after <= {now_p}) \
-                  OR (j.status = '{PROCESSING}' AND j.lease_expires_at <= {now_p})) {guard} \
-               ORDER BY j.run_after, j.id LIMIT {limit_p} {lock}) \
+             WHERE id IN (SELECT j.id FROM {t} j WHERE {condition} {guard} \
+               ORDER BY {order} LIMIT {limit_p} {lock}) \
              RETURNING *",
             t = self.table,
             guard = self.claim_guard,
