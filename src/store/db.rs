@@ -20,6 +20,9 @@ pub fn now_ms() -> i64 {
 #[derive(Clone, Debug)]
 pub struct Database {
     conn: DatabaseConnection,
+    /// PostgreSQL only: connections whose commits do not wait for the WAL flush, for queue
+    /// claims (see [`Database::claim_conn`]).
+    claims: Option<DatabaseConnection>,
     /// SQLite only: the task that checkpoints the WAL, stopped with the last clone.
     _checkpointer: Option<Arc<Checkpointer>>,
 }
@@ -28,6 +31,14 @@ pub struct Database {
 /// keeps it far below this, so it is only a backstop.
 const WAL_BACKSTOP_PAGES: &str = "10000";
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(500);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Durability {
+    /// Commits wait until they are on disk.
+    Full,
+    /// PostgreSQL `synchronous_commit = off`.
+    AsyncCommit,
+}
 
 #[derive(Debug)]
 struct Checkpointer(tokio::task::JoinHandle<()>);
@@ -49,9 +60,14 @@ impl Database {
     /// so a commit never waits for the checkpoint's fsync.
     pub async fn connect(url: &str) -> AppResult<Database> {
         let sqlite = url.starts_with("sqlite:");
-        let conn = Self::pool(url, if sqlite { 1 } else { 16 }).await?;
+        let conn = Self::pool(url, if sqlite { 1 } else { 16 }, Durability::Full).await?;
+        let claims = if sqlite {
+            None
+        } else {
+            Some(Self::pool(url, 4, Durability::AsyncCommit).await?)
+        };
         let checkpointer = if sqlite && !url.contains(":memory:") && !url.contains("mode=memory") {
-            let wal = Self::pool(url, 1).await?;
+            let wal = Self::pool(url, 1, Durability::Full).await?;
             Some(Arc::new(Checkpointer(tokio::spawn(async move {
                 let mut tick = tokio::time::interval(CHECKPOINT_EVERY);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -70,11 +86,16 @@ impl Database {
         };
         Ok(Database {
             conn,
+            claims,
             _checkpointer: checkpointer,
         })
     }
 
-    async fn pool(url: &str, connections: u32) -> AppResult<DatabaseConnection> {
+    async fn pool(
+        url: &str,
+        connections: u32,
+        durability: Durability,
+    ) -> AppResult<DatabaseConnection> {
         let mut options = ConnectOptions::new(url.to_owned());
         options
             .sqlx_logging(false)
@@ -89,6 +110,8 @@ impl Database {
                     .foreign_keys(true)
                     .pragma("wal_autocheckpoint", WAL_BACKSTOP_PAGES)
             });
+        } else if durability == Durability::AsyncCommit {
+            options.map_sqlx_postgres_opts(|opts| opts.options([("synchronous_commit", "off")]));
         }
         sea_orm::Database::connect(options).await.map_err(|err| {
             // The URL may carry a password: name the backend, not the URL.
@@ -98,6 +121,16 @@ impl Database {
             )
             .with_source(err)
         })
+    }
+
+    /// Where queue claims run. On PostgreSQL their commits do not wait for the WAL flush
+    /// (an fsync that took 60-100 ms now and then was the mirror's tail latency at low
+    /// load). A claim lost to a PostgreSQL crash is a job whose lease was never taken: it
+    /// is claimed again, as after an expired lease, and the delivery's nonce or stored link
+    /// keeps the repeat from duplicating a message. The next durable commit (the settle that
+    /// records the job done) flushes the claim with it.
+    pub fn claim_conn(&self) -> &DatabaseConnection {
+        self.claims.as_ref().unwrap_or(&self.conn)
     }
 
     pub fn conn(&self) -> &DatabaseConnection {
@@ -137,6 +170,9 @@ impl Database {
     }
 
     pub async fn close(self) -> AppResult<()> {
+        if let Some(claims) = self.claims {
+            claims.close().await?;
+        }
         self.conn.close().await?;
         Ok(())
     }

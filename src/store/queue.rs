@@ -447,7 +447,7 @@ where
         );
         let rows = E::find()
             .from_raw_sql(p.statement(sql))
-            .all(self.db.conn())
+            .all(self.db.claim_conn())
             .await?;
         Ok(rows)
     }
