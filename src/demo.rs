@@ -18,6 +18,10 @@ const BOT: u64 = 990_000_000_000_000_001;
 const PROVIDER: u64 = 700_000_000_000_000_001;
 const SOURCE_GUILD: u64 = 810_000_000_000_000_001;
 const SOURCE_CHANNEL: u64 = 830_000_000_000_000_001;
+/// A tiny PNG (1x1, transparent) standing in for a trading chart.
+const CHART: &str = "btc-chart.png";
+const CHART_PNG_BASE64: &str =
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==";
 const TENANT: &str = "acme";
 const CONNECTOR: &str = "signals";
 
@@ -201,6 +205,20 @@ impl Story {
             .any(|m| m["content"].as_str() == Some(text))
     }
 
+    /// The channel shows `text` with `file` uploaded to that channel (a copy, not a link to
+    /// the source's file).
+    fn shows_with_file(&self, channel: u64, text: &str, file: &str) -> bool {
+        let own = format!("/attachments/{channel}/");
+        self.live_messages(channel).iter().any(|m| {
+            m["content"].as_str() == Some(text)
+                && m["attachments"].as_array().is_some_and(|a| {
+                    a.iter().any(|f| {
+                        f["filename"] == file && f["url"].as_str().is_some_and(|u| u.contains(&own))
+                    })
+                })
+        })
+    }
+
     async fn until(
         &self,
         step: &'static str,
@@ -258,9 +276,18 @@ impl Story {
     }
 
     fn post(&self, step: &'static str, text: &str) -> Result<(u64, Instant), StepFailed> {
+        self.post_with(step, text, json!([]))
+    }
+
+    fn post_with(
+        &self,
+        step: &'static str,
+        text: &str,
+        attachments: Value,
+    ) -> Result<(u64, Instant), StepFailed> {
         let msg = self
             .sandbox
-            .post_message(SOURCE_CHANNEL, &json!({"author": {"id": PROVIDER.to_string(), "username": "provider"}, "content": text}))
+            .post_message(SOURCE_CHANNEL, &json!({"author": {"id": PROVIDER.to_string(), "username": "provider"}, "content": text, "attachments": attachments}))
             .map_err(|e| fail(step, format!("sandbox refused the post: {e:?}")))?;
         let id = msg["id"]
             .as_str()
@@ -392,17 +419,34 @@ async fn play(s: &mut Story) -> Result<(), StepFailed> {
     let mut signals = Vec::new();
     for i in 1..=3 {
         let text = format!("Signal #{i}: BUY BTC @ {}", 60_000 + i * 100);
-        let (id, at) = s.post(step, &text)?;
+        // The first signal carries a chart, which each server gets as its own upload.
+        let chart = (i == 1).then_some(CHART);
+        let attachments = match chart {
+            Some(name) => json!([{"filename": name, "content_base64": CHART_PNG_BASE64}]),
+            None => json!([]),
+        };
+        let (id, at) = s.post_with(step, &text, attachments)?;
         s.until(
             step,
             "both servers show the signal",
             Duration::from_secs(15),
-            |s| s.shows(ALPHA.channel, &text) && s.shows(BETA.channel, &text),
+            |s| match chart {
+                Some(name) => {
+                    s.shows_with_file(ALPHA.channel, &text, name)
+                        && s.shows_with_file(BETA.channel, &text, name)
+                }
+                None => s.shows(ALPHA.channel, &text) && s.shows(BETA.channel, &text),
+            },
         )
         .await?;
         let ms = at.elapsed().as_secs_f64() * 1000.0;
         s.timeline.delivery_ms.push(ms);
-        s.say(format!("\"{text}\" mirrored to both servers in {ms:.1} ms"));
+        match chart {
+            Some(name) => s.say(format!(
+                "\"{text}\" with {name} mirrored to both servers in {ms:.1} ms (the chart uploaded to each)"
+            )),
+            None => s.say(format!("\"{text}\" mirrored to both servers in {ms:.1} ms")),
+        }
         signals.push((id, text));
     }
 
