@@ -657,15 +657,22 @@ where
             let until_p = p.push(until);
             let now_p = p.push(now);
             let list: Vec<String> = chunk.iter().map(|t| p.push(t.clone())).collect();
+            // Rows a settle is writing are skipped, not waited for: they are about to be
+            // done, and waiting on them in another order than the settle deadlocked.
+            let lock = match self.db.backend() {
+                DatabaseBackend::Postgres => "FOR UPDATE SKIP LOCKED",
+                _ => "",
+            };
             let sql = format!(
                 "UPDATE {t} SET lease_expires_at = {until_p}, updated_at = {now_p} \
-                 WHERE status = '{PROCESSING}' AND claim_token IN ({list})",
+                 WHERE id IN (SELECT id FROM {t} WHERE status = '{PROCESSING}' \
+                 AND claim_token IN ({list}) {lock})",
                 t = self.table,
                 list = list.join(", ")
             );
             extended += self
                 .db
-                .conn()
+                .claim_conn()
                 .execute_raw(p.statement(sql))
                 .await?
                 .rows_affected();
