@@ -163,13 +163,6 @@ impl MirrorStore {
             return Ok(outcome);
         }
         for mapping in &mappings {
-            let live = |kind: &'static str| {
-                mirror_jobs::Entity::find()
-                    .filter(mirror_jobs::Column::MappingId.eq(mapping.id))
-                    .filter(mirror_jobs::Column::SourceMessageId.eq(source_message))
-                    .filter(mirror_jobs::Column::Status.eq(PENDING))
-                    .filter(mirror_jobs::Column::Kind.eq(kind))
-            };
             match event {
                 SourceEvent::Created { .. } => {}
                 SourceEvent::Updated { payload, .. } => {
@@ -196,23 +189,27 @@ impl MirrorStore {
                     }
                 }
                 SourceEvent::Deleted { .. } => {
-                    let pending_send = live("send").one(&txn).await?;
-                    let res = mirror_jobs::Entity::update_many()
-                        .col_expr(mirror_jobs::Column::Status, Expr::value(CANCELLED))
-                        .col_expr(
-                            mirror_jobs::Column::LastError,
-                            Expr::value("source_message_deleted"),
-                        )
-                        .col_expr(mirror_jobs::Column::FinishedAt, Expr::value(now))
-                        .col_expr(mirror_jobs::Column::UpdatedAt, Expr::value(now))
-                        .filter(mirror_jobs::Column::MappingId.eq(mapping.id))
-                        .filter(mirror_jobs::Column::SourceMessageId.eq(source_message))
-                        .filter(mirror_jobs::Column::Status.eq(PENDING))
-                        .filter(mirror_jobs::Column::Kind.is_in(["send", "edit"]))
-                        .exec(&txn)
-                        .await?;
-                    outcome.cancelled += res.rows_affected as u32;
-                    if pending_send.is_none() {
+                    // Decided by what the cancel changed, not by a read before it: on
+                    // PostgreSQL the gate can claim the send between the two, and a send
+                    // seen pending but delivered anyway would never be deleted.
+                    let cancel = |kind: &'static str| {
+                        mirror_jobs::Entity::update_many()
+                            .col_expr(mirror_jobs::Column::Status, Expr::value(CANCELLED))
+                            .col_expr(
+                                mirror_jobs::Column::LastError,
+                                Expr::value("source_message_deleted"),
+                            )
+                            .col_expr(mirror_jobs::Column::FinishedAt, Expr::value(now))
+                            .col_expr(mirror_jobs::Column::UpdatedAt, Expr::value(now))
+                            .filter(mirror_jobs::Column::MappingId.eq(mapping.id))
+                            .filter(mirror_jobs::Column::SourceMessageId.eq(source_message))
+                            .filter(mirror_jobs::Column::Status.eq(PENDING))
+                            .filter(mirror_jobs::Column::Kind.eq(kind))
+                    };
+                    let sends = cancel("send").exec(&txn).await?.rows_affected;
+                    let edits = cancel("edit").exec(&txn).await?.rows_affected;
+                    outcome.cancelled += (sends + edits) as u32;
+                    if sends == 0 {
                         // The send went out (or is going out): remove it from the target.
                         self.enqueue_job(
                             &txn,
