@@ -937,51 +937,33 @@ impl Worker {
                     }
                     Err(e) => return Ok((classify(e, kind), LinkChange::None)),
                 }
-                let mut sent;
-                loop {
-                    sent = if via_webhook {
-                        let creds = match webhook.clone() {
-                            Some(c) => c,
-                            None => match self.port.create_webhook(channel, "seatgate").await {
-                                Ok(c) => {
-                                    self.remember_webhook(mapping.id, Some(c.clone())).await?;
-                                    c
-                                }
-                                Err(e) => return Ok((classify(e, kind), LinkChange::None)),
-                            },
-                        };
-                        let persona = Persona {
-                            username: if payload.author_name.is_empty() {
-                                "seatgate".into()
-                            } else {
-                                payload.author_name.clone()
-                            },
-                            avatar_url: payload.author_avatar_url.clone(),
-                        };
-                        let earlier = if job.attempts > 1 {
-                            self.landed_earlier(job, mapping.id, channel, &creds, &message)
-                                .await?
-                        } else {
-                            None
-                        };
-                        match earlier {
-                            Some(id) => Ok((id, Some(creds.id))),
-                            None => self
-                                .port
-                                .execute_webhook(&creds, &message, &persona)
-                                .await
-                                .map(|id| (id, Some(creds.id))),
-                        }
-                    } else {
-                        let nonce = send_nonce(mapping.id, source_message);
-                        self.port
-                            .create_message(channel, &message, &nonce)
-                            .await
-                            .map(|id| (id, None))
+                let webhook = if via_webhook {
+                    let creds = match webhook {
+                        Some(c) => c,
+                        None => match self.port.create_webhook(channel, "seatgate").await {
+                            Ok(c) => {
+                                self.remember_webhook(mapping.id, Some(c.clone())).await?;
+                                c
+                            }
+                            Err(e) => return Ok((classify(e, kind), LinkChange::None)),
+                        },
                     };
-                    if message.files.is_empty() || !too_large(&sent) {
-                        break;
-                    }
+                    let persona = Persona {
+                        username: if payload.author_name.is_empty() {
+                            "seatgate".into()
+                        } else {
+                            payload.author_name.clone()
+                        },
+                        avatar_url: payload.author_avatar_url.clone(),
+                    };
+                    Some((creds, persona))
+                } else {
+                    None
+                };
+                let mut sent = self
+                    .send(job, mapping.id, channel, webhook.as_ref(), &message)
+                    .await?;
+                if !message.files.is_empty() && too_large(&sent) {
                     tracing::warn!(
                         job = job.id,
                         files = message.files.len(),
@@ -990,6 +972,9 @@ impl Worker {
                     message.files.clear();
                     message.content =
                         payload.rendered_content(&vec![Carry::Link; payload.attachments.len()]);
+                    sent = self
+                        .send(job, mapping.id, channel, webhook.as_ref(), &message)
+                        .await?;
                 }
                 sent.map(|(target_id, webhook_id)| {
                     LinkChange::Add(NewLink {
@@ -1039,6 +1024,41 @@ impl Worker {
                 (Delivery::WebhookGone, LinkChange::None)
             }
             Err(e) => (classify(e, kind), LinkChange::None),
+        })
+    }
+
+    /// One send of a job's message: through the webhook (unless an earlier attempt's message
+    /// is found there) or as the bot with the job's nonce. Returns the target message id and
+    /// the webhook it went through.
+    async fn send(
+        &self,
+        job: &MirrorJob,
+        mapping_id: i64,
+        channel: u64,
+        webhook: Option<&(WebhookCredentials, Persona)>,
+        message: &OutgoingMessage,
+    ) -> AppResult<Result<(u64, Option<u64>), DiscordError>> {
+        let Some((creds, persona)) = webhook else {
+            let nonce = send_nonce(mapping_id, snowflake::from_db(job.source_message_id));
+            return Ok(self
+                .port
+                .create_message(channel, message, &nonce)
+                .await
+                .map(|id| (id, None)));
+        };
+        let earlier = if job.attempts > 1 {
+            self.landed_earlier(job, mapping_id, channel, creds, message)
+                .await?
+        } else {
+            None
+        };
+        Ok(match earlier {
+            Some(id) => Ok((id, Some(creds.id))),
+            None => self
+                .port
+                .execute_webhook(creds, message, persona)
+                .await
+                .map(|id| (id, Some(creds.id))),
         })
     }
 
