@@ -9,8 +9,8 @@ use std::time::Duration;
 use base64::Engine;
 use seatgate::{
     app,
-    config::{Secret, Settings},
-    sandbox::{Fault, RateLimitConfig, Sandbox, SandboxHandle, SandboxOptions, Scenario},
+    config::Settings,
+    sandbox::{Fault, RateLimitConfig, SandboxHandle},
     store::testing::TestDatabase,
 };
 use serde_json::{json, Value};
@@ -21,33 +21,14 @@ const OPERATOR: &str = "attachments-test-operator";
 const LIMIT: u64 = 64 * 1024;
 
 async fn start(t: &TestDatabase, modes: &[&str]) -> (SandboxHandle, app::Running, Admin) {
-    no_proxy();
-    let sandbox = Sandbox::start(SandboxOptions {
-        scenario: Some(Scenario::from_json(&scenario(modes.len() as u64)).unwrap()),
-        rate_limits: RateLimitConfig::disabled(),
-        ..SandboxOptions::default()
-    })
-    .await
-    .unwrap();
+    let sandbox = start_sandbox(modes.len() as u64, RateLimitConfig::disabled()).await;
     let settings = Settings {
-        database_url: t.url.clone(),
-        bind: "127.0.0.1:0".parse().unwrap(),
-        discord_token: Some(Secret::new(sandbox.bot_token())),
-        discord_api_url: sandbox.api_url().to_owned(),
-        operator_token: Some(Secret::new(OPERATOR.to_owned())),
-        queue_backoff_base_secs: 1,
-        queue_backoff_cap_secs: 2,
         mirror_attachment_limit_bytes: LIMIT,
-        ..Settings::default()
+        ..service_settings(t, &sandbox, OPERATOR)
     };
-    let running = app::start(&settings).await.unwrap();
-    let admin = Admin::new(format!("http://{}", running.bound), OPERATOR.into());
+    let (running, admin) = start_service(&settings, OPERATOR).await;
     admin.configure(modes).await;
-    assert!(
-        until(Duration::from_secs(20), || sandbox.connected_sessions()
-            == 1)
-        .await
-    );
+    attached(&sandbox).await;
     (sandbox, running, admin)
 }
 

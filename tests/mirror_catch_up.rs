@@ -14,10 +14,10 @@ use std::{
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait, Statement};
 use seatgate::{
     app,
-    config::{Secret, Settings},
+    config::Settings,
     domain::{backoff::RetryPolicy, mirror::MirrorPayload, snowflake},
     error::AppResult,
-    sandbox::{Fault, RateLimitConfig, Sandbox, SandboxHandle, SandboxOptions, Scenario},
+    sandbox::{Fault, RateLimitConfig, SandboxHandle},
     store::{
         catch_up::{self, CatchUpConfig, FetchedMessage, MessageHistory},
         mirror::{MirrorStore, SourceEvent},
@@ -35,14 +35,7 @@ const MODES: [&str; 2] = ["bot", "webhook"];
 // ---- end to end ----
 
 async fn sandbox() -> SandboxHandle {
-    no_proxy();
-    Sandbox::start(SandboxOptions {
-        scenario: Some(Scenario::from_json(&scenario(MODES.len() as u64)).unwrap()),
-        rate_limits: RateLimitConfig::disabled(),
-        ..SandboxOptions::default()
-    })
-    .await
-    .unwrap()
+    start_sandbox(MODES.len() as u64, RateLimitConfig::disabled()).await
 }
 
 /// Starts the service on `t` and waits until its gateway session is up.
@@ -52,24 +45,11 @@ async fn start(
     max_age_secs: u64,
 ) -> (app::Running, Admin) {
     let settings = Settings {
-        database_url: t.url.clone(),
-        bind: "127.0.0.1:0".parse().unwrap(),
-        discord_token: Some(Secret::new(sandbox.bot_token())),
-        discord_api_url: sandbox.api_url().to_owned(),
-        operator_token: Some(Secret::new(OPERATOR.to_owned())),
-        queue_backoff_base_secs: 1,
-        queue_backoff_cap_secs: 2,
         mirror_max_age_secs: max_age_secs,
-        ..Settings::default()
+        ..service_settings(t, sandbox, OPERATOR)
     };
-    let running = app::start(&settings).await.unwrap();
-    let admin = Admin::new(format!("http://{}", running.bound), OPERATOR.into());
-    assert!(
-        until(Duration::from_secs(20), || sandbox.connected_sessions()
-            == 1)
-        .await,
-        "the service never attached to the gateway"
-    );
+    let (running, admin) = start_service(&settings, OPERATOR).await;
+    attached(sandbox).await;
     (running, admin)
 }
 

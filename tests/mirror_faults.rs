@@ -10,10 +10,7 @@ use std::time::{Duration, Instant};
 use sea_orm::{ConnectionTrait, Statement};
 use seatgate::{
     app,
-    config::{Secret, Settings},
-    sandbox::{
-        ratelimit::Limit, Fault, RateLimitConfig, Sandbox, SandboxHandle, SandboxOptions, Scenario,
-    },
+    sandbox::{ratelimit::Limit, Fault, RateLimitConfig, SandboxHandle},
     store::testing::TestDatabase,
 };
 
@@ -26,32 +23,10 @@ async fn start(
     rate_limits: RateLimitConfig,
     modes: &[&str],
 ) -> (SandboxHandle, app::Running, Admin) {
-    no_proxy();
-    let sandbox = Sandbox::start(SandboxOptions {
-        scenario: Some(Scenario::from_json(&scenario(modes.len() as u64)).unwrap()),
-        rate_limits,
-        ..SandboxOptions::default()
-    })
-    .await
-    .unwrap();
-    let settings = Settings {
-        database_url: t.url.clone(),
-        bind: "127.0.0.1:0".parse().unwrap(),
-        discord_token: Some(Secret::new(sandbox.bot_token())),
-        discord_api_url: sandbox.api_url().to_owned(),
-        operator_token: Some(Secret::new(OPERATOR.to_owned())),
-        queue_backoff_base_secs: 1,
-        queue_backoff_cap_secs: 2,
-        ..Settings::default()
-    };
-    let running = app::start(&settings).await.unwrap();
-    let admin = Admin::new(format!("http://{}", running.bound), OPERATOR.into());
+    let sandbox = start_sandbox(modes.len() as u64, rate_limits).await;
+    let (running, admin) = start_service(&service_settings(t, &sandbox, OPERATOR), OPERATOR).await;
     admin.configure(modes).await;
-    assert!(
-        until(Duration::from_secs(20), || sandbox.connected_sessions()
-            == 1)
-        .await
-    );
+    attached(&sandbox).await;
     (sandbox, running, admin)
 }
 

@@ -45,6 +45,20 @@ fn upload_form(payload: Value, files: &[(&str, &[u8])]) -> Form {
 }
 
 /// Fetches a CDN url without any auth, as a browser would.
+/// A multipart create in #general as the bot.
+async fn create_with_files(
+    c: &reqwest::Client,
+    sb: &SandboxHandle,
+    form: Form,
+) -> reqwest::Response {
+    c.post(api(sb, &format!("/channels/{GENERAL}/messages")))
+        .header("Authorization", bot_auth(sb))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn fetch(c: &reqwest::Client, url: &str) -> (StatusCode, Option<String>, Vec<u8>) {
     let resp = c.get(url).send().await.unwrap();
     let status = resp.status();
@@ -102,13 +116,7 @@ async fn multipart_create_hosts_both_files_and_the_cdn_serves_them() {
         ]}),
         &[("chart.png", png), ("week.csv", csv)],
     );
-    let resp = c
-        .post(api(&sb, &format!("/channels/{GENERAL}/messages")))
-        .header("Authorization", bot_auth(&sb))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
+    let resp = create_with_files(&c, &sb, form).await;
     assert_eq!(resp.status(), StatusCode::OK);
     let m: Value = resp.json().await.unwrap();
     assert_eq!(m["content"], "charts");
@@ -156,13 +164,7 @@ async fn files_parts_without_an_attachments_entry_are_attached_too() {
     let sb = start().await;
     let c = client();
     let form = upload_form(json!({}), &[("notes one.txt", b"hello")]);
-    let resp = c
-        .post(api(&sb, &format!("/channels/{GENERAL}/messages")))
-        .header("Authorization", bot_auth(&sb))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
+    let resp = create_with_files(&c, &sb, form).await;
     assert_eq!(resp.status(), StatusCode::OK);
     let m: Value = resp.json().await.unwrap();
     assert_eq!(m["content"], "");
@@ -317,13 +319,7 @@ async fn large_but_allowed_uploads_are_not_cut_off_by_the_body_limit() {
     // Three files of 3 MiB: well above actix's default body limits, within Discord's.
     let big: Vec<u8> = (0..3 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
     let files: Vec<(&str, &[u8])> = vec![("a.bin", &big), ("b.bin", &big), ("c.bin", &big)];
-    let resp = c
-        .post(api(&sb, &format!("/channels/{GENERAL}/messages")))
-        .header("Authorization", bot_auth(&sb))
-        .multipart(upload_form(json!({}), &files))
-        .send()
-        .await
-        .unwrap();
+    let resp = create_with_files(&c, &sb, upload_form(json!({}), &files)).await;
     assert_eq!(resp.status(), StatusCode::OK);
     let m: Value = resp.json().await.unwrap();
     let list = m["attachments"].as_array().unwrap();

@@ -4,7 +4,12 @@
 
 use std::time::{Duration, Instant};
 
-use seatgate::sandbox::SandboxHandle;
+use seatgate::{
+    app,
+    config::{Secret, Settings},
+    sandbox::{RateLimitConfig, Sandbox, SandboxHandle, SandboxOptions, Scenario},
+    store::testing::TestDatabase,
+};
 use serde_json::{json, Value};
 
 pub const BOT: u64 = 990_000_000_000_000_001;
@@ -189,4 +194,47 @@ pub async fn until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// A sandbox with the source guild and `targets` customer guilds.
+pub async fn start_sandbox(targets: u64, rate_limits: RateLimitConfig) -> SandboxHandle {
+    no_proxy();
+    Sandbox::start(SandboxOptions {
+        scenario: Some(Scenario::from_json(&scenario(targets)).expect("scenario")),
+        rate_limits,
+        ..SandboxOptions::default()
+    })
+    .await
+    .expect("sandbox starts")
+}
+
+/// The service on `t` against `sandbox`, retrying failed jobs within seconds.
+pub fn service_settings(t: &TestDatabase, sandbox: &SandboxHandle, operator: &str) -> Settings {
+    Settings {
+        database_url: t.url.clone(),
+        bind: "127.0.0.1:0".parse().expect("bind address"),
+        discord_token: Some(Secret::new(sandbox.bot_token())),
+        discord_api_url: sandbox.api_url().to_owned(),
+        operator_token: Some(Secret::new(operator.to_owned())),
+        queue_backoff_base_secs: 1,
+        queue_backoff_cap_secs: 2,
+        ..Settings::default()
+    }
+}
+
+/// Starts the service; its admin API, called as `operator`.
+pub async fn start_service(settings: &Settings, operator: &str) -> (app::Running, Admin) {
+    let running = app::start(settings).await.expect("service starts");
+    let admin = Admin::new(format!("http://{}", running.bound), operator.into());
+    (running, admin)
+}
+
+/// Waits until the service's gateway session is attached to the sandbox.
+pub async fn attached(sandbox: &SandboxHandle) {
+    assert!(
+        until(Duration::from_secs(20), || sandbox.connected_sessions()
+            == 1)
+        .await,
+        "the service never attached to the gateway"
+    );
 }
