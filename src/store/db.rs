@@ -109,6 +109,9 @@ impl Database {
                     .busy_timeout(Duration::from_secs(30))
                     .foreign_keys(true)
                     .pragma("wal_autocheckpoint", WAL_BACKSTOP_PAGES)
+                    // Statement journals (a multi-row UPDATE inside a transaction keeps one)
+                    // in memory, not in a temporary file written on every such statement.
+                    .pragma("temp_store", "memory")
             });
         } else if durability == Durability::AsyncCommit {
             options.map_sqlx_postgres_opts(|opts| opts.options([("synchronous_commit", "off")]));
