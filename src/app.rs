@@ -9,7 +9,7 @@ use crate::{
     actors::{
         admin_http::AdminHttp,
         gateway_ingest::GatewayIngest,
-        mirror_gate::{MirrorGate, MirrorGateConfig},
+        mirror_gate::{GateInbox, MirrorGate, MirrorGateConfig},
         seat_auditor::{SeatAuditor, SeatAuditorConfig},
         snapshot_cache::{KillSwitchSet, PolicyUpdated, SnapshotCache, SnapshotCacheActor},
         Shutdown,
@@ -137,7 +137,7 @@ pub fn start_actors(db: &Database, settings: &Settings) -> Actors {
         auditor.clone().recipient(),
         settings.discord_api_url.clone(),
     )
-    .with_mirror(mirror_store, gate.clone().recipient())
+    .with_mirror(mirror_store, GateInbox::of(&gate))
     .with_catch_up(CatchUpConfig {
         max_age: Duration::from_secs(settings.mirror_max_age_secs),
         max_pages: settings.mirror_catch_up_pages,

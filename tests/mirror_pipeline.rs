@@ -11,7 +11,7 @@ use actix::prelude::*;
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
 use seatgate::{
     actors::{
-        mirror_gate::{MirrorGate, MirrorGateConfig, Wake},
+        mirror_gate::{MirrorGate, MirrorGateConfig, OfferSends, SendsClaimed, Wake},
         snapshot_cache::{PolicyUpdated, SnapshotCache, SnapshotCacheActor, SnapshotUpdated},
         ServerKey,
     },
@@ -27,7 +27,7 @@ use seatgate::{
     store::{
         mirror::{MirrorStore, SourceEvent},
         now_ms,
-        queue::MirrorQueue,
+        queue::{ClaimStamp, MirrorQueue},
         testing::TestDatabase,
     },
 };
@@ -234,14 +234,20 @@ async fn mapping(t: &TestDatabase, guild: u64, channel: u64, mode: &str) -> i64 
 }
 
 async fn harness(max_age: Duration) -> Harness {
-    build_harness(max_age, true).await
+    build_harness(max_age, true, Duration::from_millis(50)).await
 }
 
 async fn harness_without_gate() -> Harness {
-    build_harness(Duration::from_secs(3600), false).await
+    build_harness(Duration::from_secs(3600), false, Duration::from_millis(50)).await
 }
 
-async fn build_harness(max_age: Duration, with_port: bool) -> Harness {
+/// A gate whose claim loop, after its first look at the queue, sleeps for an hour unless
+/// woken: whatever it delivers without a [`Wake`] came to it some other way.
+async fn harness_that_claims_only_when_woken() -> Harness {
+    build_harness(Duration::from_secs(3600), true, Duration::from_secs(3600)).await
+}
+
+async fn build_harness(max_age: Duration, with_port: bool, poll: Duration) -> Harness {
     let t = TestDatabase::new().await.unwrap();
     entities::connectors::ActiveModel {
         tenant_key: Set("acme".into()),
@@ -267,7 +273,7 @@ async fn build_harness(max_age: Duration, with_port: bool) -> Harness {
     let discord = Arc::new(FakeDiscord::default());
     let cache = SnapshotCache::new(false);
     let mut cfg = MirrorGateConfig::new("test-worker".into());
-    cfg.poll = Duration::from_millis(50);
+    cfg.poll = poll;
     cfg.held_retry = Duration::from_secs(30);
     cfg.max_age = max_age;
     let port = with_port.then(|| discord.clone() as Arc<dyn DiscordPort>);
@@ -710,4 +716,168 @@ async fn jobs_older_than_the_maximum_age_expire_instead_of_arriving_late() {
     }
     assert!(expired, "{:?}", job_errors(&h, h.mapping_a).await);
     assert!(h.discord.live(CHAN_A).is_empty());
+}
+
+fn created(message_id: u64, content: &str) -> SourceEvent {
+    SourceEvent::Created {
+        channel_id: SOURCE,
+        message_id,
+        payload: payload(content),
+    }
+}
+
+async fn jobs_of_message(h: &Harness, message_id: u64) -> Vec<entities::mirror_jobs::Model> {
+    entities::mirror_jobs::Entity::find()
+        .filter(entities::mirror_jobs::Column::SourceMessageId.eq(snowflake::to_db(message_id)))
+        .all(h.store.queue().database().conn())
+        .await
+        .unwrap()
+}
+
+#[actix_web::test]
+async fn sends_written_claimed_at_ingest_reach_the_gate_without_a_claim() {
+    let h = harness_that_claims_only_when_woken().await;
+    // Let the claim loop's first look pass, so that it is asleep.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stamp = h
+        .gate
+        .send(OfferSends)
+        .await
+        .unwrap()
+        .expect("a gate with room offers");
+    assert_eq!(stamp.worker, "test-worker");
+    let (outcome, sends) = h
+        .store
+        .ingest_claimed(&created(6001, "BUY 6001"), now_ms(), &stamp)
+        .await
+        .unwrap();
+    assert_eq!(outcome.enqueued, 2);
+    assert_eq!(sends.jobs.len(), 2);
+    let mut mappings: Vec<i64> = sends.mappings.iter().map(|m| m.id).collect();
+    mappings.sort_unstable();
+    assert_eq!(mappings, vec![h.mapping_a, h.mapping_b]);
+    for job in &sends.jobs {
+        assert_eq!(job.status, "processing");
+        assert_eq!(job.claim_token.as_deref(), Some(stamp.token.as_str()));
+        assert_eq!(job.lease_owner.as_deref(), Some("test-worker"));
+        assert_eq!(job.attempts, 1);
+    }
+    h.gate.do_send(SendsClaimed {
+        stamp: stamp.clone(),
+        sends,
+    });
+    eventually("both targets got the message, the gate never woken", || {
+        h.discord.live(CHAN_A).len() == 1 && h.discord.live(CHAN_B).len() == 1
+    })
+    .await;
+    assert_eq!(h.discord.live(CHAN_A)[0].content, "BUY 6001");
+    let start = Instant::now();
+    loop {
+        let jobs = jobs_of_message(&h, 6001).await;
+        if jobs.iter().all(|j| j.status == "done" && j.attempts == 1) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{jobs:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(h.store.link(h.mapping_a, 6001).await.unwrap().is_some());
+
+    // The same message again (a replayed event) writes and hands over nothing.
+    let again = h.gate.send(OfferSends).await.unwrap().unwrap();
+    let (outcome, sends) = h
+        .store
+        .ingest_claimed(&created(6001, "BUY 6001"), now_ms(), &again)
+        .await
+        .unwrap();
+    assert_eq!((outcome.enqueued, outcome.duplicates), (0, 2));
+    assert!(sends.jobs.is_empty());
+    h.gate.do_send(SendsClaimed {
+        stamp: again,
+        sends,
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(h.discord.live(CHAN_A).len(), 1);
+    assert_eq!(h.discord.live(CHAN_B).len(), 1);
+}
+
+#[actix_web::test]
+async fn an_edit_of_a_send_claimed_at_ingest_waits_for_it() {
+    let h = harness_that_claims_only_when_woken().await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let stamp = h.gate.send(OfferSends).await.unwrap().unwrap();
+    let (_, sends) = h
+        .store
+        .ingest_claimed(&created(6101, "first"), now_ms(), &stamp)
+        .await
+        .unwrap();
+    // The edit arrives while its sends are claimed but not yet delivered: it cannot rewrite
+    // them, so it is a job of its own, which no claim may take before the send is settled.
+    ingest(
+        &h,
+        SourceEvent::Updated {
+            channel_id: SOURCE,
+            message_id: 6101,
+            payload: payload("second"),
+        },
+    )
+    .await;
+    let claimed = h
+        .store
+        .queue()
+        .claim("another-worker", 10, Duration::from_secs(60), now_ms())
+        .await
+        .unwrap();
+    assert!(
+        claimed.is_empty(),
+        "edit claimed before its send: {claimed:?}"
+    );
+    h.gate.do_send(SendsClaimed { stamp, sends });
+    eventually("the edit lands after the send", || {
+        let (a, b) = (h.discord.live(CHAN_A), h.discord.live(CHAN_B));
+        a.len() == 1 && b.len() == 1 && a[0].content == "second" && b[0].content == "second"
+    })
+    .await;
+}
+
+#[actix_web::test]
+async fn sends_claimed_for_a_gate_that_never_takes_them_run_once_their_lease_ends() {
+    let h = harness(Duration::from_secs(3600)).await;
+    // A stamp no gate issued (its process died between the write and the hand-over).
+    let stamp = ClaimStamp {
+        worker: "dead-worker".into(),
+        token: "lost".into(),
+        lease_expires_at: now_ms() + 300,
+    };
+    let (_, sends) = h
+        .store
+        .ingest_claimed(&created(6201, "late but there"), now_ms(), &stamp)
+        .await
+        .unwrap();
+    assert_eq!(sends.jobs.len(), 2);
+    h.gate.do_send(Wake);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(
+        h.discord.live(CHAN_A).is_empty(),
+        "a live lease is not taken over"
+    );
+    eventually("delivered once the lease ran out", || {
+        h.discord.live(CHAN_A).len() == 1 && h.discord.live(CHAN_B).len() == 1
+    })
+    .await;
+    // Claimed twice: at ingest, and by the gate after the lease ran out.
+    let start = Instant::now();
+    loop {
+        let jobs = jobs_of_message(&h, 6201).await;
+        if jobs.iter().all(|j| j.status == "done" && j.attempts == 2) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{jobs:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[actix_web::test]
+async fn a_gate_without_discord_offers_no_claim() {
+    let h = harness_without_gate().await;
+    assert_eq!(h.gate.send(OfferSends).await.unwrap(), None);
 }

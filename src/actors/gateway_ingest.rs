@@ -21,7 +21,11 @@ use serenity::{
     http::{Http, MessagePagination},
 };
 
-use super::{mirror_gate::Wake, seat_auditor::GuildChange, Shutdown};
+use super::{
+    mirror_gate::{GateInbox, OfferSends, SendsClaimed, Wake},
+    seat_auditor::GuildChange,
+    Shutdown,
+};
 use crate::{
     config::Secret,
     discord::connect,
@@ -29,7 +33,7 @@ use crate::{
     error::{AppError, AppResult, ErrorCode},
     store::{
         catch_up::{self, CatchUpConfig, FetchedMessage, MessageHistory},
-        mirror::{MirrorStore, SourceEvent},
+        mirror::{ClaimedSends, IngestOutcome, MirrorStore, SourceEvent},
         now_ms,
     },
 };
@@ -44,7 +48,7 @@ pub struct GatewayIngest {
 #[derive(Clone)]
 struct Handler {
     auditor: Recipient<GuildChange>,
-    mirror: Option<(MirrorStore, Recipient<Wake>)>,
+    mirror: Option<(MirrorStore, GateInbox)>,
     sessions: Arc<AtomicU32>,
     catch_up: CatchUpConfig,
     /// One catch-up at a time; a READY during one queues the next behind it.
@@ -74,7 +78,7 @@ impl GatewayIngest {
     }
 
     /// Source-channel messages become mirror jobs.
-    pub fn with_mirror(mut self, store: MirrorStore, gate: Recipient<Wake>) -> Self {
+    pub fn with_mirror(mut self, store: MirrorStore, gate: GateInbox) -> Self {
         if let Some(h) = Arc::get_mut(&mut self.handler) {
             h.mirror = Some((store, gate));
         }
@@ -167,7 +171,7 @@ impl Handler {
             return;
         }
         let started = std::time::Instant::now();
-        let result = store.ingest(&event, now_ms()).await;
+        let result = Self::record(store, gate, &event).await;
         tracing::debug!(
             channel = event.channel_id(),
             message_id = event.message_id(),
@@ -177,11 +181,44 @@ impl Handler {
         );
         match result {
             Ok(outcome) if outcome.enqueued + outcome.coalesced + outcome.cancelled > 0 => {
-                gate.do_send(Wake)
+                gate.wake.do_send(Wake)
             }
             Ok(_) => {}
             Err(err) => {
                 tracing::error!(error = %err, "[mirror] could not record a source message; the catch-up recovers it")
+            }
+        }
+    }
+
+    /// Writes the event's jobs. A new message's sends are written already claimed for the
+    /// gate when it has room, and handed to it: the outcome then counts none of them, as
+    /// there is nothing left to wake the gate for.
+    async fn record(
+        store: &MirrorStore,
+        gate: &GateInbox,
+        event: &SourceEvent,
+    ) -> AppResult<IngestOutcome> {
+        if !store.is_source(event.channel_id()).await? {
+            return Ok(IngestOutcome::default());
+        }
+        let stamp = match event {
+            SourceEvent::Created { .. } => gate.offer.send(OfferSends).await.ok().flatten(),
+            _ => None,
+        };
+        let Some(stamp) = stamp else {
+            return store.ingest_for(event, now_ms(), None).await;
+        };
+        match store.ingest_claimed(event, now_ms(), &stamp).await {
+            Ok((mut outcome, sends)) => {
+                outcome.enqueued -= (sends.jobs.len() as u32).min(outcome.enqueued);
+                gate.claimed.do_send(SendsClaimed { stamp, sends });
+                Ok(outcome)
+            }
+            Err(err) => {
+                // Nothing was written: the gate drops the stamp.
+                let sends = ClaimedSends::default();
+                gate.claimed.do_send(SendsClaimed { stamp, sends });
+                Err(err)
             }
         }
     }
@@ -202,7 +239,7 @@ impl Handler {
             let _one_at_a_time = lock.lock().await;
             let history = SerenityHistory(http);
             let wake = {
-                let gate = gate.clone();
+                let gate = gate.wake.clone();
                 move || gate.do_send(Wake)
             };
             let report = catch_up::run(

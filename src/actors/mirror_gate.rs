@@ -2,6 +2,12 @@
 //! snapshot cache alone (`domain::gate::decide`: no database read, no Discord call), delivers
 //! the allowed ones through the Discord port, and holds the blocked ones pending with their
 //! code until the server's state changes.
+//!
+//! A new source message's sends need no claim: gateway ingest asks for a stamp
+//! ([`OfferSends`]), writes them already claimed under it, and hands them over
+//! ([`SendsClaimed`]). That takes a claim statement, two reads and the wait for the claim
+//! loop out of the path every message takes; everything else (edits, deletes, retries,
+//! held jobs, catch-up, sends written while the gate was full) goes through the claim loop.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -38,9 +44,11 @@ use crate::{
     },
     error::{AppError, AppResult, ErrorCode},
     store::{
-        mirror::{decode, MirrorStore, NewLink, Outcome, Settlement, CANCELLED, EXPIRED},
+        mirror::{
+            decode, ClaimedSends, MirrorStore, NewLink, Outcome, Settlement, CANCELLED, EXPIRED,
+        },
         now_ms,
-        queue::FAILED,
+        queue::{ClaimStamp, FAILED},
     },
 };
 use entities::{connector_mappings, mirror_jobs::Model as MirrorJob, mirror_message_links};
@@ -49,6 +57,40 @@ use entities::{connector_mappings, mirror_jobs::Model as MirrorJob, mirror_messa
 #[derive(Message, Debug, Clone, Copy)]
 #[rtype(result = "()")]
 pub struct Wake;
+
+/// Gateway ingest is about to write a new source message's sends: may it write them already
+/// claimed for this gate? `None` (no Discord port, stopping, or full) has them written
+/// pending for the claim loop.
+#[derive(Message, Debug, Clone, Copy)]
+#[rtype(result = "Option<ClaimStamp>")]
+pub struct OfferSends;
+
+/// The sends written under an [`OfferSends`] stamp (none when the write failed or found
+/// nothing to send): the gate delivers them without claiming them.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct SendsClaimed {
+    pub stamp: ClaimStamp,
+    pub sends: ClaimedSends,
+}
+
+/// What gateway ingest sends the gate.
+#[derive(Clone)]
+pub struct GateInbox {
+    pub wake: Recipient<Wake>,
+    pub offer: Recipient<OfferSends>,
+    pub claimed: Recipient<SendsClaimed>,
+}
+
+impl GateInbox {
+    pub fn of(gate: &Addr<MirrorGate>) -> Self {
+        Self {
+            wake: gate.clone().recipient(),
+            offer: gate.clone().recipient(),
+            claimed: gate.clone().recipient(),
+        }
+    }
+}
 
 /// A server's gate state changed (limit crossed, snapshot refreshed, policy changed): jobs
 /// held back for it should be looked at again now rather than at their retry time.
@@ -234,6 +276,25 @@ impl Handler<Wake> for MirrorGate {
     }
 }
 
+impl Handler<OfferSends> for MirrorGate {
+    type Result = Option<ClaimStamp>;
+    fn handle(&mut self, _: OfferSends, _: &mut Self::Context) -> Self::Result {
+        self.worker.as_ref()?.offer()
+    }
+}
+
+impl Handler<SendsClaimed> for MirrorGate {
+    type Result = ResponseFuture<()>;
+    fn handle(&mut self, msg: SendsClaimed, _: &mut Self::Context) -> Self::Result {
+        let worker = self.worker.clone();
+        Box::pin(async move {
+            if let Some(w) = worker {
+                w.take(msg.stamp, msg.sends).await;
+            }
+        })
+    }
+}
+
 impl Handler<HeldJobsMayResume> for MirrorGate {
     type Result = ResponseFuture<()>;
     fn handle(&mut self, msg: HeldJobsMayResume, _: &mut Self::Context) -> Self::Result {
@@ -377,24 +438,13 @@ impl Worker {
                     }
                 }
             }
-            let prepared = match self.prepare(jobs).await {
-                Ok(p) => p,
+            match self.prepare(jobs, None).await {
+                Ok(prepared) => self.dispatch(prepared),
                 Err((jobs, err)) => {
-                    tracing::warn!(error = %err, jobs = jobs.len(), "[mirror] could not read mappings and links for claimed jobs; they go back to the queue");
-                    for job in jobs {
-                        self.left(
-                            job,
-                            Some(Outcome::Fail {
-                                error: format!("{}: {err}", ErrorCode::DatabaseUnavailable),
-                                jitter: rand::random::<f64>(),
-                            }),
-                        );
-                    }
+                    self.put_back(jobs, &err);
                     self.idle().await;
-                    continue;
                 }
-            };
-            self.dispatch(prepared);
+            }
         }
         // Stopping: lanes hand back what they have not started; wait for them, then for the
         // settler to write everything.
@@ -410,6 +460,58 @@ impl Worker {
         }
         settler.abort();
         renewer.abort();
+    }
+
+    /// A stamp for sends written already claimed, while there is room for them. The stamp's
+    /// lease is held (and renewed) from now, so it cannot lapse between the write and
+    /// [`Self::take`].
+    fn offer(&self) -> Option<ClaimStamp> {
+        if self.stopping.load(Ordering::SeqCst)
+            || self.in_flight.load(Ordering::SeqCst) >= self.cfg.max_in_flight
+        {
+            return None;
+        }
+        let stamp = ClaimStamp {
+            worker: self.cfg.worker_id.clone(),
+            token: uuid::Uuid::new_v4().simple().to_string(),
+            lease_expires_at: now_ms() + self.cfg.lease.as_millis() as i64,
+        };
+        self.held.lock().unwrap_or_else(|p| p.into_inner()).insert(
+            stamp.token.clone(),
+            Held {
+                jobs: 0,
+                until: stamp.lease_expires_at,
+            },
+        );
+        Some(stamp)
+    }
+
+    /// Delivers the sends written under `stamp` as if this worker had claimed them.
+    async fn take(self: Arc<Self>, stamp: ClaimStamp, sends: ClaimedSends) {
+        let n = sends.jobs.len();
+        {
+            let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+            if n == 0 {
+                held.remove(&stamp.token);
+                return;
+            }
+            held.entry(stamp.token)
+                .or_insert(Held {
+                    jobs: 0,
+                    until: stamp.lease_expires_at,
+                })
+                .jobs += n;
+        }
+        self.in_flight.fetch_add(n, Ordering::SeqCst);
+        let mappings = sends
+            .mappings
+            .into_iter()
+            .map(|m| (m.id, Arc::new(m)))
+            .collect();
+        match self.prepare(sends.jobs, Some(mappings)).await {
+            Ok(prepared) => self.dispatch(prepared),
+            Err((jobs, err)) => self.put_back(jobs, &err),
+        }
     }
 
     /// Every third of a lease, pushes the leases of the jobs this worker holds forward.
@@ -452,20 +554,29 @@ impl Worker {
         }
     }
 
-    /// Reads the claimed jobs' mappings and links in two queries.
+    /// Reads the claimed jobs' mappings and links in two queries. Sends taken at ingest come
+    /// with their mappings, and have no link of their own yet (a send is written only for a
+    /// mapping with no send for that message): only the messages they reply to are read.
     async fn prepare(
         &self,
         mut jobs: Vec<MirrorJob>,
+        fresh_sends: Option<HashMap<i64, Arc<connector_mappings::Model>>>,
     ) -> Result<Vec<Prepared>, (Vec<MirrorJob>, crate::AppError)> {
         // RETURNING gives no order: within a channel, deliver in the order the source
         // messages were ingested.
         jobs.sort_by_key(|j| j.id);
-        let mut mapping_ids: Vec<i64> = jobs.iter().map(|j| j.mapping_id).collect();
-        mapping_ids.sort_unstable();
-        mapping_ids.dedup();
-        let mappings = match self.store.mappings_by_id(&mapping_ids).await {
-            Ok(m) => m,
-            Err(err) => return Err((jobs, err)),
+        let fresh = fresh_sends.is_some();
+        let mappings = match fresh_sends {
+            Some(m) => m,
+            None => {
+                let mut mapping_ids: Vec<i64> = jobs.iter().map(|j| j.mapping_id).collect();
+                mapping_ids.sort_unstable();
+                mapping_ids.dedup();
+                match self.store.mappings_by_id(&mapping_ids).await {
+                    Ok(m) => m.into_iter().map(|(id, m)| (id, Arc::new(m))).collect(),
+                    Err(err) => return Err((jobs, err)),
+                }
+            }
         };
         let payloads: Vec<Result<MirrorPayload, String>> = jobs
             .iter()
@@ -480,23 +591,26 @@ impl Worker {
                     .flatten()
             })
             .collect();
-        let mut pairs: Vec<(i64, u64)> = jobs
-            .iter()
-            .map(|j| (j.mapping_id, snowflake::from_db(j.source_message_id)))
-            .collect();
+        let mut pairs: Vec<(i64, u64)> = if fresh {
+            Vec::new()
+        } else {
+            jobs.iter()
+                .map(|j| (j.mapping_id, snowflake::from_db(j.source_message_id)))
+                .collect()
+        };
         pairs.extend(
             jobs.iter()
                 .zip(&replies)
                 .filter_map(|(j, r)| r.map(|r| (j.mapping_id, r))),
         );
-        let links = match self.store.links_for(&pairs).await {
-            Ok(l) => l,
-            Err(err) => return Err((jobs, err)),
+        let links = if pairs.is_empty() {
+            HashMap::new()
+        } else {
+            match self.store.links_for(&pairs).await {
+                Ok(l) => l,
+                Err(err) => return Err((jobs, err)),
+            }
         };
-        let mappings: HashMap<i64, Arc<connector_mappings::Model>> = mappings
-            .into_iter()
-            .map(|(id, m)| (id, Arc::new(m)))
-            .collect();
         let recent = self.recent_links.lock().unwrap_or_else(|p| p.into_inner());
         Ok(jobs
             .into_iter()
@@ -523,6 +637,20 @@ impl Worker {
                 }
             })
             .collect())
+    }
+
+    /// Claimed jobs whose mappings and links could not be read go back to the queue.
+    fn put_back(&self, jobs: Vec<MirrorJob>, err: &AppError) {
+        tracing::warn!(error = %err, jobs = jobs.len(), "[mirror] could not read mappings and links for claimed jobs; they go back to the queue");
+        for job in jobs {
+            self.left(
+                job,
+                Some(Outcome::Fail {
+                    error: format!("{}: {err}", ErrorCode::DatabaseUnavailable),
+                    jitter: rand::random::<f64>(),
+                }),
+            );
+        }
     }
 
     fn dispatch(self: &Arc<Self>, prepared: Vec<Prepared>) {

@@ -13,7 +13,7 @@ use sea_orm::{
 use entities::{connector_mappings, mirror_jobs, mirror_message_links};
 
 use super::{
-    queue::{EnqueueOptions, MirrorQueue, PENDING},
+    queue::{ClaimStamp, EnqueueOptions, MirrorQueue, PENDING},
     Database,
 };
 use crate::{
@@ -74,6 +74,14 @@ pub struct IngestOutcome {
     pub duplicates: u32,
 }
 
+/// The sends of a new source message written already claimed for the local gate
+/// ([`MirrorStore::ingest_claimed`]), with the mappings they were written for.
+#[derive(Debug, Clone, Default)]
+pub struct ClaimedSends {
+    pub jobs: Vec<mirror_jobs::Model>,
+    pub mappings: Vec<connector_mappings::Model>,
+}
+
 #[derive(Clone)]
 pub struct MirrorStore {
     db: Database,
@@ -113,18 +121,22 @@ impl MirrorStore {
             .await?)
     }
 
+    /// Whether any enabled mapping reads `channel_id`. Most messages the bot sees are not in
+    /// a source channel (customers talking, our own deliveries): a plain read turns them away
+    /// without taking the write lock.
+    pub async fn is_source(&self, channel_id: u64) -> AppResult<bool> {
+        Ok(!Self::mappings_for_source(self.db.conn(), channel_id)
+            .await?
+            .is_empty())
+    }
+
     /// Writes the jobs for one source event in one transaction. Per mapping: a create adds a
     /// send; an update rewrites a still-pending send or edit, else adds an edit; a delete
     /// cancels a still-pending send and its edits (nothing reached Discord), else adds a
     /// delete. A create for a mapping that already has a send for that message (in any state)
     /// writes nothing: see [`IngestOutcome::duplicates`].
     pub async fn ingest(&self, event: &SourceEvent, now: i64) -> AppResult<IngestOutcome> {
-        // Most messages the bot sees are not in a source channel (customers talking, our own
-        // deliveries): a plain read turns them away without taking the write lock.
-        if Self::mappings_for_source(self.db.conn(), event.channel_id())
-            .await?
-            .is_empty()
-        {
+        if !self.is_source(event.channel_id()).await? {
             return Ok(IngestOutcome::default());
         }
         self.ingest_for(event, now, None).await
@@ -138,6 +150,28 @@ impl MirrorStore {
         now: i64,
         only: Option<&[i64]>,
     ) -> AppResult<IngestOutcome> {
+        Ok(self.write_event(event, now, only, None).await?.0)
+    }
+
+    /// [`Self::ingest`] of a source event (the caller checked [`Self::is_source`]), a
+    /// create's sends written already claimed under `stamp` and returned, for the gate in
+    /// this process to deliver without claiming them: no claim statement, no wait for one.
+    pub async fn ingest_claimed(
+        &self,
+        event: &SourceEvent,
+        now: i64,
+        stamp: &ClaimStamp,
+    ) -> AppResult<(IngestOutcome, ClaimedSends)> {
+        self.write_event(event, now, None, Some(stamp)).await
+    }
+
+    async fn write_event(
+        &self,
+        event: &SourceEvent,
+        now: i64,
+        only: Option<&[i64]>,
+        stamp: Option<&ClaimStamp>,
+    ) -> AppResult<(IngestOutcome, ClaimedSends)> {
         let txn = self.db.begin_write().await?;
         if self.db.backend() == DatabaseBackend::Postgres {
             // One source message's events one at a time, as SQLite's single writer has them:
@@ -157,10 +191,11 @@ impl MirrorStore {
         let mut outcome = IngestOutcome::default();
         let source_message = snowflake::to_db(event.message_id());
         if let SourceEvent::Created { payload, .. } = event {
-            self.ingest_created(&txn, &mappings, event, payload, now, &mut outcome)
+            let claimed = self
+                .ingest_created(&txn, mappings, event, payload, now, stamp, &mut outcome)
                 .await?;
             txn.commit().await?;
-            return Ok(outcome);
+            return Ok((outcome, claimed));
         }
         for mapping in &mappings {
             match event {
@@ -226,24 +261,27 @@ impl MirrorStore {
             }
         }
         txn.commit().await?;
-        Ok(outcome)
+        Ok((outcome, ClaimedSends::default()))
     }
 
-    /// A create: one send per mapping, written in one statement. Serenity runs event handlers
+    /// A create: one send per mapping, written in one statement (claimed under `stamp` when
+    /// given, and returned). Serenity runs event handlers
     /// concurrently, so an edit or a delete of this message can be recorded before its
     /// create: a delete means nothing is sent; edits give the send their content and need not
     /// run.
+    #[allow(clippy::too_many_arguments)]
     async fn ingest_created<C: ConnectionTrait>(
         &self,
         conn: &C,
-        mappings: &[connector_mappings::Model],
+        mappings: Vec<connector_mappings::Model>,
         event: &SourceEvent,
         payload: &MirrorPayload,
         now: i64,
+        stamp: Option<&ClaimStamp>,
         outcome: &mut IngestOutcome,
-    ) -> AppResult<()> {
+    ) -> AppResult<ClaimedSends> {
         if mappings.is_empty() {
-            return Ok(());
+            return Ok(ClaimedSends::default());
         }
         let source_message = snowflake::to_db(event.message_id());
         let earlier = mirror_jobs::Entity::find()
@@ -253,7 +291,7 @@ impl MirrorStore {
             .all(conn)
             .await?;
         let mut rows = Vec::with_capacity(mappings.len());
-        for mapping in mappings {
+        for mapping in &mappings {
             // Catch-up and the live event can both report a message: one send only. (The
             // send's dedupe key stops two concurrent transactions from both inserting one.)
             if earlier
@@ -302,10 +340,24 @@ impl MirrorStore {
             rows.push(columns);
         }
         let attempted = rows.len() as u32;
-        let inserted = self.queue.enqueue_many(conn, &rows, now).await? as u32;
+        let mut claimed = ClaimedSends::default();
+        let inserted = match stamp {
+            None => self.queue.enqueue_many(conn, &rows, now).await? as u32,
+            Some(stamp) => {
+                claimed.jobs = self
+                    .queue
+                    .enqueue_many_claimed(conn, &rows, stamp, now)
+                    .await?;
+                claimed.mappings = mappings
+                    .into_iter()
+                    .filter(|m| claimed.jobs.iter().any(|j| j.mapping_id == m.id))
+                    .collect();
+                claimed.jobs.len() as u32
+            }
+        };
         outcome.enqueued += inserted;
         outcome.duplicates += attempted - inserted.min(attempted);
-        Ok(())
+        Ok(claimed)
     }
 
     async fn enqueue_job<C: ConnectionTrait>(

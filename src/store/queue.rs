@@ -167,6 +167,16 @@ impl MirrorQueue {
     }
 }
 
+/// The lease a worker holds on rows written already claimed for it
+/// ([`Queue::enqueue_many_claimed`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimStamp {
+    pub worker: String,
+    pub token: String,
+    /// Epoch ms.
+    pub lease_expires_at: i64,
+}
+
 /// The two kinds of row a claim takes.
 #[derive(Clone, Copy)]
 enum Claimable {
@@ -301,8 +311,6 @@ where
         )))
     }
 
-    /// Claims up to `limit` due rows (pending and due, or processing with an expired lease)
-    /// for `worker`, in one statement.
     /// Enqueues several rows in one statement, due at `now`; returns how many were written. A
     /// row may carry a `dedupe_key` column: a row whose key is live already is skipped. Every
     /// row must name the same columns in the same order.
@@ -312,9 +320,44 @@ where
         rows: &[Vec<(&'static str, Value)>],
         now: i64,
     ) -> AppResult<u64> {
-        let Some(first) = rows.first() else {
-            return Ok(0);
-        };
+        let mut inserted = 0;
+        // Bounded statements: SQLite allows 32,766 parameters in one.
+        for chunk in rows.chunks(500) {
+            let (sql, p) = self.insert_rows(conn.get_database_backend(), chunk, None, now)?;
+            inserted += conn.execute_raw(p.statement(sql)).await?.rows_affected();
+        }
+        Ok(inserted)
+    }
+
+    /// [`Self::enqueue_many`], the rows written already claimed under `stamp` (processing,
+    /// first attempt, leased): for a worker in this process that takes them straight from
+    /// the writer, without a claim statement. Returns the rows written. Should the worker
+    /// never see them, their lease expires and any worker claims them, as after a crash.
+    pub async fn enqueue_many_claimed<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        rows: &[Vec<(&'static str, Value)>],
+        stamp: &ClaimStamp,
+        now: i64,
+    ) -> AppResult<Vec<E::Model>> {
+        let mut written = Vec::with_capacity(rows.len());
+        for chunk in rows.chunks(500) {
+            let (sql, p) =
+                self.insert_rows(conn.get_database_backend(), chunk, Some(stamp), now)?;
+            let statement = p.statement(format!("{sql} RETURNING *"));
+            written.extend(E::find().from_raw_sql(statement).all(conn).await?);
+        }
+        Ok(written)
+    }
+
+    fn insert_rows(
+        &self,
+        backend: DatabaseBackend,
+        rows: &[Vec<(&'static str, Value)>],
+        stamp: Option<&ClaimStamp>,
+        now: i64,
+    ) -> AppResult<(String, Params)> {
+        let first = rows.first().map(Vec::as_slice).unwrap_or_default();
         let mut names = vec![
             "status",
             "run_after",
@@ -322,25 +365,12 @@ where
             "max_attempts",
             "created_at",
             "updated_at",
+            "lease_owner",
+            "lease_expires_at",
+            "claim_token",
         ];
         names.extend(first.iter().map(|(name, _)| *name));
-        let mut inserted = 0;
-        // Bounded statements: SQLite allows 32,766 parameters in one.
-        for chunk in rows.chunks(500) {
-            inserted += self.insert_rows(conn, &names, first, chunk, now).await?;
-        }
-        Ok(inserted)
-    }
-
-    async fn insert_rows<C: ConnectionTrait>(
-        &self,
-        conn: &C,
-        names: &[&str],
-        first: &[(&'static str, Value)],
-        rows: &[Vec<(&'static str, Value)>],
-        now: i64,
-    ) -> AppResult<u64> {
-        let mut p = Params::new(conn.get_database_backend());
+        let mut p = Params::new(backend);
         let mut tuples = Vec::with_capacity(rows.len());
         for row in rows {
             if row.len() != first.len() || row.iter().zip(first).any(|(a, b)| a.0 != b.0) {
@@ -350,12 +380,15 @@ where
                 )));
             }
             let mut placeholders = vec![
-                p.push(PENDING),
+                p.push(if stamp.is_some() { PROCESSING } else { PENDING }),
                 p.push(now),
-                p.push(0i32),
+                p.push(i32::from(stamp.is_some())),
                 p.push(self.policy.max_attempts as i32),
                 p.push(now),
                 p.push(now),
+                p.push(stamp.map(|s| s.worker.clone())),
+                p.push(stamp.map(|s| s.lease_expires_at)),
+                p.push(stamp.map(|s| s.token.clone())),
             ];
             placeholders.extend(row.iter().map(|(_, value)| p.push(value.clone())));
             tuples.push(format!("({})", placeholders.join(", ")));
@@ -366,10 +399,11 @@ where
             names.join(", "),
             tuples.join(", ")
         );
-        let res = conn.execute_raw(p.statement(sql)).await?;
-        Ok(res.rows_affected())
+        Ok((sql, p))
     }
 
+    /// Claims up to `limit` due rows (pending and due, or processing with an expired lease)
+    /// for `worker`: due rows in one statement, expired leases in another.
     pub async fn claim(
         &self,
         worker: &str,
