@@ -166,6 +166,44 @@ async fn expired_lease_is_claimable_by_another_worker_and_late_completion_is_rej
     );
 }
 
+/// A claim loop woken often (every delivery, every settle) must not pay for the
+/// expired-lease scan each time it finds nothing due: that scan runs at most once a
+/// second, so a dead worker's job waits at most a second past its lease.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_leases_are_looked_for_once_a_second_not_on_every_empty_claim() {
+    let (_t, q) = setup().await;
+    let t0 = 5_000_000;
+    q.enqueue(
+        q.database().conn(),
+        &audit_columns(7),
+        EnqueueOptions {
+            run_after: t0,
+            ..Default::default()
+        },
+        t0,
+    )
+    .await
+    .unwrap();
+    let a = q
+        .claim("a", 10, Duration::from_millis(100), t0)
+        .await
+        .unwrap();
+    assert_eq!(a.len(), 1);
+    assert!(
+        q.claim("b", 10, Duration::from_secs(1), t0 + 200)
+            .await
+            .unwrap()
+            .is_empty(),
+        "lease expired, but the last look for expired leases was 200 ms ago"
+    );
+    let b = q
+        .claim("b", 10, Duration::from_secs(1), t0 + 1_000)
+        .await
+        .unwrap();
+    assert_eq!(b.len(), 1);
+    assert_eq!(b[0].lease_owner.as_deref(), Some("b"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dedupe_holds_under_concurrent_enqueues() {
     let (_t, q) = setup().await;

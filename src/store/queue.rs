@@ -412,15 +412,15 @@ where
         now: i64,
     ) -> AppResult<Vec<E::Model>> {
         let token = uuid::Uuid::new_v4().simple().to_string();
-        // Due pending rows, then (when this queue has not looked for a second, or found
-        // nothing due) rows whose lease expired: two statements, each read in its partial
-        // index's order. A busy claim loop costs one statement per claim, and a dead worker's
-        // jobs are taken within a second of their lease running out.
+        // Due pending rows, then (when this queue has not looked for a second) rows whose
+        // lease expired: each read in its partial index's order. A claim costs one statement
+        // (also the many that find nothing), and a dead worker's jobs are taken within a
+        // second of their lease running out.
         let mut rows = self
             .claim_some(worker, &token, limit, lease, now, Claimable::Due)
             .await?;
         let last = self.last_reclaim.load(std::sync::atomic::Ordering::Relaxed);
-        if rows.is_empty() || now - last >= RECLAIM_EVERY_MS {
+        if now - last >= RECLAIM_EVERY_MS {
             self.last_reclaim
                 .store(now, std::sync::atomic::Ordering::Relaxed);
             let room = limit.saturating_sub(rows.len() as u64);
