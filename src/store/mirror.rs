@@ -125,7 +125,7 @@ impl MirrorStore {
     /// a source channel (customers talking, our own deliveries): a plain read turns them away
     /// without taking the write lock.
     pub async fn is_source(&self, channel_id: u64) -> AppResult<bool> {
-        Ok(!Self::mappings_for_source(self.db.conn(), channel_id)
+        Ok(!Self::mappings_for_source(self.db.read_conn(), channel_id)
             .await?
             .is_empty())
     }
