@@ -71,7 +71,7 @@ async fn up_twice_is_a_no_op() {
         }
     };
     let before = count(&t).await;
-    assert_eq!(before, 11);
+    assert_eq!(before, 12);
     t.db.migrate().await.unwrap();
     assert_eq!(count(&t).await, before);
 }
@@ -114,4 +114,45 @@ async fn snowflakes_keep_all_64_bits_and_sort_like_discord() {
     let mut expected = ids.to_vec();
     expected.sort();
     assert_eq!(read, expected);
+}
+
+/// The newest migration goes down and up again on a database holding data (SQLite drops a
+/// column only since 3.35), and its column keeps what is written to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_newest_migration_goes_down_and_up_again() {
+    use migration::MigratorTrait;
+    use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait};
+    let t = TestDatabase::new().await.unwrap();
+    let link = |source: i64, linked: Option<&str>| entities::mirror_message_links::ActiveModel {
+        mapping_id: Set(1),
+        source_message_id: Set(source),
+        target_channel_id: Set(2),
+        target_message_id: Set(3),
+        linked_attachments: Set(linked.map(str::to_owned)),
+        created_at: Set(0),
+        ..Default::default()
+    };
+    link(10, Some("https://cdn/a\nhttps://cdn/b"))
+        .insert(t.db.conn())
+        .await
+        .unwrap();
+    migration::Migrator::down(t.db.conn(), Some(1))
+        .await
+        .unwrap();
+    t.db.migrate().await.unwrap();
+    let inserted = link(11, Some("https://cdn/c"))
+        .insert(t.db.conn())
+        .await
+        .unwrap();
+    let rows = entities::mirror_message_links::Entity::find()
+        .all(t.db.conn())
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 2, "the rows survive the column's removal");
+    let first = rows.iter().find(|r| r.source_message_id == 10).unwrap();
+    assert_eq!(first.linked_attachments, None, "dropped with the column");
+    assert_eq!(
+        inserted.linked_attachments.as_deref(),
+        Some("https://cdn/c")
+    );
 }

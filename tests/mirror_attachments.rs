@@ -136,14 +136,14 @@ async fn files_under_the_limit_are_uploaded_again_and_the_rest_linked_in_both_mo
         );
     }
 
-    // An edit changes the text and keeps the uploaded file. It renders the links of the
-    // plan (what fits the limit is uploaded), so the dead link of lost.png, which the send
-    // could not download, is not repeated.
+    // An edit changes the text and keeps the uploaded file. It links what the send linked:
+    // big.bin, over the limit, and lost.png, which the plan would upload but the CDN
+    // refused at send time.
     let id: u64 = source["id"].as_str().unwrap().parse().unwrap();
     sandbox
         .edit_message(SOURCE_CHANNEL, id, &json!({"content": "chart v2"}))
         .unwrap();
-    let edited = format!("chart v2\n{big_url}");
+    let edited = format!("chart v2\n{big_url}\n{lost_url}");
     for i in 0..2 {
         let channel = target(i).1;
         assert!(

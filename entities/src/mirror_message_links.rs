@@ -12,6 +12,8 @@ pub struct Model {
     pub target_message_id: i64,
     pub webhook_id: Option<i64>,
     pub created_at: i64,
+    /// The source attachments the delivery linked rather than uploaded, one URL per line.
+    pub linked_attachments: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -20,6 +20,7 @@ mod m20261125_000008_create_seat_enforcement_events;
 mod m20261125_000009_create_tenant_tokens;
 mod m20261125_000010_create_service_settings;
 mod m20261126_000011_queue_claim_indexes;
+mod m20261126_000012_link_linked_attachments;
 mod queue_columns;
 
 pub struct Migrator;
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000009_create_tenant_tokens::Migration),
             Box::new(m20261125_000010_create_service_settings::Migration),
             Box::new(m20261126_000011_queue_claim_indexes::Migration),
+            Box::new(m20261126_000012_link_linked_attachments::Migration),
         ]
     }
 }

@@ -37,8 +37,8 @@ use crate::{
         freshness::FreshnessWindows,
         gate::{self, GateDecision, JobKind},
         mirror::{
-            is_expired, parse_kind, plan_attachments, send_nonce, Carry, MirrorPayload,
-            DEFAULT_UPLOAD_LIMIT_BYTES,
+            carry_as_sent, is_expired, linked_at_send, parse_kind, plan_attachments, send_nonce,
+            Carry, MirrorPayload, DEFAULT_UPLOAD_LIMIT_BYTES,
         },
         snowflake,
     },
@@ -1061,13 +1061,14 @@ impl Worker {
                     return Ok((Delivery::Done, LinkChange::None));
                 }
                 message.reply_to = prepared.reply_target;
-                match self.download(job.id, payload, carry).await {
+                let mut carry = match self.download(job.id, payload, carry).await {
                     Ok((carry, files)) => {
                         message.content = payload.rendered_content(&carry);
                         message.files = files;
+                        carry
                     }
                     Err(e) => return Ok((classify(e, kind), LinkChange::None)),
-                }
+                };
                 let webhook = if via_webhook {
                     let creds = match webhook {
                         Some(c) => c,
@@ -1101,8 +1102,8 @@ impl Worker {
                         "[mirror] the target refused the files as too large; linking them instead"
                     );
                     message.files.clear();
-                    message.content =
-                        payload.rendered_content(&vec![Carry::Link; payload.attachments.len()]);
+                    carry = vec![Carry::Link; payload.attachments.len()];
+                    message.content = payload.rendered_content(&carry);
                     sent = self
                         .send(job, mapping.id, channel, webhook.as_ref(), &message)
                         .await?;
@@ -1114,6 +1115,7 @@ impl Worker {
                         target_channel_id: channel,
                         target_message_id: target_id,
                         webhook_id,
+                        linked_attachments: linked_at_send(&payload.attachments, &carry),
                     })
                 })
             }
@@ -1122,6 +1124,14 @@ impl Worker {
                     // Never delivered (cancelled or expired): nothing to change.
                     return Ok((Delivery::Done, LinkChange::None));
                 };
+                if kind == JobKind::Edit {
+                    let carry = carry_as_sent(
+                        &payload.attachments,
+                        carry,
+                        link.linked_attachments.as_deref(),
+                    );
+                    message.content = payload.rendered_content(&carry);
+                }
                 let target = snowflake::from_db(link.target_message_id);
                 let linked_webhook = link.webhook_id.map(snowflake::from_db);
                 let creds = webhook.filter(|c| Some(c.id) == linked_webhook);

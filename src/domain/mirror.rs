@@ -68,6 +68,47 @@ pub fn plan_attachments(attachments: &[AttachmentRef], limit_bytes: u64) -> Vec<
         .collect()
 }
 
+/// An attachment's identity across a message's events: its URL without the query (Discord
+/// signs CDN URLs with parameters that change from one event to the next).
+fn attachment_key(url: &str) -> &str {
+    url.split_once('?').map_or(url, |(path, _)| path)
+}
+
+/// What a delivered send records of its attachments: the keys of those it linked, one per
+/// line (`None` when it linked none). The plan alone cannot tell: a file the CDN refused,
+/// or a target that refused the files as too large, is linked although planned for upload.
+pub fn linked_at_send(attachments: &[AttachmentRef], carry: &[Carry]) -> Option<String> {
+    let keys: Vec<&str> = attachments
+        .iter()
+        .zip(carry)
+        .filter(|(_, c)| **c == Carry::Link)
+        .map(|(a, _)| attachment_key(&a.url))
+        .collect();
+    (!keys.is_empty()).then(|| keys.join("\n"))
+}
+
+/// How an edit carries the attachments: as the send did. An edit uploads nothing, so an
+/// attachment the send linked is linked again, and one it uploaded stays on the message
+/// without a link. An attachment the send never saw follows the plan.
+pub fn carry_as_sent(
+    attachments: &[AttachmentRef],
+    planned: Vec<Carry>,
+    linked_at_send: Option<&str>,
+) -> Vec<Carry> {
+    let linked: Vec<&str> = linked_at_send.map_or(Vec::new(), |l| l.lines().collect());
+    attachments
+        .iter()
+        .zip(planned)
+        .map(|(a, c)| {
+            if linked.contains(&attachment_key(&a.url)) {
+                Carry::Link
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
 impl MirrorPayload {
     /// The text delivered: the content, then one line per attachment that `carry` links.
     pub fn rendered_content(&self, carry: &[Carry]) -> String {
@@ -145,6 +186,40 @@ pub fn is_expired(kind: JobKind, created_at_ms: i64, now_ms: i64, max_age_ms: i6
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_edit_links_what_the_send_linked_although_the_plan_uploads_it() {
+        let sent = vec![
+            attachment("a/1/small.png?ex=1&hm=aa", 10),
+            attachment("a/2/lost.png?ex=1&hm=bb", 10),
+            attachment("a/3/big.bin", 1_000),
+        ];
+        // The plan uploads the first two; the CDN refused lost.png, so the send linked it.
+        let planned = plan_attachments(&sent, 100);
+        assert_eq!(planned, vec![Carry::Upload, Carry::Upload, Carry::Link]);
+        let carried = vec![Carry::Upload, Carry::Link, Carry::Link];
+        let stored = linked_at_send(&sent, &carried);
+        assert_eq!(
+            stored.as_deref(),
+            Some("https://cdn/a/2/lost.png\nhttps://cdn/a/3/big.bin")
+        );
+        // The edit's event carries freshly signed URLs, and lost.png removed from the source
+        // leaves the others in place.
+        let edited = vec![
+            attachment("a/1/small.png?ex=2&hm=cc", 10),
+            attachment("a/2/lost.png?ex=2&hm=dd", 10),
+            attachment("a/3/big.bin", 1_000),
+            attachment("a/4/new.png", 10),
+        ];
+        let carry = carry_as_sent(&edited, plan_attachments(&edited, 100), stored.as_deref());
+        assert_eq!(
+            carry,
+            vec![Carry::Upload, Carry::Link, Carry::Link, Carry::Upload]
+        );
+        // A send that linked nothing records nothing, and its edits follow the plan.
+        assert_eq!(linked_at_send(&sent, &[Carry::Upload; 3]), None);
+        assert_eq!(carry_as_sent(&sent, planned.clone(), None), planned);
+    }
 
     #[test]
     fn nonce_is_stable_unique_per_target_and_fits_discords_limit() {

@@ -616,6 +616,7 @@ async fn insert_links<C: ConnectionTrait>(conn: &C, links: &[&NewLink], now: i64
         target_message_id: Set(snowflake::to_db(l.target_message_id)),
         webhook_id: Set(l.webhook_id.map(snowflake::to_db)),
         created_at: Set(now),
+        linked_attachments: Set(l.linked_attachments.clone()),
         ..Default::default()
     });
     // A second link for the same pair (a retried send that Discord deduplicated by nonce)
@@ -642,6 +643,8 @@ pub struct NewLink {
     pub target_channel_id: u64,
     pub target_message_id: u64,
     pub webhook_id: Option<u64>,
+    /// See [`crate::domain::mirror::linked_at_send`].
+    pub linked_attachments: Option<String>,
 }
 
 /// How one claimed job ends this time.
