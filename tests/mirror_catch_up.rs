@@ -176,6 +176,44 @@ async fn messages_posted_in_a_gap_that_cannot_be_resumed_arrive_once_after_the_n
 }
 
 #[actix_web::test]
+async fn edits_and_deletes_made_while_the_service_is_down_reach_the_targets_after_start() {
+    let t = TestDatabase::empty().await.unwrap();
+    let sandbox = sandbox().await;
+    let (running, admin) = start(&t, &sandbox, 3600).await;
+    admin.configure(&MODES).await;
+    let (ids, contents) = posts(&sandbox, "signal", 3);
+    assert_mirrored_once(&sandbox, &contents).await;
+    stop(running, &sandbox).await;
+    // Past catch-up's margin: what was recorded this close to a session start counts as
+    // the live path's and is not read again.
+    tokio::time::sleep(CatchUpConfig::default().margin).await;
+
+    sandbox
+        .edit_message(
+            SOURCE_CHANNEL,
+            ids[0],
+            &serde_json::json!({"content": "signal 000 (stop moved)"}),
+        )
+        .unwrap();
+    sandbox.delete_message(SOURCE_CHANNEL, ids[1]).unwrap();
+    let (_, down) = posts(&sandbox, "down", 2);
+    let mut expected = vec!["signal 000 (stop moved)".to_owned(), contents[2].clone()];
+    expected.extend(down);
+    let (running, _) = start(&t, &sandbox, 3600).await;
+    assert_mirrored_once(&sandbox, &expected).await;
+    assert_eq!(
+        count(&t, "SELECT COUNT(*) FROM mirror_jobs WHERE kind = 'edit'").await,
+        MODES.len() as i64
+    );
+    assert_eq!(
+        count(&t, "SELECT COUNT(*) FROM mirror_jobs WHERE kind = 'delete'").await,
+        MODES.len() as i64
+    );
+    running.shutdown().await;
+    sandbox.shutdown().await;
+}
+
+#[actix_web::test]
 async fn messages_older_than_the_max_age_are_not_caught_up() {
     // Long enough for a restart and the deliveries on a loaded machine: jobs expire after it too.
     // (The mapping's creation as a bound is checked at the store level below: here a message
@@ -620,5 +658,180 @@ async fn a_create_and_a_delete_of_one_message_recorded_concurrently_leave_no_sen
         )
         .await,
         0
+    );
+}
+
+fn edited(id: u64, content: &str) -> SourceEvent {
+    SourceEvent::Updated {
+        channel_id: SOURCE,
+        message_id: id,
+        payload: MirrorPayload {
+            content: content.into(),
+            ..Default::default()
+        },
+    }
+}
+
+/// The sends of these messages delivered: done, with a link per mapping.
+async fn delivered(t: &TestDatabase, maps: &[i64], ids: &[u64]) {
+    for (n, id) in ids.iter().enumerate() {
+        for (i, mapping) in maps.iter().enumerate() {
+            entities::mirror_message_links::ActiveModel {
+                mapping_id: Set(*mapping),
+                source_message_id: Set(snowflake::to_db(*id)),
+                target_channel_id: Set(snowflake::to_db(target(i as u64).1)),
+                target_message_id: Set(snowflake::to_db(990 + n as u64 * 10 + i as u64)),
+                created_at: Set(0),
+                ..Default::default()
+            }
+            .insert(t.db.conn())
+            .await
+            .unwrap();
+        }
+    }
+    let db = t.db.conn();
+    db.execute_raw(Statement::from_string(
+        db.get_database_backend(),
+        "UPDATE mirror_jobs SET status = 'done' WHERE kind = 'send'",
+    ))
+    .await
+    .unwrap();
+}
+
+/// (kind, message, content) of the jobs that are not sends, in order.
+async fn later_jobs(t: &TestDatabase) -> Vec<(String, u64, String)> {
+    let db = t.db.conn();
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT kind, source_message_id, payload FROM mirror_jobs WHERE kind <> 'send' \
+             ORDER BY id",
+        ))
+        .await
+        .unwrap();
+    rows.iter()
+        .map(|r| {
+            let payload: MirrorPayload =
+                serde_json::from_str(&r.try_get_by_index::<String>(2).unwrap()).unwrap();
+            (
+                r.try_get_by_index::<String>(0).unwrap(),
+                snowflake::from_db(r.try_get_by_index::<i64>(1).unwrap()),
+                payload.content,
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn known_messages_are_read_again_for_the_edits_and_deletes_of_the_gap() {
+    let now = now_ms();
+    let (t, store, maps) = setup(now - 600_000).await;
+    let history = History::default();
+    let [same, changed, deleted, edited_live] =
+        [0, 1, 2, 3].map(|n| id_at(now - 120_000 + n as i64 * 1_000, 0));
+    for id in [same, changed, deleted, edited_live] {
+        store.ingest(&created(id), now - 110_000).await.unwrap();
+        history.add(id, PROVIDER);
+    }
+    delivered(&t, &maps, &[same, changed, deleted, edited_live]).await;
+    // In the gap: one message edited, one deleted. One more is edited after the new session
+    // started, recorded live; the history read a moment earlier still has the gap's text.
+    history
+        .messages
+        .lock()
+        .unwrap()
+        .get_mut(&changed)
+        .unwrap()
+        .payload
+        .content = "new".into();
+    history.messages.lock().unwrap().remove(&deleted);
+    history
+        .messages
+        .lock()
+        .unwrap()
+        .get_mut(&edited_live)
+        .unwrap()
+        .payload
+        .content = "gap text".into();
+    store
+        .ingest(&edited(edited_live, "live text"), now)
+        .await
+        .unwrap();
+
+    let report = run(&store, &history, now, CatchUpConfig::default()).await;
+    assert_eq!(
+        (
+            report.reviewed,
+            report.edits,
+            report.deletes,
+            report.enqueued
+        ),
+        (3, 2, 2, 0),
+        "{report:?}"
+    );
+    let mut want = vec![
+        ("edit".to_owned(), edited_live, "live text".to_owned()),
+        ("edit".to_owned(), edited_live, "live text".to_owned()),
+    ];
+    for _ in &maps {
+        want.push(("edit".to_owned(), changed, "new".to_owned()));
+    }
+    for _ in &maps {
+        want.push(("delete".to_owned(), deleted, String::new()));
+    }
+    assert_eq!(later_jobs(&t).await, want);
+
+    // The next session reads the source as it is by then (with the live edit) and finds
+    // nothing more to do: the edits are recorded, the deletes under way.
+    history
+        .messages
+        .lock()
+        .unwrap()
+        .get_mut(&edited_live)
+        .unwrap()
+        .payload
+        .content = "live text".into();
+    let report = run(&store, &history, now + 60_000, CatchUpConfig::default()).await;
+    assert_eq!((report.edits, report.deletes), (0, 0), "{report:?}");
+}
+
+#[tokio::test]
+async fn a_message_deleted_in_the_gap_before_its_send_went_out_is_not_sent() {
+    let now = now_ms();
+    let (t, store, _) = setup(now - 600_000).await;
+    let history = History::default();
+    let [kept, deleted] = [0, 1].map(|n| id_at(now - 120_000 + n as i64 * 1_000, 0));
+    for id in [kept, deleted] {
+        store.ingest(&created(id), now - 110_000).await.unwrap();
+    }
+    history.add(kept, PROVIDER);
+    let report = run(&store, &history, now, CatchUpConfig::default()).await;
+    assert_eq!(report.deletes, 2, "{report:?}");
+    let db = t.db.conn();
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT source_message_id, status FROM mirror_jobs ORDER BY id",
+        ))
+        .await
+        .unwrap();
+    let statuses: Vec<(u64, String)> = rows
+        .iter()
+        .map(|r| {
+            (
+                snowflake::from_db(r.try_get_by_index::<i64>(0).unwrap()),
+                r.try_get_by_index::<String>(1).unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![
+            (kept, "pending".to_owned()),
+            (kept, "pending".to_owned()),
+            (deleted, "cancelled".to_owned()),
+            (deleted, "cancelled".to_owned()),
+        ],
+        "the pending sends are cancelled, and no delete job is needed"
     );
 }

@@ -110,6 +110,20 @@ pub fn carry_as_sent(
 }
 
 impl MirrorPayload {
+    /// Whether a mirrored copy of `self` would show what a copy of `other` shows: the same
+    /// text, embeds and attachments (by URL without Discord's signing query). Catch-up
+    /// compares a message re-read after a gap with what was last mirrored of it.
+    pub fn shows_same(&self, other: &MirrorPayload) -> bool {
+        self.content == other.content
+            && self.embeds == other.embeds
+            && self.attachments.len() == other.attachments.len()
+            && self
+                .attachments
+                .iter()
+                .zip(&other.attachments)
+                .all(|(a, b)| attachment_key(&a.url) == attachment_key(&b.url))
+    }
+
     /// The text delivered: the content, then one line per attachment that `carry` links.
     pub fn rendered_content(&self, carry: &[Carry]) -> String {
         let mut out = self.content.clone();
@@ -186,6 +200,36 @@ pub fn is_expired(kind: JobKind, created_at_ms: i64, now_ms: i64, max_age_ms: i6
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_copy_shows_the_same_when_text_embeds_and_files_match_whatever_the_signature() {
+        let mirrored = MirrorPayload {
+            content: "BUY".into(),
+            embeds: vec![serde_json::json!({"title": "t"})],
+            attachments: vec![attachment("a/1/chart.png?ex=1&hm=aa", 5)],
+            author_name: "Provider".into(),
+            ..Default::default()
+        };
+        let mut reread = mirrored.clone();
+        reread.attachments[0].url = "https://cdn/a/1/chart.png?ex=2&hm=bb".into();
+        reread.author_name = "Provider (renamed)".into();
+        assert!(reread.shows_same(&mirrored));
+        let edited = MirrorPayload {
+            content: "SELL".into(),
+            ..reread.clone()
+        };
+        assert!(!edited.shows_same(&mirrored));
+        let new_embed = MirrorPayload {
+            embeds: vec![serde_json::json!({"title": "u"})],
+            ..reread.clone()
+        };
+        assert!(!new_embed.shows_same(&mirrored));
+        let file_removed = MirrorPayload {
+            attachments: vec![],
+            ..reread
+        };
+        assert!(!file_removed.shows_same(&mirrored));
+    }
 
     #[test]
     fn an_edit_links_what_the_send_linked_although_the_plan_uploads_it() {

@@ -13,19 +13,27 @@
 //! Pages go forward from the lowest bound of a channel (`after`, 100 per page), at most
 //! `max_pages` per channel per catch-up; a longer backlog is cut, and logged.
 //!
-//! Not recovered: deletes made during a gap (a deleted message is simply absent from the
-//! history, indistinguishable from one never posted, so its mirrored copy stays); edits of
-//! messages already mirrored before the gap (they are older than the bound and not fetched;
-//! an edited message that is fetched is sent with its current content).
+//! Then the messages already known (from `now - max_age`, or the mappings' creation, up to
+//! the bound) are read again, at most `max_pages` more, to find what changed in the gap: a
+//! mirrored message whose text, embeds or files differ from what was last mirrored of it
+//! gets an edit; a mirrored (or still pending) message missing from the history was deleted
+//! and gets a delete. A message whose last job was recorded after `session_start - margin`
+//! is the live path's: re-read content may be older than what it recorded.
 
-use std::{collections::HashSet, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    time::Duration,
+};
 
 use async_trait::async_trait;
-use sea_orm::{ColumnTrait, EntityTrait, FromQueryResult, QueryFilter, QuerySelect};
+use sea_orm::{ColumnTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect};
 
 use entities::{connector_mappings, mirror_jobs, mirror_message_links};
 
-use super::mirror::{MirrorStore, SourceEvent};
+use super::{
+    mirror::{decode, MirrorStore, SourceEvent, CANCELLED},
+    queue::{PENDING, PROCESSING},
+};
 use crate::{
     domain::{mirror::MirrorPayload, snowflake},
     error::AppResult,
@@ -83,6 +91,11 @@ pub struct ChannelPlan {
     pub after: u64,
     /// (mapping id, bound): messages at or below the bound are not for that mapping.
     pub mappings: Vec<(i64, u64)>,
+    /// Messages in `(review_from, after]` are read again for edits and deletes made in the
+    /// gap (empty when `review_from >= after`).
+    pub review_from: u64,
+    /// Jobs recorded from this time (epoch ms) on are the live path's.
+    pub live_from: i64,
 }
 
 /// Counts for the `[mirror] catch-up` log lines.
@@ -103,6 +116,12 @@ pub struct CatchUpReport {
     pub truncated: u32,
     /// Channels skipped for a Discord or database error.
     pub failed: u32,
+    /// Known messages read again to find edits and deletes made in the gap.
+    pub reviewed: u32,
+    /// Edit jobs written for mirrored messages changed in the gap (one per mapping).
+    pub edits: u32,
+    /// Delete jobs written (or pending sends cancelled) for messages deleted in the gap.
+    pub deletes: u32,
 }
 
 #[derive(Debug, FromQueryResult)]
@@ -166,21 +185,27 @@ pub async fn plan(
             .await?
             .and_then(|n| n.newest);
         let known = from_jobs.max(from_links).map(snowflake::from_db);
-        let mappings: Vec<(i64, u64)> = enabled
+        let floors: Vec<(i64, u64)> = enabled
             .iter()
             .filter(|m| m.source_channel_id == channel)
-            .map(|m| {
-                let floor = snowflake::at_ms(floor_ms.max(m.created_at));
-                (m.id, known.map_or(floor, |k| k.max(floor)))
-            })
+            .map(|m| (m.id, snowflake::at_ms(floor_ms.max(m.created_at))))
             .collect();
-        let Some(after) = mappings.iter().map(|(_, b)| *b).min() else {
+        let mappings: Vec<(i64, u64)> = floors
+            .iter()
+            .map(|(id, floor)| (*id, known.map_or(*floor, |k| k.max(*floor))))
+            .collect();
+        let (Some(after), Some(review_from)) = (
+            mappings.iter().map(|(_, b)| *b).min(),
+            floors.iter().map(|(_, f)| *f).min(),
+        ) else {
             continue;
         };
         plans.push(ChannelPlan {
             channel_id: snowflake::from_db(channel),
             after,
             mappings,
+            review_from,
+            live_from: cut,
         });
     }
     Ok(plans)
@@ -246,7 +271,7 @@ pub async fn run(
     for plan in plans {
         report.channels += 1;
         let before = report;
-        match channel(
+        let caught_up = channel(
             store,
             history,
             own_user,
@@ -256,8 +281,15 @@ pub async fn run(
             on_enqueued,
             &mut report,
         )
-        .await
-        {
+        .await;
+        let reviewed = match caught_up {
+            Ok(()) => review(store, history, &plan, &now, config, &mut report).await,
+            Err(err) => Err(err),
+        };
+        if report.edits + report.deletes > before.edits + before.deletes {
+            on_enqueued();
+        }
+        match reviewed {
             Ok(()) => tracing::info!(
                 channel = plan.channel_id,
                 after = plan.after,
@@ -269,6 +301,9 @@ pub async fn run(
                 raced = report.raced - before.raced,
                 own = report.own - before.own,
                 truncated = report.truncated > before.truncated,
+                reviewed = report.reviewed - before.reviewed,
+                edits = report.edits - before.edits,
+                deletes = report.deletes - before.deletes,
                 "[mirror] catch-up: channel done"
             ),
             Err(err) => {
@@ -364,4 +399,174 @@ async fn channel(
         }
     }
     Ok(())
+}
+
+/// Reads the known messages of `plan`'s channel again (`review_from` to `after`, at most
+/// `max_pages` pages) and records the edits and deletes made to them in the gap.
+async fn review(
+    store: &MirrorStore,
+    history: &dyn MessageHistory,
+    plan: &ChannelPlan,
+    now: &impl Fn() -> i64,
+    config: &CatchUpConfig,
+    report: &mut CatchUpReport,
+) -> AppResult<()> {
+    let mut after = plan.review_from;
+    for _ in 0..config.max_pages {
+        if after >= plan.after {
+            return Ok(());
+        }
+        let mut messages = history
+            .messages_after(plan.channel_id, after, PAGE_SIZE)
+            .await?;
+        messages.retain(|m| m.id > after);
+        messages.sort_by_key(|m| m.id);
+        let full = messages.len() >= PAGE_SIZE as usize;
+        // Every message in (after, covered] has been read: a known one not among them was
+        // deleted.
+        let covered = match messages.last() {
+            Some(last) if full && last.id < plan.after => last.id,
+            _ => plan.after,
+        };
+        messages.retain(|m| m.id <= plan.after);
+        report.reviewed += messages.len() as u32;
+        let known = KnownMessages::read(store, plan, after, covered).await?;
+        for m in &messages {
+            let changed: Vec<i64> = known
+                .last_mirrored
+                .get(&m.id)
+                .into_iter()
+                .flatten()
+                .filter(|(_, mirrored)| !m.payload.shows_same(mirrored))
+                .map(|(mapping, _)| *mapping)
+                .collect();
+            if changed.is_empty() {
+                continue;
+            }
+            let event = SourceEvent::Updated {
+                channel_id: plan.channel_id,
+                message_id: m.id,
+                payload: m.payload.clone(),
+            };
+            store.ingest_for(&event, now(), Some(&changed)).await?;
+            tracing::info!(
+                channel = plan.channel_id,
+                message_id = m.id,
+                mappings = changed.len(),
+                "[mirror] catch-up: a message edited in the gap is edited on its targets"
+            );
+            report.edits += changed.len() as u32;
+        }
+        let present: HashSet<u64> = messages.iter().map(|m| m.id).collect();
+        let mut gone: BTreeMap<u64, Vec<i64>> = BTreeMap::new();
+        for (mapping, id) in &known.delivered_or_pending {
+            if !present.contains(id) {
+                gone.entry(*id).or_default().push(*mapping);
+            }
+        }
+        for (id, mappings) in gone {
+            let event = SourceEvent::Deleted {
+                channel_id: plan.channel_id,
+                message_id: id,
+            };
+            // Per mapping: its pending send is cancelled, or a delete is queued.
+            store.ingest_for(&event, now(), Some(&mappings)).await?;
+            tracing::info!(
+                channel = plan.channel_id,
+                message_id = id,
+                mappings = mappings.len(),
+                "[mirror] catch-up: a message deleted in the gap is deleted on its targets"
+            );
+            report.deletes += mappings.len() as u32;
+        }
+        after = covered;
+    }
+    Ok(())
+}
+
+/// What is recorded of a channel's source messages in `(after, through]`, for the plan's
+/// mappings, leaving out what the live path is handling.
+struct KnownMessages {
+    /// message -> (mapping, the payload last mirrored, or to be mirrored, there) for each
+    /// mapping it was delivered to or is pending for.
+    last_mirrored: HashMap<u64, Vec<(i64, MirrorPayload)>>,
+    /// (mapping, message) delivered (linked) or with a send still pending, and no delete
+    /// under way.
+    delivered_or_pending: Vec<(i64, u64)>,
+}
+
+impl KnownMessages {
+    async fn read(
+        store: &MirrorStore,
+        plan: &ChannelPlan,
+        after: u64,
+        through: u64,
+    ) -> AppResult<Self> {
+        let conn = store.db().conn();
+        let mapping_ids: Vec<i64> = plan.mappings.iter().map(|(id, _)| *id).collect();
+        let (low, high) = (snowflake::to_db(after), snowflake::to_db(through));
+        let jobs = mirror_jobs::Entity::find()
+            .filter(mirror_jobs::Column::MappingId.is_in(mapping_ids.clone()))
+            .filter(mirror_jobs::Column::SourceMessageId.gt(low))
+            .filter(mirror_jobs::Column::SourceMessageId.lte(high))
+            .filter(mirror_jobs::Column::Status.ne(CANCELLED))
+            .order_by_asc(mirror_jobs::Column::Id)
+            .all(conn)
+            .await?;
+        let linked: HashSet<(i64, u64)> = mirror_message_links::Entity::find()
+            .select_only()
+            .column(mirror_message_links::Column::MappingId)
+            .column(mirror_message_links::Column::SourceMessageId)
+            .filter(mirror_message_links::Column::MappingId.is_in(mapping_ids))
+            .filter(mirror_message_links::Column::SourceMessageId.gt(low))
+            .filter(mirror_message_links::Column::SourceMessageId.lte(high))
+            .into_model::<Pair>()
+            .all(conn)
+            .await?
+            .into_iter()
+            .map(|p| (p.mapping_id, snowflake::from_db(p.source_message_id)))
+            .collect();
+        // Per pair, from its jobs in order: the last payload, whether a send is live, whether
+        // a delete is live, and whether the live path touched it.
+        #[derive(Default)]
+        struct Seen {
+            payload: Option<String>,
+            send_live: bool,
+            delete_live: bool,
+            live_path: bool,
+        }
+        let mut seen: HashMap<(i64, u64), Seen> = HashMap::new();
+        for job in &jobs {
+            let pair = (job.mapping_id, snowflake::from_db(job.source_message_id));
+            let s = seen.entry(pair).or_default();
+            let live = job.status == PENDING || job.status == PROCESSING;
+            s.live_path |= job.created_at >= plan.live_from;
+            match job.kind.as_str() {
+                "send" | "edit" => {
+                    s.payload = Some(job.payload.clone());
+                    s.send_live |= job.kind == "send" && live;
+                }
+                _ => s.delete_live |= live,
+            }
+        }
+        let mut known = KnownMessages {
+            last_mirrored: HashMap::new(),
+            delivered_or_pending: Vec::new(),
+        };
+        for (pair, s) in seen {
+            let delivered = linked.contains(&pair);
+            if s.live_path || s.delete_live || !(delivered || s.send_live) {
+                continue;
+            }
+            known.delivered_or_pending.push(pair);
+            if let Some(payload) = s.payload.as_deref().and_then(|p| decode(p).ok()) {
+                known
+                    .last_mirrored
+                    .entry(pair.1)
+                    .or_default()
+                    .push((pair.0, payload));
+            }
+        }
+        Ok(known)
+    }
 }
