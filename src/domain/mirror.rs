@@ -115,13 +115,24 @@ impl MirrorPayload {
     /// compares a message re-read after a gap with what was last mirrored of it.
     pub fn shows_same(&self, other: &MirrorPayload) -> bool {
         self.content == other.content
-            && self.embeds == other.embeds
+            && self.authored_embeds().eq(other.authored_embeds())
             && self.attachments.len() == other.attachments.len()
             && self
                 .attachments
                 .iter()
                 .zip(&other.attachments)
                 .all(|(a, b)| attachment_key(&a.url) == attachment_key(&b.url))
+    }
+
+    /// The embeds the author sent. Discord adds link previews (type `link`, `article`,
+    /// `image`, `video`, `gifv`) after the message is created, without an edit: a re-read
+    /// message that gained one did not change.
+    fn authored_embeds(&self) -> impl Iterator<Item = &serde_json::Value> {
+        self.embeds.iter().filter(|e| {
+            e.get("type")
+                .and_then(serde_json::Value::as_str)
+                .is_none_or(|t| t == "rich")
+        })
     }
 
     /// The text delivered: the content, then one line per attachment that `carry` links.
@@ -213,6 +224,10 @@ mod tests {
         let mut reread = mirrored.clone();
         reread.attachments[0].url = "https://cdn/a/1/chart.png?ex=2&hm=bb".into();
         reread.author_name = "Provider (renamed)".into();
+        // Discord unfurled a link after the message was mirrored: not an edit.
+        reread
+            .embeds
+            .push(serde_json::json!({"type": "article", "url": "https://news"}));
         assert!(reread.shows_same(&mirrored));
         let edited = MirrorPayload {
             content: "SELL".into(),
