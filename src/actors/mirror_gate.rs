@@ -12,7 +12,7 @@
 use std::{
     collections::{HashMap, VecDeque},
     sync::{
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
         Arc,
     },
     time::{Duration, Instant},
@@ -46,6 +46,7 @@ use crate::{
     store::{
         mirror::{
             decode, ClaimedSends, MirrorStore, NewLink, Outcome, Settlement, CANCELLED, EXPIRED,
+            GATE_CODES,
         },
         now_ms,
         queue::{ClaimStamp, FAILED},
@@ -166,6 +167,10 @@ struct Worker {
     /// Webhooks this worker created or found gone, newer than the mappings it read.
     webhooks: std::sync::Mutex<HashMap<i64, Option<WebhookCredentials>>>,
     fetcher: AttachmentFetcher,
+    /// How many [`HeldJobsMayResume`] have arrived. A hold decided before the latest one
+    /// may have read the snapshot from before the change, so it is not kept (see
+    /// [`Worker::unless_resumed`]).
+    resumes: AtomicU64,
 }
 
 #[derive(Default)]
@@ -236,6 +241,7 @@ impl MirrorGate {
                 held: Default::default(),
                 webhooks: Default::default(),
                 fetcher: AttachmentFetcher::new(),
+                resumes: AtomicU64::new(0),
             })
         });
         Self {
@@ -298,22 +304,35 @@ impl Handler<SendsClaimed> for MirrorGate {
 impl Handler<HeldJobsMayResume> for MirrorGate {
     type Result = ResponseFuture<()>;
     fn handle(&mut self, msg: HeldJobsMayResume, _: &mut Self::Context) -> Self::Result {
+        if let Some(w) = &self.worker {
+            // Through the settler, after the outcomes already decided: a hold still being
+            // written would otherwise be released before it exists, then written to wait
+            // for `held_retry`.
+            w.resumes.fetch_add(1, Ordering::SeqCst);
+            if w.settle_tx
+                .send(SettleMsg::ReleaseHeld(msg.0.clone()))
+                .is_ok()
+            {
+                return Box::pin(async {});
+            }
+        }
         let store = self.store.clone();
-        let worker = self.worker.clone();
         Box::pin(async move {
-            match store.release_held(&msg.0, now_ms()).await {
-                Ok(n) if n > 0 => {
-                    tracing::info!(server = %msg.0, jobs = n, "[mirror] server state changed; held jobs due now")
-                }
-                Ok(_) => {}
-                Err(err) => {
-                    tracing::warn!(server = %msg.0, error = %err, "[mirror] could not release held jobs")
-                }
-            }
-            if let Some(w) = worker {
-                w.notify.notify_one();
-            }
+            release_held(&store, &msg.0).await;
         })
+    }
+}
+
+/// Makes the jobs held for `server` due now.
+async fn release_held(store: &MirrorStore, server: &ServerKey) {
+    match store.release_held(server, now_ms()).await {
+        Ok(n) if n > 0 => {
+            tracing::info!(server = %server, jobs = n, "[mirror] server state changed; held jobs due now")
+        }
+        Ok(_) => {}
+        Err(err) => {
+            tracing::warn!(server = %server, error = %err, "[mirror] could not release held jobs")
+        }
     }
 }
 
@@ -381,7 +400,13 @@ struct Held {
 /// What the settler is sent: a decided job, or a request to report once everything sent
 /// before it is written.
 enum SettleMsg {
-    Job(Box<Settlement>),
+    Job {
+        settlement: Box<Settlement>,
+        /// [`Worker::resumes`] when the job was decided.
+        resumes_seen: u64,
+    },
+    /// A server's held jobs are due now (written after everything sent before it).
+    ReleaseHeld(ServerKey),
     Flush(oneshot::Sender<()>),
 }
 
@@ -701,8 +726,9 @@ impl Worker {
                 self.left(next.job, Some(outcome));
             } else {
                 let _permit = self.delivering.acquire().await;
+                let resumes_seen = self.resumes.load(Ordering::SeqCst);
                 let outcome = self.process(&next).await;
-                self.left(next.job, Some(outcome));
+                self.left_decided(next.job, Some(outcome), resumes_seen);
             }
         }
     }
@@ -718,6 +744,12 @@ impl Worker {
 
     /// A job leaves the worker: its outcome, if any, goes to the settler; its place frees.
     fn left(&self, job: MirrorJob, settlement: Option<Outcome>) {
+        let now = self.resumes.load(Ordering::SeqCst);
+        self.left_decided(job, settlement, now);
+    }
+
+    /// [`Self::left`] for a job decided when [`Self::resumes`] was `resumes_seen`.
+    fn left_decided(&self, job: MirrorJob, settlement: Option<Outcome>, resumes_seen: u64) {
         if let Some(token) = &job.claim_token {
             let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(h) = held.get_mut(token) {
@@ -740,7 +772,10 @@ impl Worker {
             }
             if self
                 .settle_tx
-                .send(SettleMsg::Job(Box::new(settlement)))
+                .send(SettleMsg::Job {
+                    settlement: Box::new(settlement),
+                    resumes_seen,
+                })
                 .is_err()
             {
                 tracing::warn!(
@@ -757,18 +792,23 @@ impl Worker {
     }
 
     /// Writes decided jobs in batches: whatever arrived while the previous write ran goes
-    /// into the next one.
+    /// into the next one. Held jobs are released in order with them.
     async fn settle_loop(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<SettleMsg>) {
         let mut batch: Vec<Settlement> = Vec::new();
         let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
+        let mut resumed: Vec<ServerKey> = Vec::new();
         while let Some(first) = rx.recv().await {
             let mut next = Some(first);
             while let Some(msg) = next.take() {
                 match msg {
-                    SettleMsg::Job(s) => batch.push(*s),
+                    SettleMsg::Job {
+                        settlement,
+                        resumes_seen,
+                    } => batch.push(self.unless_resumed(*settlement, resumes_seen)),
+                    SettleMsg::ReleaseHeld(server) => resumed.push(server),
                     SettleMsg::Flush(tx) => flushes.push(tx),
                 }
-                if batch.len() < 1_000 {
+                if batch.len() < 1_000 && resumed.is_empty() {
                     next = rx.try_recv().ok();
                 }
             }
@@ -785,13 +825,22 @@ impl Worker {
                 }
                 drop(recent);
                 batch.clear();
-                // Completed sends let their edits and deletes be claimed.
-                self.notify.notify_one();
             }
+            for server in resumed.drain(..) {
+                release_held(&self.store, &server).await;
+            }
+            // Completed sends let their edits and deletes be claimed; released holds are due.
+            self.notify.notify_one();
             for tx in flushes.drain(..) {
                 let _ = tx.send(());
             }
         }
+    }
+
+    fn unless_resumed(&self, mut settlement: Settlement, resumes_seen: u64) -> Settlement {
+        let resumes = self.resumes.load(Ordering::SeqCst);
+        due_if_resumed_since(&mut settlement.outcome, resumes_seen, resumes, now_ms());
+        settlement
     }
 
     async fn settle(&self, batch: &[Settlement]) {
@@ -1286,6 +1335,24 @@ impl Worker {
 }
 
 /// Discord's answer to files over the target's upload limit.
+/// A hold (a gate code) decided when `resumes_seen` [`HeldJobsMayResume`] had arrived, now
+/// that `resumes` have, is due at `now` rather than after `held_retry`: its decision may have
+/// read the snapshot from before the change. One decided after the latest resume read the
+/// new snapshot, and keeps its wait.
+fn due_if_resumed_since(outcome: &mut Outcome, resumes_seen: u64, resumes: u64, now: i64) {
+    if let Outcome::Release {
+        run_after,
+        code: Some(code),
+        ..
+    } = outcome
+    {
+        let held = GATE_CODES.iter().any(|c| c.as_str() == code.as_str());
+        if held && resumes_seen < resumes {
+            *run_after = now;
+        }
+    }
+}
+
 fn too_large<T>(sent: &Result<T, DiscordError>) -> bool {
     matches!(sent, Err(DiscordError::Rejected { status, code, .. }) if *status == 413 || *code == 40005)
 }
@@ -1309,5 +1376,45 @@ fn classify(err: DiscordError, _kind: JobKind) -> Delivery {
         e if e.breaks_target() => Delivery::Broken(e.code()),
         DiscordError::UnknownWebhook => Delivery::WebhookGone,
         e => Delivery::Failed(format!("{}: {e}", e.code())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hold(code: &str) -> Outcome {
+        Outcome::Release {
+            run_after: 30_000,
+            code: Some(code.to_owned()),
+            refund_attempt: true,
+        }
+    }
+
+    fn run_after(outcome: &Outcome) -> i64 {
+        match outcome {
+            Outcome::Release { run_after, .. } => *run_after,
+            _ => -1,
+        }
+    }
+
+    #[test]
+    fn a_hold_decided_before_a_resume_is_due_at_once_and_one_decided_after_waits() {
+        let mut before = hold("seat_limit_exceeded");
+        due_if_resumed_since(&mut before, 3, 4, 100);
+        assert_eq!(run_after(&before), 100);
+
+        let mut after = hold("seat_limit_exceeded");
+        due_if_resumed_since(&mut after, 4, 4, 100);
+        assert_eq!(
+            run_after(&after),
+            30_000,
+            "no resume since: it keeps its wait"
+        );
+
+        // A rate-limit wait is Discord's, not the gate's: a resume does not shorten it.
+        let mut rate_limited = hold("discord_rate_limited");
+        due_if_resumed_since(&mut rate_limited, 3, 4, 100);
+        assert_eq!(run_after(&rate_limited), 30_000);
     }
 }
