@@ -227,22 +227,13 @@ impl MirrorStore {
                     // Decided by what the cancel changed, not by a read before it: on
                     // PostgreSQL the gate can claim the send between the two, and a send
                     // seen pending but delivered anyway would never be deleted.
-                    let cancel = |kind: &'static str| {
-                        mirror_jobs::Entity::update_many()
-                            .col_expr(mirror_jobs::Column::Status, Expr::value(CANCELLED))
-                            .col_expr(
-                                mirror_jobs::Column::LastError,
-                                Expr::value("source_message_deleted"),
-                            )
-                            .col_expr(mirror_jobs::Column::FinishedAt, Expr::value(now))
-                            .col_expr(mirror_jobs::Column::UpdatedAt, Expr::value(now))
-                            .filter(mirror_jobs::Column::MappingId.eq(mapping.id))
-                            .filter(mirror_jobs::Column::SourceMessageId.eq(source_message))
-                            .filter(mirror_jobs::Column::Status.eq(PENDING))
-                            .filter(mirror_jobs::Column::Kind.eq(kind))
-                    };
-                    let sends = cancel("send").exec(&txn).await?.rows_affected;
-                    let edits = cancel("edit").exec(&txn).await?.rows_affected;
+                    let deleted = "source_message_deleted";
+                    let sends =
+                        cancel_pending(&txn, mapping.id, source_message, "send", deleted, now)
+                            .await?;
+                    let edits =
+                        cancel_pending(&txn, mapping.id, source_message, "edit", deleted, now)
+                            .await?;
                     outcome.cancelled += (sends + edits) as u32;
                     if sends == 0 {
                         // The send went out (or is going out): remove it from the target.
@@ -314,21 +305,10 @@ impl MirrorStore {
                 let edited = decode(&edit.payload)?;
                 payload.content = edited.content;
                 payload.embeds = edited.embeds;
-                let res = mirror_jobs::Entity::update_many()
-                    .col_expr(mirror_jobs::Column::Status, Expr::value(CANCELLED))
-                    .col_expr(
-                        mirror_jobs::Column::LastError,
-                        Expr::value("coalesced_into_send"),
-                    )
-                    .col_expr(mirror_jobs::Column::FinishedAt, Expr::value(now))
-                    .col_expr(mirror_jobs::Column::UpdatedAt, Expr::value(now))
-                    .filter(mirror_jobs::Column::MappingId.eq(mapping.id))
-                    .filter(mirror_jobs::Column::SourceMessageId.eq(source_message))
-                    .filter(mirror_jobs::Column::Status.eq(PENDING))
-                    .filter(mirror_jobs::Column::Kind.eq("edit"))
-                    .exec(conn)
-                    .await?;
-                outcome.coalesced += res.rows_affected as u32;
+                let coalesced = "coalesced_into_send";
+                outcome.coalesced +=
+                    cancel_pending(conn, mapping.id, source_message, "edit", coalesced, now).await?
+                        as u32;
             }
             let mut columns = job_columns(mapping, event, JobKind::Send, &payload)?;
             // At most one live send per (mapping, message), enforced by the queue's unique
@@ -586,6 +566,30 @@ impl MirrorStore {
 }
 
 /// Marks a mapping broken with the Discord error's code: admins see it, delivery stops.
+/// Cancels the pending jobs of one kind for a (mapping, source message), with `reason` as
+/// their last error; returns how many there were.
+async fn cancel_pending<C: ConnectionTrait>(
+    conn: &C,
+    mapping_id: i64,
+    source_message: i64,
+    kind: &str,
+    reason: &str,
+    now: i64,
+) -> AppResult<u64> {
+    let res = mirror_jobs::Entity::update_many()
+        .col_expr(mirror_jobs::Column::Status, Expr::value(CANCELLED))
+        .col_expr(mirror_jobs::Column::LastError, Expr::value(reason))
+        .col_expr(mirror_jobs::Column::FinishedAt, Expr::value(now))
+        .col_expr(mirror_jobs::Column::UpdatedAt, Expr::value(now))
+        .filter(mirror_jobs::Column::MappingId.eq(mapping_id))
+        .filter(mirror_jobs::Column::SourceMessageId.eq(source_message))
+        .filter(mirror_jobs::Column::Status.eq(PENDING))
+        .filter(mirror_jobs::Column::Kind.eq(kind))
+        .exec(conn)
+        .await?;
+    Ok(res.rows_affected)
+}
+
 async fn mark_broken<C: ConnectionTrait>(
     conn: &C,
     mapping_id: i64,
