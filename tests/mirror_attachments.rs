@@ -166,15 +166,12 @@ async fn a_target_refusing_the_files_as_too_large_gets_them_linked() {
     let t = TestDatabase::empty().await.unwrap();
     let (sandbox, running, _admin) = start(&t, &["bot"]).await;
     let channel = target(0).1;
-    sandbox.add_fault(Fault {
-        method: "POST".into(),
-        path: format!("/channels/{channel}/messages"),
-        status: 413,
-        count: 1,
-        retry_after: None,
-        global: None,
-        delay_ms: None,
-    });
+    sandbox.add_fault(Fault::new(
+        "POST",
+        &format!("/channels/{channel}/messages"),
+        413,
+        1,
+    ));
     let source = post_with(&sandbox, "x", vec![hosted("a.png", &bytes(500, 1))]);
     let expected = format!("x\n{}", url_of(&source, "a.png"));
     assert!(
@@ -195,15 +192,7 @@ async fn a_cdn_failing_for_a_moment_delays_the_upload_and_loses_nothing() {
     let t = TestDatabase::empty().await.unwrap();
     let (sandbox, running, _admin) = start(&t, &["bot"]).await;
     let channel = target(0).1;
-    sandbox.add_fault(Fault {
-        method: "GET".into(),
-        path: "/attachments/{c}/{a}/{f}".into(),
-        status: 503,
-        count: 2,
-        retry_after: None,
-        global: None,
-        delay_ms: None,
-    });
+    sandbox.add_fault(Fault::new("GET", "/attachments/{c}/{a}/{f}", 503, 2));
     let data = bytes(1_000, 3);
     post_with(&sandbox, "y", vec![hosted("b.png", &data)]);
     assert!(

@@ -30,18 +30,6 @@ async fn start(
     (sandbox, running, admin)
 }
 
-fn fault(method: &str, path: &str, status: u16, count: u32) -> Fault {
-    Fault {
-        method: method.into(),
-        path: path.into(),
-        status,
-        count,
-        retry_after: None,
-        global: None,
-        delay_ms: None,
-    }
-}
-
 /// 429 answers the service received, from its own `/metrics`.
 async fn rate_limited_answers(admin: &Admin) -> f64 {
     let text = admin
@@ -74,16 +62,16 @@ async fn fault_storm_loses_and_duplicates_nothing() {
     let (sandbox, running, admin) = start(&t, limits, &["bot", "bot", "webhook"]).await;
     let started = Instant::now();
 
-    let mut r429 = fault("POST", "/channels/{id}/messages", 429, 6);
+    let mut r429 = Fault::new("POST", "/channels/{id}/messages", 429, 6);
     r429.retry_after = Some(0.3);
-    let mut global = fault("*", "/channels/{id}/messages", 429, 3);
+    let mut global = Fault::new("*", "/channels/{id}/messages", 429, 3);
     global.retry_after = Some(0.5);
     global.global = Some(true);
-    let mut slow = fault("POST", "/channels/{id}/messages", 200, 10);
+    let mut slow = Fault::new("POST", "/channels/{id}/messages", 200, 10);
     slow.delay_ms = Some(300);
-    let mut slow_hook = fault("POST", "/webhooks/{id}/{token}", 200, 5);
+    let mut slow_hook = Fault::new("POST", "/webhooks/{id}/{token}", 200, 5);
     slow_hook.delay_ms = Some(300);
-    let mut hook429 = fault("POST", "/webhooks/{id}/{token}", 429, 4);
+    let mut hook429 = Fault::new("POST", "/webhooks/{id}/{token}", 429, 4);
     hook429.retry_after = Some(0.3);
     for f in [
         r429,
@@ -91,9 +79,9 @@ async fn fault_storm_loses_and_duplicates_nothing() {
         slow,
         slow_hook,
         hook429,
-        fault("POST", "/channels/{id}/messages", 500, 8),
-        fault("POST", "/webhooks/{id}/{token}", 502, 4),
-        fault("PATCH", "/channels/{id}/messages/{id}", 500, 2),
+        Fault::new("POST", "/channels/{id}/messages", 500, 8),
+        Fault::new("POST", "/webhooks/{id}/{token}", 502, 4),
+        Fault::new("PATCH", "/channels/{id}/messages/{id}", 500, 2),
     ] {
         sandbox.add_fault(f);
     }
@@ -126,8 +114,8 @@ async fn fault_storm_loses_and_duplicates_nothing() {
             .map(|c| live(&sandbox, target(c).1).len())
             .collect::<Vec<_>>()
     );
-    sandbox.add_fault(fault("PATCH", "/channels/{id}/messages/{id}", 500, 2));
-    sandbox.add_fault(fault("DELETE", "/channels/{id}/messages/{id}", 503, 2));
+    sandbox.add_fault(Fault::new("PATCH", "/channels/{id}/messages/{id}", 500, 2));
+    sandbox.add_fault(Fault::new("DELETE", "/channels/{id}/messages/{id}", 503, 2));
     for i in (0..120).step_by(10) {
         let content = format!("storm {i:03} edited");
         sandbox

@@ -466,15 +466,12 @@ async fn cdn_requests_can_be_faulted() {
         )
         .unwrap();
     let url = m["attachments"][0]["url"].as_str().unwrap().to_owned();
-    sb.add_fault(seatgate::sandbox::Fault {
-        method: "GET".into(),
-        path: "/attachments/{c}/{a}/{f}".into(),
-        status: 503,
-        count: 1,
-        retry_after: None,
-        global: None,
-        delay_ms: None,
-    });
+    sb.add_fault(seatgate::sandbox::Fault::new(
+        "GET",
+        "/attachments/{c}/{a}/{f}",
+        503,
+        1,
+    ));
     assert_eq!(fetch(&c, &url).await.0, StatusCode::SERVICE_UNAVAILABLE);
     let (status, _, body) = fetch(&c, &url).await;
     assert_eq!((status, body), (StatusCode::OK, b"hi".to_vec()));

@@ -413,15 +413,7 @@ async fn the_global_limit_answers_global_429s() {
 async fn injected_faults_answer_the_next_matching_requests_then_stop() {
     let sb = start().await;
     let http = seatgate::discord::connect::http(sb.api_url(), sb.bot_token());
-    sb.add_fault(Fault {
-        method: "POST".into(),
-        path: "/channels/{id}/messages".into(),
-        status: 503,
-        count: 2,
-        retry_after: None,
-        global: None,
-        delay_ms: None,
-    });
+    sb.add_fault(Fault::new("POST", "/channels/{id}/messages", 503, 2));
     sb.add_fault(Fault {
         method: "GET".into(),
         path: "/users/@me".into(),

@@ -26,6 +26,22 @@ pub struct Fault {
     pub delay_ms: Option<u64>,
 }
 
+impl Fault {
+    /// The next `count` requests matching `method` and `path` answer `status`, at once and
+    /// without a retry-after.
+    pub fn new(method: &str, path: &str, status: u16, count: u32) -> Self {
+        Self {
+            method: method.into(),
+            path: path.into(),
+            status,
+            count,
+            retry_after: None,
+            global: None,
+            delay_ms: None,
+        }
+    }
+}
+
 fn one() -> u32 {
     1
 }
