@@ -276,13 +276,8 @@ async fn catch_up_racing_the_live_creates_of_the_same_messages_duplicates_nothin
     // The first history read is held for 1.5 s and then answered with the history as it is
     // by then: it includes the messages posted live meanwhile, which the gateway delivers too.
     sandbox.add_fault(Fault {
-        method: "GET".into(),
-        path: "/channels/{id}/messages".into(),
-        status: 200,
-        count: 1,
-        retry_after: None,
-        global: None,
         delay_ms: Some(1_500),
+        ..Fault::new("GET", "/channels/{id}/messages", 200, 1)
     });
     let (running, _) = start(&t, &sandbox, 3600).await;
     for i in 0..20 {
@@ -310,15 +305,7 @@ async fn a_failed_history_read_is_retried_by_the_next_session() {
     stop(running, &sandbox).await;
     let (_, expected) = posts(&sandbox, "down", 4);
 
-    sandbox.add_fault(Fault {
-        method: "GET".into(),
-        path: "/channels/{id}/messages".into(),
-        status: 500,
-        count: 1,
-        retry_after: None,
-        global: None,
-        delay_ms: None,
-    });
+    sandbox.add_fault(Fault::new("GET", "/channels/{id}/messages", 500, 1));
     let (running, _) = start(&t, &sandbox, 3600).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     for i in 0..MODES.len() as u64 {
@@ -352,6 +339,16 @@ struct History {
 }
 
 impl History {
+    /// The author edits message `id` (it must be there).
+    fn edit(&self, id: u64, content: &str) {
+        let mut messages = self.messages.lock().unwrap();
+        messages.get_mut(&id).unwrap().payload.content = content.into();
+    }
+
+    fn delete(&self, id: u64) {
+        self.messages.lock().unwrap().remove(&id);
+    }
+
     fn add(&self, id: u64, author_id: u64) {
         self.messages.lock().unwrap().insert(
             id,
@@ -698,24 +695,27 @@ async fn delivered(t: &TestDatabase, maps: &[i64], ids: &[u64]) {
     .unwrap();
 }
 
+/// Every mirror job, in the order written.
+async fn jobs(t: &TestDatabase) -> Vec<entities::mirror_jobs::Model> {
+    use sea_orm::{EntityTrait, QueryOrder};
+    entities::mirror_jobs::Entity::find()
+        .order_by_asc(entities::mirror_jobs::Column::Id)
+        .all(t.db.conn())
+        .await
+        .unwrap()
+}
+
 /// (kind, message, content) of the jobs that are not sends, in order.
 async fn later_jobs(t: &TestDatabase) -> Vec<(String, u64, String)> {
-    let db = t.db.conn();
-    let rows = db
-        .query_all_raw(Statement::from_string(
-            db.get_database_backend(),
-            "SELECT kind, source_message_id, payload FROM mirror_jobs WHERE kind <> 'send' \
-             ORDER BY id",
-        ))
+    jobs(t)
         .await
-        .unwrap();
-    rows.iter()
-        .map(|r| {
-            let payload: MirrorPayload =
-                serde_json::from_str(&r.try_get_by_index::<String>(2).unwrap()).unwrap();
+        .into_iter()
+        .filter(|j| j.kind != "send")
+        .map(|j| {
+            let payload: MirrorPayload = serde_json::from_str(&j.payload).unwrap();
             (
-                r.try_get_by_index::<String>(0).unwrap(),
-                snowflake::from_db(r.try_get_by_index::<i64>(1).unwrap()),
+                j.kind,
+                snowflake::from_db(j.source_message_id),
                 payload.content,
             )
         })
@@ -736,23 +736,9 @@ async fn known_messages_are_read_again_for_the_edits_and_deletes_of_the_gap() {
     delivered(&t, &maps, &[same, changed, deleted, edited_live]).await;
     // In the gap: one message edited, one deleted. One more is edited after the new session
     // started, recorded live; the history read a moment earlier still has the gap's text.
-    history
-        .messages
-        .lock()
-        .unwrap()
-        .get_mut(&changed)
-        .unwrap()
-        .payload
-        .content = "new".into();
-    history.messages.lock().unwrap().remove(&deleted);
-    history
-        .messages
-        .lock()
-        .unwrap()
-        .get_mut(&edited_live)
-        .unwrap()
-        .payload
-        .content = "gap text".into();
+    history.edit(changed, "new");
+    history.delete(deleted);
+    history.edit(edited_live, "gap text");
     store
         .ingest(&edited(edited_live, "live text"), now)
         .await
@@ -783,14 +769,7 @@ async fn known_messages_are_read_again_for_the_edits_and_deletes_of_the_gap() {
 
     // The next session reads the source as it is by then (with the live edit) and finds
     // nothing more to do: the edits are recorded, the deletes under way.
-    history
-        .messages
-        .lock()
-        .unwrap()
-        .get_mut(&edited_live)
-        .unwrap()
-        .payload
-        .content = "live text".into();
+    history.edit(edited_live, "live text");
     let report = run(&store, &history, now + 60_000, CatchUpConfig::default()).await;
     assert_eq!((report.edits, report.deletes), (0, 0), "{report:?}");
 }
@@ -807,22 +786,10 @@ async fn a_message_deleted_in_the_gap_before_its_send_went_out_is_not_sent() {
     history.add(kept, PROVIDER);
     let report = run(&store, &history, now, CatchUpConfig::default()).await;
     assert_eq!(report.deletes, 2, "{report:?}");
-    let db = t.db.conn();
-    let rows = db
-        .query_all_raw(Statement::from_string(
-            db.get_database_backend(),
-            "SELECT source_message_id, status FROM mirror_jobs ORDER BY id",
-        ))
+    let statuses: Vec<(u64, String)> = jobs(&t)
         .await
-        .unwrap();
-    let statuses: Vec<(u64, String)> = rows
-        .iter()
-        .map(|r| {
-            (
-                snowflake::from_db(r.try_get_by_index::<i64>(0).unwrap()),
-                r.try_get_by_index::<String>(1).unwrap(),
-            )
-        })
+        .into_iter()
+        .map(|j| (snowflake::from_db(j.source_message_id), j.status))
         .collect();
     assert_eq!(
         statuses,

@@ -734,6 +734,22 @@ async fn jobs_of_message(h: &Harness, message_id: u64) -> Vec<entities::mirror_j
         .unwrap()
 }
 
+/// Waits until every job of `message_id` is done after `attempts` claims.
+async fn all_done_after(h: &Harness, message_id: u64, attempts: i32) {
+    let start = Instant::now();
+    loop {
+        let jobs = jobs_of_message(h, message_id).await;
+        if jobs
+            .iter()
+            .all(|j| j.status == "done" && j.attempts == attempts)
+        {
+            return;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{jobs:?}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 #[actix_web::test]
 async fn sends_written_claimed_at_ingest_reach_the_gate_without_a_claim() {
     let h = harness_that_claims_only_when_woken().await;
@@ -771,15 +787,7 @@ async fn sends_written_claimed_at_ingest_reach_the_gate_without_a_claim() {
     })
     .await;
     assert_eq!(h.discord.live(CHAN_A)[0].content, "BUY 6001");
-    let start = Instant::now();
-    loop {
-        let jobs = jobs_of_message(&h, 6001).await;
-        if jobs.iter().all(|j| j.status == "done" && j.attempts == 1) {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(10), "{jobs:?}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    all_done_after(&h, 6001, 1).await;
     assert!(h.store.link(h.mapping_a, 6001).await.unwrap().is_some());
 
     // The same message again (a replayed event) writes and hands over nothing.
@@ -865,15 +873,7 @@ async fn sends_claimed_for_a_gate_that_never_takes_them_run_once_their_lease_end
     })
     .await;
     // Claimed twice: at ingest, and by the gate after the lease ran out.
-    let start = Instant::now();
-    loop {
-        let jobs = jobs_of_message(&h, 6201).await;
-        if jobs.iter().all(|j| j.status == "done" && j.attempts == 2) {
-            break;
-        }
-        assert!(start.elapsed() < Duration::from_secs(10), "{jobs:?}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    all_done_after(&h, 6201, 2).await;
 }
 
 #[actix_web::test]

@@ -16,7 +16,7 @@ use seatgate::{
     domain::backoff::RetryPolicy,
     store::{
         now_ms,
-        queue::{AuditQueue, EnqueueOptions, FailOutcome, Fenced, FAILED},
+        queue::{AuditQueue, EnqueueOptions, Enqueued, FailOutcome, Fenced, FAILED},
         testing::TestDatabase,
     },
 };
@@ -28,6 +28,21 @@ fn audit_columns(guild: i64) -> Vec<(&'static str, Value)> {
         ("guild_id", guild.into()),
         ("reason", "test".into()),
     ]
+}
+
+/// Enqueues an audit of `guild`, due at `at`, without a dedupe key.
+async fn enqueue_due(q: &AuditQueue, guild: i64, at: i64) -> Enqueued {
+    q.enqueue(
+        q.database().conn(),
+        &audit_columns(guild),
+        EnqueueOptions {
+            run_after: at,
+            ..Default::default()
+        },
+        at,
+    )
+    .await
+    .unwrap()
 }
 
 async fn setup() -> (TestDatabase, AuditQueue) {
@@ -111,18 +126,7 @@ async fn eight_workers_complete_ten_thousand_jobs_each_exactly_once() {
 async fn expired_lease_is_claimable_by_another_worker_and_late_completion_is_rejected() {
     let (_t, q) = setup().await;
     let t0 = 1_000_000;
-    let job = q
-        .enqueue(
-            q.database().conn(),
-            &audit_columns(1),
-            EnqueueOptions {
-                run_after: t0,
-                ..Default::default()
-            },
-            t0,
-        )
-        .await
-        .unwrap();
+    let job = enqueue_due(&q, 1, t0).await;
 
     let a = q.claim("a", 10, Duration::from_secs(1), t0).await.unwrap();
     assert_eq!(a.len(), 1);
@@ -173,17 +177,7 @@ async fn expired_lease_is_claimable_by_another_worker_and_late_completion_is_rej
 async fn expired_leases_are_looked_for_once_a_second_not_on_every_empty_claim() {
     let (_t, q) = setup().await;
     let t0 = 5_000_000;
-    q.enqueue(
-        q.database().conn(),
-        &audit_columns(7),
-        EnqueueOptions {
-            run_after: t0,
-            ..Default::default()
-        },
-        t0,
-    )
-    .await
-    .unwrap();
+    enqueue_due(&q, 7, t0).await;
     let a = q
         .claim("a", 10, Duration::from_millis(100), t0)
         .await
@@ -348,18 +342,7 @@ async fn an_audit_requested_while_one_runs_queues_one_more_run() {
 async fn a_job_failing_eight_times_ends_failed_with_its_last_error_and_backoff_grows() {
     let (_t, q) = setup().await;
     let mut now = 5_000_000;
-    let job = q
-        .enqueue(
-            q.database().conn(),
-            &audit_columns(3),
-            EnqueueOptions {
-                run_after: now,
-                ..Default::default()
-            },
-            now,
-        )
-        .await
-        .unwrap();
+    let job = enqueue_due(&q, 3, now).await;
     let mut delays = Vec::new();
     for attempt in 1..=8 {
         let claimed = q.claim("w", 1, Duration::from_secs(30), now).await.unwrap();
@@ -416,17 +399,7 @@ async fn release_refunds_the_attempt_and_graceful_stop_returns_leases() {
     let (_t, q) = setup().await;
     let now = 9_000_000;
     for g in 0..3 {
-        q.enqueue(
-            q.database().conn(),
-            &audit_columns(g),
-            EnqueueOptions {
-                run_after: now,
-                ..Default::default()
-            },
-            now,
-        )
-        .await
-        .unwrap();
+        enqueue_due(&q, g, now).await;
     }
     let claimed = q
         .claim("w1", 3, Duration::from_secs(300), now)
@@ -469,17 +442,7 @@ async fn batch_completion_is_fenced_by_the_claim_token() {
     let (_t, q) = setup().await;
     let t0 = 2_000_000;
     for g in 0..4 {
-        q.enqueue(
-            q.database().conn(),
-            &audit_columns(g),
-            EnqueueOptions {
-                run_after: t0,
-                ..Default::default()
-            },
-            t0,
-        )
-        .await
-        .unwrap();
+        enqueue_due(&q, g, t0).await;
     }
     let a = q.claim("a", 4, Duration::from_secs(1), t0).await.unwrap();
     let ids: Vec<i64> = a.iter().map(|j| j.id).collect();
