@@ -14,25 +14,7 @@ pub mod mirror_gate;
 pub mod seat_auditor;
 pub mod snapshot_cache;
 
-use serde::{Deserialize, Serialize};
-
-/// The unit of seat enforcement: a target guild under a tenant's connector.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct ServerKey {
-    pub tenant_key: String,
-    pub connector_id: String,
-    pub guild_id: u64,
-}
-
-impl std::fmt::Display for ServerKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}/{}/{}",
-            self.tenant_key, self.connector_id, self.guild_id
-        )
-    }
-}
+pub use crate::domain::server_key::ServerKey;
 
 /// Asks an actor to finish in-flight work, release what it holds, and stop.
 #[derive(actix::Message, Debug, Clone, Copy)]

@@ -7,4 +7,5 @@ pub mod gate;
 pub mod mirror;
 pub mod permissions;
 pub mod seats;
+pub mod server_key;
 pub mod snowflake;

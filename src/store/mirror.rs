@@ -17,8 +17,7 @@ use super::{
     Database,
 };
 use crate::{
-    actors::ServerKey,
-    domain::{gate::JobKind, mirror::MirrorPayload, snowflake},
+    domain::{gate::JobKind, mirror::MirrorPayload, server_key::ServerKey, snowflake},
     error::{AppError, AppResult, ErrorCode},
 };
 

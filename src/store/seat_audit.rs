@@ -17,11 +17,11 @@ use entities::{
 
 use super::Database;
 use crate::{
-    actors::ServerKey,
     domain::{
         freshness::Freshness,
         gate::{EnforcementMode, OverrideMode, ServerPolicy, SnapshotView},
         seats::{SeatCount, TierRoles},
+        server_key::ServerKey,
         snowflake,
     },
     error::{AppResult, ErrorCode},

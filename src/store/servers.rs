@@ -13,9 +13,9 @@ use sea_orm::{
 
 use super::{now_ms, Database};
 use crate::{
-    actors::ServerKey,
     domain::{
         gate::{EnforcementMode, OverrideMode, ServerPolicy},
+        server_key::ServerKey,
         snowflake::{from_db, to_db},
     },
     error::AppResult,
