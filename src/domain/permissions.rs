@@ -76,8 +76,9 @@ pub struct OverwriteLayers {
 
 impl OverwriteLayers {
     /// Picks the overwrites of `overwrites` that concern a member with `user_id` holding
-    /// `member_roles`. Discord never sends two overwrites for one target; if it did, they
-    /// would be OR'd within their layer (so the result does not depend on their order).
+    /// `member_roles` (only roles the guild has: see [`GuildView::permissions_in`]). Discord
+    /// never sends two overwrites for one target; if it did, they would be OR'd within their
+    /// layer (so the result does not depend on their order).
     pub fn for_member(
         guild_id: u64,
         user_id: u64,
@@ -108,7 +109,7 @@ impl OverwriteLayers {
 }
 
 /// Step 2: `@everyone` OR every role the member has; ADMINISTRATOR means every permission.
-/// A role id the guild does not know (deleted role) contributes nothing.
+/// A role id the guild does not know (a deleted role) contributes nothing.
 pub fn base_permissions(
     everyone: u64,
     member_roles: &[u64],
@@ -146,6 +147,12 @@ pub struct GuildView<'a> {
 
 impl GuildView<'_> {
     /// The member's permissions in a channel with `overwrites` (steps 1 to 3).
+    ///
+    /// Only the roles the guild has count as the member's: a role id the member still lists
+    /// after the role was deleted grants nothing, at guild level or through an overwrite that
+    /// still names it. Discord removes a deleted role from every member, and discord.js (the
+    /// original system's engine) keeps only the guild's roles; serenity's
+    /// `user_permissions_in` still applies such an overwrite (DESIGN.md "Seat semantics").
     pub fn permissions_in(
         &self,
         user_id: u64,
@@ -155,9 +162,14 @@ impl GuildView<'_> {
         if user_id == self.owner_id {
             return ALL;
         }
+        let roles: smallvec::SmallVec<[u64; 8]> = member_roles
+            .iter()
+            .copied()
+            .filter(|id| self.roles.contains_key(id))
+            .collect();
         let everyone = self.roles.get(&self.guild_id).copied().unwrap_or(0);
-        let base = base_permissions(everyone, member_roles, |id| self.roles.get(&id).copied());
-        let layers = OverwriteLayers::for_member(self.guild_id, user_id, member_roles, overwrites);
+        let base = base_permissions(everyone, &roles, |id| self.roles.get(&id).copied());
+        let layers = OverwriteLayers::for_member(self.guild_id, user_id, &roles, overwrites);
         apply_layers(base, &layers)
     }
 
@@ -300,16 +312,26 @@ mod tests {
     }
 
     #[test]
-    fn member_referencing_deleted_role() {
+    fn deleted_role_grants_nothing_even_through_an_overwrite_still_naming_it() {
         let r = roles(0);
         let g = view(&r);
         const DELETED: u64 = 999;
-        // The deleted role grants nothing at guild level...
+        // Not at guild level...
         assert!(!g.can_view(ALICE, &[DELETED], &[]));
-        // ...but an overwrite still naming it applies to members still listing it, as in
-        // both reference calculators.
+        // ...and not through an overwrite left behind for it: Discord removed the role from
+        // every member, so nobody holds it (serenity's calculator differs here).
         let ows = [Overwrite::role(DELETED, VIEW_CHANNEL, 0)];
+        assert!(!g.can_view(ALICE, &[DELETED], &ows));
+        // Nor does its deny take anything away.
+        let r = roles(VIEW_CHANNEL);
+        let g = view(&r);
+        let ows = [Overwrite::role(DELETED, 0, VIEW_CHANNEL)];
         assert!(g.can_view(ALICE, &[DELETED], &ows));
+        // An existing role's overwrite still applies beside it.
+        let ows = [Overwrite::role(VIP, VIEW_CHANNEL, 0)];
+        let r = roles(0);
+        let g = view(&r);
+        assert!(g.can_view(ALICE, &[DELETED, VIP], &ows));
     }
 
     #[test]

@@ -129,10 +129,13 @@ impl Channel {
         ch
     }
 
-    fn roles_layer(&self, set_roles: &[u64]) -> Layer {
+    /// The role layer for a member holding `set_roles`, from the overwrites of roles the
+    /// guild still has (`exists`): an overwrite left behind for a deleted role applies to
+    /// nobody.
+    fn roles_layer(&self, set_roles: &[u64], exists: impl Fn(u64) -> bool) -> Layer {
         self.roles
             .iter()
-            .filter(|(id, _)| set_roles.binary_search(id).is_ok())
+            .filter(|(id, _)| set_roles.binary_search(id).is_ok() && exists(*id))
             .fold(Layer::default(), |acc, (_, l)| acc.merge(*l))
     }
 
@@ -521,13 +524,18 @@ impl GuildIndex {
 
     /// GUILD_ROLE_CREATE / GUILD_ROLE_UPDATE (the `@everyone` role has the guild's id).
     pub fn role_upsert(&mut self, role_id: u64, permissions: u64) -> SeatCount {
-        self.roles.insert(role_id, permissions);
+        if self.roles.insert(role_id, permissions).is_none() {
+            self.role_existence_changed(role_id);
+        }
         self.role_changed(role_id)
     }
 
-    /// GUILD_ROLE_DELETE. Members still listing the role get nothing from it.
+    /// GUILD_ROLE_DELETE. Members still listing the role get nothing from it: not its
+    /// permissions, not an overwrite that still names it, not its tier.
     pub fn role_remove(&mut self, role_id: u64) -> SeatCount {
-        self.roles.remove(&role_id);
+        if self.roles.remove(&role_id).is_some() {
+            self.role_existence_changed(role_id);
+        }
         self.role_changed(role_id)
     }
 
@@ -624,8 +632,7 @@ impl GuildIndex {
         for set in 0..self.sets.len() as u32 {
             if self.sets[set as usize].live {
                 self.uncount_set(set);
-                let s = &mut self.sets[set as usize];
-                s.tiers = tiers.mask(&s.roles);
+                self.sets[set as usize].tiers = self.tier_mask(&self.sets[set as usize].roles);
                 self.count_set(set);
             }
         }
@@ -637,6 +644,35 @@ impl GuildIndex {
 
     fn everyone(&self) -> u64 {
         self.roles.get(&self.guild_id).copied().unwrap_or(0)
+    }
+
+    fn role_exists(&self, role_id: u64) -> bool {
+        self.roles.contains_key(&role_id)
+    }
+
+    /// The tiers a member holding `roles` has: tier roles the guild still has.
+    fn tier_mask(&self, roles: &[u64]) -> u8 {
+        let held = |tier: Option<u64>| tier.filter(|id| self.role_exists(*id));
+        TierRoles {
+            basic: held(self.tiers.basic),
+            advanced: held(self.tiers.advanced),
+            pro: held(self.tiers.pro),
+        }
+        .mask(roles)
+    }
+
+    /// A role appeared or disappeared: overwrites naming it start or stop applying.
+    fn role_existence_changed(&mut self, role_id: u64) {
+        let named = self.slots.iter().any(|slot| {
+            self.channels.get(&slot.channel_id).is_some_and(|c| {
+                c.roles
+                    .binary_search_by_key(&role_id, |(id, _)| *id)
+                    .is_ok()
+            })
+        });
+        if named {
+            self.rebuild_masks();
+        }
     }
 
     fn slot_of(&self, channel_id: u64) -> Option<usize> {
@@ -680,6 +716,9 @@ impl GuildIndex {
                 m.everyone_deny[w] |= bit;
             }
             for (role, layer) in &ch.roles {
+                if !self.roles.contains_key(role) {
+                    continue; // a deleted role's overwrite applies to nobody
+                }
                 let (allow, deny) = m.roles.entry(*role).or_insert_with(|| (zero(), zero()));
                 if layer.allow & VIEW_CHANNEL != 0 {
                     allow[w] |= bit;
@@ -737,7 +776,7 @@ impl GuildIndex {
         let s = &self.sets[set as usize];
         let layers = OverwriteLayers {
             everyone: ch.everyone,
-            roles: ch.roles_layer(&s.roles),
+            roles: ch.roles_layer(&s.roles, |id| self.role_exists(id)),
             member: ch.member_layer(user_id),
         };
         apply_layers(s.base, &layers) & VIEW_CHANNEL != 0
@@ -795,8 +834,14 @@ impl GuildIndex {
         }
     }
 
-    /// Recomputes base permissions and every mapped channel of one role set.
+    /// Recomputes base permissions, tiers and every mapped channel of one role set.
     fn refresh_set(&mut self, set: u32) {
+        let tiers = self.tier_mask(&self.sets[set as usize].roles);
+        if tiers != self.sets[set as usize].tiers {
+            self.uncount_set(set);
+            self.sets[set as usize].tiers = tiers;
+            self.count_set(set);
+        }
         self.sets[set as usize].base = self.set_base(&self.sets[set as usize].roles);
         let mask = self.set_visibility(set);
         for slot in 0..self.slots.len() {
@@ -908,7 +953,7 @@ impl GuildIndex {
         let mask = self.visibility(base, &list);
         let set = RoleSet {
             base,
-            tiers: self.tiers.mask(&list),
+            tiers: self.tier_mask(&list),
             roles: SmallVec::from_slice(&list),
             next: head,
             live: true,
@@ -1177,8 +1222,9 @@ mod tests {
         ix.member_upsert(6, &[], false);
         ix.role_upsert(GUILD, 0);
         assert_eq!(ix.seat_count(), seats(1));
-        // The VIP overwrite on the feed still opens it to 5 after the role is deleted.
-        assert_eq!(ix.role_remove(VIP), seats(1));
+        // A deleted role grants nothing: the VIP overwrite left on the feed opens it to
+        // nobody, though 5 still lists the role.
+        assert_eq!(ix.role_remove(VIP), seats(0));
         assert_eq!(
             ix.role_upsert(GUILD, ADMINISTRATOR),
             seats(2),
@@ -1186,13 +1232,51 @@ mod tests {
         );
         assert_eq!(
             ix.role_remove(GUILD),
-            seats(1),
+            seats(0),
             "no @everyone role: no base"
+        );
+        assert_eq!(
+            ix.role_upsert(VIP, 0),
+            seats(1),
+            "the role back: its overwrite applies again"
         );
         ix.member_upsert(6, &[GOLD], false);
         let count = ix.role_upsert(GOLD, ADMINISTRATOR);
         assert_eq!(count.seats_used, 2);
         assert_eq!(count.by_tier.pro, 1);
+    }
+
+    #[test]
+    fn a_deleted_tier_role_is_no_tier() {
+        let mut ix = index();
+        ix.member_upsert(5, &[VIP, GOLD], false);
+        assert_eq!(ix.seat_count().by_tier.pro, 1);
+        let count = ix.role_remove(GOLD);
+        assert_eq!(count.seats_used, 1, "still sees the feed through VIP");
+        assert_eq!(count.by_tier.pro, 0);
+        assert_eq!(ix.role_upsert(GOLD, 0).by_tier.pro, 1);
+    }
+
+    #[test]
+    fn a_deleted_roles_deny_overwrite_takes_nothing_away() {
+        let mut ix = index();
+        const MUTED: u64 = 401;
+        ix.role_upsert(MUTED, 0);
+        let mut ows = private_feed();
+        ows.push(Overwrite::role(MUTED, 0, VIEW_CHANNEL));
+        ix.channel_overwrites_set(FEED, &ows);
+        ix.member_upsert(5, &[VIP, MUTED], false);
+        assert_eq!(
+            ix.seat_count(),
+            seats(1),
+            "VIP allow beats MUTED deny (allow wins)"
+        );
+        ix.member_upsert(6, &[MUTED], false);
+        ix.channel_overwrites_set(LOBBY, &[Overwrite::role(MUTED, 0, VIEW_CHANNEL)]);
+        ix.map_channel(LOBBY);
+        assert!(!ix.is_member_counted(6), "muted out of the lobby");
+        ix.role_remove(MUTED);
+        assert!(ix.is_member_counted(6), "the deleted role's deny is gone");
     }
 
     #[test]
@@ -1282,10 +1366,15 @@ mod many_channels {
         let g = GuildSnapshot {
             guild_id: GUILD,
             owner_id: 1,
-            roles: vec![RoleSnapshot {
+            roles: std::iter::once(RoleSnapshot {
                 id: GUILD,
                 permissions: VIEW_CHANNEL,
-            }],
+            })
+            .chain((0..70).map(|i| RoleSnapshot {
+                id: 200 + i,
+                permissions: 0,
+            }))
+            .collect(),
             // Channel 1000 + i opens to role 200 + i.
             channels: (0..70)
                 .map(|i| ChannelSnapshot {

@@ -140,8 +140,15 @@ pub fn count_reference(
             .iter()
             .any(|c| view.can_view(m.user_id, &m.roles, &c.overwrites))
         {
+            // A role the guild no longer has is no tier either.
+            let held: Vec<u64> = m
+                .roles
+                .iter()
+                .copied()
+                .filter(|r| roles.contains_key(r))
+                .collect();
             count.seats_used += 1;
-            count.by_tier.add_mask(tiers.mask(&m.roles), 1);
+            count.by_tier.add_mask(tiers.mask(&held), 1);
             ids.push(m.user_id);
         }
     }

@@ -229,7 +229,11 @@ impl Projection {
             let (w, b) = SpecialFilter::at(id);
             filter[w] |= b;
         }
-        let tier_bit = |t: Option<u64>| t.filter(|id| *id != guild_id).map_or(0, |id| bits.get(id));
+        // A tier role the guild no longer has is held by nobody.
+        let tier_bit = |t: Option<u64>| {
+            t.filter(|id| *id != guild_id && index.role_exists(*id))
+                .map_or(0, |id| bits.get(id))
+        };
         Some(Self {
             admin_everyone: everyone & ADMINISTRATOR != 0,
             view_everyone: everyone & VIEW_CHANNEL != 0,
