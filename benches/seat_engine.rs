@@ -211,6 +211,7 @@ fn synthetic_guild(members: usize, member_skew: i32) -> GuildSnapshot {
         owner_id: user_id(7),
         roles,
         channels,
+        threads: Vec::new(),
         members,
     }
 }

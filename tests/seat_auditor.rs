@@ -130,6 +130,7 @@ fn guild() -> GuildSnapshot {
             },
         ],
         channels: vec![ch(CH1), ch(CH2)],
+        threads: Vec::new(),
         members: vec![
             member(OWNER, &[]),
             member(11, &[MEMBER_ROLE]),

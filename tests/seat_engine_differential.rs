@@ -189,6 +189,7 @@ impl GuildGen {
                     overwrites: c.overwrites(),
                 })
                 .collect(),
+            threads: Vec::new(),
             members: self
                 .members
                 .iter()
@@ -552,6 +553,7 @@ impl Model {
                     overwrites: ows.clone(),
                 })
                 .collect(),
+            threads: Vec::new(),
             members: self.members.values().cloned().collect(),
         }
     }
@@ -684,6 +686,7 @@ fn serenity_applies_a_deleted_roles_overwrite_and_seatgate_does_not() {
                 Overwrite::role(DELETED, VIEW_CHANNEL, 0),
             ],
         }],
+        threads: Vec::new(),
         members: vec![MemberSnapshot {
             user_id: user_id(1),
             roles: vec![DELETED],

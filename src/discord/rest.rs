@@ -397,6 +397,7 @@ impl super::port::GuildReader for SerenityRest {
                     ),
                 })
                 .collect(),
+            threads: Vec::new(),
             members: Vec::new(),
         };
         let mut after = None;

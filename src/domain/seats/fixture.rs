@@ -222,6 +222,7 @@ pub fn parse_fixture(json: &str) -> Result<Fixture, AppError> {
             owner_id,
             roles,
             channels,
+            threads: Vec::new(),
             members,
         },
         mapped_channel_ids,

@@ -196,6 +196,11 @@ pub struct GuildIndex {
     roles: IdMap<u64>,
     /// Every channel of the guild we were told about (mapped or not), threads excluded.
     channels: IdMap<Channel>,
+    /// Thread -> its parent channel: a thread is judged by its parent.
+    thread_parents: IdMap<u64>,
+    /// The mapped targets as configured (channels or threads), in mapping order.
+    targets: Vec<u64>,
+    /// One per distinct channel the targets resolve to.
     slots: Vec<Slot>,
     tiers: TierRoles,
     sets: Vec<RoleSet>,
@@ -236,6 +241,8 @@ impl GuildIndex {
             owner_id,
             roles: IdMap::default(),
             channels: IdMap::default(),
+            thread_parents: IdMap::default(),
+            targets: Vec::new(),
             slots: Vec::new(),
             tiers,
             sets: Vec::new(),
@@ -261,6 +268,9 @@ impl GuildIndex {
         }
         for channel in &guild.channels {
             index.channel_overwrites_set(channel.id, &channel.overwrites);
+        }
+        for thread in &guild.threads {
+            index.thread_upsert(thread.id, thread.parent_id);
         }
         index.set_mapped_channels(mapped_channel_ids);
         index.reserve_members(guild.members.len());
@@ -316,6 +326,9 @@ impl GuildIndex {
         }
         for channel in &guild.channels {
             index.channel_overwrites_set(channel.id, &channel.overwrites);
+        }
+        for thread in &guild.threads {
+            index.thread_upsert(thread.id, thread.parent_id);
         }
         index.set_mapped_channels(mapped_channel_ids);
         match scan::Projection::new(&index, tiers) {
@@ -391,9 +404,20 @@ impl GuildIndex {
         self.tiers
     }
 
-    /// Mapped channel ids, in mapping order.
+    /// The channels the mapped targets resolve to (a thread to its parent), in mapping order.
     pub fn mapped_channel_ids(&self) -> Vec<u64> {
         self.slots.iter().map(|s| s.channel_id).collect()
+    }
+
+    /// Mapped targets the index knows neither as a channel nor as a thread: an archived
+    /// thread GUILD_CREATE did not list, or a channel that does not exist. Until a recount
+    /// resolves them, the count does not cover them.
+    pub fn unresolved_targets(&self) -> Vec<u64> {
+        self.targets
+            .iter()
+            .copied()
+            .filter(|t| !self.channels.contains_key(t) && !self.thread_parents.contains_key(t))
+            .collect()
     }
 
     /// Members known to the index, bots included.
@@ -555,28 +579,76 @@ impl GuildIndex {
         self.replace_channel(channel_id, None)
     }
 
-    /// Replaces the set of mapped target channels (duplicates ignored).
-    pub fn set_mapped_channels(&mut self, channel_ids: &[u64]) -> SeatCount {
-        let unmapped: Vec<u64> = self
-            .slots
-            .iter()
-            .map(|s| s.channel_id)
-            .filter(|id| !channel_ids.contains(id))
-            .collect();
-        for id in unmapped {
-            self.unmap_channel(id);
+    /// Replaces the mapped targets (channels or threads; duplicates ignored).
+    pub fn set_mapped_channels(&mut self, target_ids: &[u64]) -> SeatCount {
+        self.targets.clear();
+        for id in target_ids {
+            if !self.targets.contains(id) {
+                self.targets.push(*id);
+            }
         }
-        for id in channel_ids {
-            self.map_channel(*id);
+        self.resolve_targets()
+    }
+
+    /// Maps one more target (a channel, or a thread judged by its parent). A channel the
+    /// index does not know yet is seen by nobody until [`Self::channel_overwrites_set`]
+    /// brings it.
+    pub fn map_channel(&mut self, target_id: u64) -> SeatCount {
+        if !self.targets.contains(&target_id) {
+            self.targets.push(target_id);
+        }
+        self.resolve_targets()
+    }
+
+    pub fn unmap_channel(&mut self, target_id: u64) -> SeatCount {
+        self.targets.retain(|t| *t != target_id);
+        self.resolve_targets()
+    }
+
+    /// THREAD_CREATE / THREAD_UPDATE / a thread of GUILD_CREATE or THREAD_LIST_SYNC.
+    pub fn thread_upsert(&mut self, thread_id: u64, parent_id: u64) -> SeatCount {
+        let old = self.thread_parents.insert(thread_id, parent_id);
+        if old != Some(parent_id) && self.targets.contains(&thread_id) {
+            return self.resolve_targets();
         }
         self.seat_count()
     }
 
-    /// Maps one more target channel. A channel the index does not know yet is seen by nobody
-    /// until [`Self::channel_overwrites_set`] brings it.
-    pub fn map_channel(&mut self, channel_id: u64) -> SeatCount {
+    /// THREAD_DELETE: a mapped thread that no longer exists is seen by nobody.
+    pub fn thread_remove(&mut self, thread_id: u64) -> SeatCount {
+        if self.thread_parents.remove(&thread_id).is_some() && self.targets.contains(&thread_id) {
+            return self.resolve_targets();
+        }
+        self.seat_count()
+    }
+
+    /// The slots the targets resolve to, added and removed as they differ from today's.
+    fn resolve_targets(&mut self) -> SeatCount {
+        let mut wanted: Vec<u64> = Vec::with_capacity(self.targets.len());
+        for t in &self.targets {
+            let channel = self.thread_parents.get(t).copied().unwrap_or(*t);
+            if !wanted.contains(&channel) {
+                wanted.push(channel);
+            }
+        }
+        let unmapped: Vec<u64> = self
+            .slots
+            .iter()
+            .map(|s| s.channel_id)
+            .filter(|id| !wanted.contains(id))
+            .collect();
+        for id in unmapped {
+            self.remove_slot(id);
+        }
+        for id in wanted {
+            self.add_slot(id);
+        }
+        self.seat_count()
+    }
+
+    fn add_slot(&mut self, channel_id: u64) {
         if self.slot_of(channel_id).is_some() {
-            return self.seat_count();
+            return;
         }
         self.slots.push(Slot {
             channel_id,
@@ -593,12 +665,11 @@ impl GuildIndex {
             self.reconcile_special(u);
         }
         self.recount_specials();
-        self.seat_count()
     }
 
-    pub fn unmap_channel(&mut self, channel_id: u64) -> SeatCount {
+    fn remove_slot(&mut self, channel_id: u64) {
         let Some(slot) = self.slot_of(channel_id) else {
-            return self.seat_count();
+            return;
         };
         for set in 0..self.sets.len() as u32 {
             if self.slots[slot].get(set) {
@@ -615,7 +686,6 @@ impl GuildIndex {
             self.reconcile_special(u);
         }
         self.recount_specials();
-        self.seat_count()
     }
 
     /// GUILD_UPDATE with a new owner.
@@ -1382,6 +1452,7 @@ mod many_channels {
                     overwrites: private(200 + i),
                 })
                 .collect(),
+            threads: Vec::new(),
             members: (0..70)
                 .map(|i| MemberSnapshot {
                     user_id: 10 + i,
@@ -1442,6 +1513,7 @@ mod many_channels {
                     Overwrite::member(14, VIEW_CHANNEL, 0),
                 ],
             }],
+            threads: Vec::new(),
             members: [
                 (1, vec![GOLD]),               // owner: sees everything
                 (10, vec![SUB]),               // no tier

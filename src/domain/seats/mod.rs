@@ -5,10 +5,12 @@
 //! [`GuildIndex`] gives the same answer from one evaluation per distinct role set and keeps it
 //! live under gateway events.
 
+mod event;
 mod fixture;
 mod index;
 mod serenity_guild;
 
+pub use event::GuildEvent;
 pub use fixture::{parse_fixture, Fixture};
 pub use index::GuildIndex;
 pub use serenity_guild::overwrites_from_serenity;
@@ -87,6 +89,13 @@ pub struct ChannelSnapshot {
     pub overwrites: Vec<Overwrite>,
 }
 
+/// A thread of the guild: judged by its parent channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThreadSnapshot {
+    pub id: u64,
+    pub parent_id: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberSnapshot {
     pub user_id: u64,
@@ -102,6 +111,8 @@ pub struct GuildSnapshot {
     /// Includes the `@everyone` role (id = guild id) when the guild has it.
     pub roles: Vec<RoleSnapshot>,
     pub channels: Vec<ChannelSnapshot>,
+    /// Threads whose parent must be known: the mapped targets that are threads, at least.
+    pub threads: Vec<ThreadSnapshot>,
     pub members: Vec<MemberSnapshot>,
 }
 
@@ -200,6 +211,7 @@ mod tests {
                     overwrites: vec![],
                 },
             ],
+            threads: Vec::new(),
             members,
         }
     }
