@@ -54,6 +54,7 @@ async fn up_on_an_empty_database_creates_every_table_and_index() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn up_twice_is_a_no_op() {
+    use migration::MigratorTrait;
     let t = TestDatabase::new().await.unwrap();
     let count = |t: &TestDatabase| {
         let db = t.db.clone();
@@ -71,7 +72,7 @@ async fn up_twice_is_a_no_op() {
         }
     };
     let before = count(&t).await;
-    assert_eq!(before, 12);
+    assert_eq!(before, migration::Migrator::migrations().len() as i64);
     t.db.migrate().await.unwrap();
     assert_eq!(count(&t).await, before);
 }
@@ -117,42 +118,56 @@ async fn snowflakes_keep_all_64_bits_and_sort_like_discord() {
 }
 
 /// The newest migration goes down and up again on a database holding data (SQLite drops a
-/// column only since 3.35), and its column keeps what is written to it.
+/// column only since 3.35), and its columns keep what the auditor writes to them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_newest_migration_goes_down_and_up_again() {
     use migration::MigratorTrait;
-    use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait};
+    use sea_orm::EntityTrait;
+    use seatgate::store::testing::seed;
+    use seatgate::{domain::server_key::ServerKey, store::seat_audit::SeatAuditStore};
     let t = TestDatabase::new().await.unwrap();
-    let link = |source: i64, linked: Option<&str>| entities::mirror_message_links::ActiveModel {
-        mapping_id: Set(1),
-        source_message_id: Set(source),
-        target_channel_id: Set(2),
-        target_message_id: Set(3),
-        linked_attachments: Set(linked.map(str::to_owned)),
-        created_at: Set(0),
-        ..Default::default()
+    seed::connector(&t.db, "t", "c", 9).await.unwrap();
+    for guild in [1, 2] {
+        seed::enforced_server(&t.db, ("t", "c"), guild, 1_000, None)
+            .await
+            .unwrap();
+    }
+    let store = SeatAuditStore::new(t.db.clone());
+    let key = |guild_id| ServerKey {
+        tenant_key: "t".into(),
+        connector_id: "c".into(),
+        guild_id,
     };
-    link(10, Some("https://cdn/a\nhttps://cdn/b"))
-        .insert(t.db.conn())
+    store
+        .write_counting(&key(1), 250, Some(3_000), 1_000, 5)
         .await
         .unwrap();
     migration::Migrator::down(t.db.conn(), Some(1))
         .await
         .unwrap();
     t.db.migrate().await.unwrap();
-    let inserted = link(11, Some("https://cdn/c"))
-        .insert(t.db.conn())
+    store
+        .write_counting(&key(2), 1_000, None, 1_000, 6)
         .await
         .unwrap();
-    let rows = entities::mirror_message_links::Entity::find()
+    let rows = entities::discord_server_seat_snapshots::Entity::find()
         .all(t.db.conn())
         .await
         .unwrap();
-    assert_eq!(rows.len(), 2, "the rows survive the column's removal");
-    let first = rows.iter().find(|r| r.source_message_id == 10).unwrap();
-    assert_eq!(first.linked_attachments, None, "dropped with the column");
+    assert_eq!(rows.len(), 2, "the rows survive the columns' removal");
+    let first = rows
+        .iter()
+        .find(|r| r.seat_limit == 1_000 && r.updated_at == 5)
+        .unwrap();
     assert_eq!(
-        inserted.linked_attachments.as_deref(),
-        Some("https://cdn/c")
+        (first.members_counted, first.member_count),
+        (None, None),
+        "dropped with the columns"
     );
+    let second = rows.iter().find(|r| r.updated_at == 6).unwrap();
+    assert_eq!(
+        (second.members_counted, second.member_count),
+        (Some(1_000), None)
+    );
+    assert_eq!(second.last_error.as_deref(), Some("seat_check_pending"));
 }

@@ -19,7 +19,7 @@ use seatgate::{
         backoff::RetryPolicy,
         gate::SnapshotView,
         permissions::{Overwrite, VIEW_CHANNEL},
-        seats::{ChannelSnapshot, GuildSnapshot, MemberSnapshot, RoleSnapshot},
+        seats::{ChannelSnapshot, GuildEvent, GuildSnapshot, MemberSnapshot, RoleSnapshot},
     },
     store::{
         now_ms,
@@ -63,14 +63,18 @@ struct FakeReader {
     failures: Mutex<VecDeque<DiscordError>>,
     fail_always: Mutex<Option<DiscordError>>,
     calls: Mutex<u32>,
-    /// When set, a fetch reads the guild, then waits for a permit before answering.
+    /// When set, a member page is read, then waits for a permit before answering.
     hold: Mutex<Option<Arc<tokio::sync::Semaphore>>>,
     entered: tokio::sync::Notify,
 }
 
 #[async_trait::async_trait]
 impl GuildReader for FakeReader {
-    async fn fetch_guild(&self, guild_id: u64) -> DiscordResult<GuildSnapshot> {
+    async fn guild_structure(
+        &self,
+        guild_id: u64,
+        _targets: &[u64],
+    ) -> DiscordResult<(GuildSnapshot, Option<u64>)> {
         *self.calls.lock().unwrap() += 1;
         if let Some(e) = self.fail_always.lock().unwrap().clone() {
             return Err(e);
@@ -78,19 +82,42 @@ impl GuildReader for FakeReader {
         if let Some(e) = self.failures.lock().unwrap().pop_front() {
             return Err(e);
         }
-        let read = self
-            .guilds
-            .lock()
-            .unwrap()
-            .get(&guild_id)
-            .cloned()
-            .ok_or(DiscordError::MissingAccess);
+        let mut g = self.read(guild_id)?;
+        let n = g.members.len() as u64;
+        g.members.clear();
+        Ok((g, Some(n)))
+    }
+
+    /// Reads the member list, then (when held) waits for a permit before answering.
+    async fn members_after(
+        &self,
+        guild_id: u64,
+        after: u64,
+        limit: u16,
+    ) -> DiscordResult<Vec<MemberSnapshot>> {
+        let mut members = self.read(guild_id)?.members;
+        members.sort_by_key(|m| m.user_id);
         let hold = self.hold.lock().unwrap().clone();
         if let Some(hold) = hold {
             self.entered.notify_one();
             hold.acquire().await.unwrap().forget();
         }
-        read
+        Ok(members
+            .into_iter()
+            .filter(|m| m.user_id > after)
+            .take(limit as usize)
+            .collect())
+    }
+}
+
+impl FakeReader {
+    fn read(&self, guild_id: u64) -> DiscordResult<GuildSnapshot> {
+        self.guilds
+            .lock()
+            .unwrap()
+            .get(&guild_id)
+            .cloned()
+            .ok_or(DiscordError::MissingAccess)
     }
 }
 
@@ -238,12 +265,14 @@ async fn ready_at_limit() -> Harness {
 #[actix_web::test]
 async fn a_member_joining_past_the_limit_is_over_within_two_seconds_and_under_when_they_leave() {
     let h = ready_at_limit().await;
-    h.auditor.do_send(GuildChange::MemberUpserted {
-        guild_id: GUILD,
-        user_id: 13,
-        roles: vec![MEMBER_ROLE],
-        bot: false,
-    });
+    h.auditor.do_send(GuildChange::event(
+        GUILD,
+        GuildEvent::MemberUpsert {
+            user_id: 13,
+            roles: vec![MEMBER_ROLE],
+            bot: false,
+        },
+    ));
     let took = wait_for(&h, "over the limit", |v| {
         v.seats_used == 4 && v.is_over_limit()
     })
@@ -253,10 +282,10 @@ async fn a_member_joining_past_the_limit_is_over_within_two_seconds_and_under_wh
         took
     );
     assert!(took < Duration::from_secs(2));
-    h.auditor.do_send(GuildChange::MemberRemoved {
-        guild_id: GUILD,
-        user_id: 13,
-    });
+    h.auditor.do_send(GuildChange::event(
+        GUILD,
+        GuildEvent::MemberRemove { user_id: 13 },
+    ));
     wait_for(&h, "under again", |v| {
         v.seats_used == 3 && !v.is_over_limit()
     })
@@ -293,21 +322,25 @@ async fn bots_and_members_who_cannot_see_change_nothing_until_a_role_lets_them_s
     let h = ready_at_limit().await;
     let writes_before = h.seen.lock().unwrap().len();
     h.auditor
-        .send(GuildChange::MemberUpserted {
-            guild_id: GUILD,
-            user_id: BOT,
-            roles: vec![MEMBER_ROLE],
-            bot: true,
-        })
+        .send(GuildChange::event(
+            GUILD,
+            GuildEvent::MemberUpsert {
+                user_id: BOT,
+                roles: vec![MEMBER_ROLE],
+                bot: true,
+            },
+        ))
         .await
         .unwrap();
     h.auditor
-        .send(GuildChange::MemberUpserted {
-            guild_id: GUILD,
-            user_id: 14,
-            roles: vec![HIDDEN_ROLE],
-            bot: false,
-        })
+        .send(GuildChange::event(
+            GUILD,
+            GuildEvent::MemberUpsert {
+                user_id: 14,
+                roles: vec![HIDDEN_ROLE],
+                bot: false,
+            },
+        ))
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(1_300)).await;
@@ -321,28 +354,28 @@ async fn bots_and_members_who_cannot_see_change_nothing_until_a_role_lets_them_s
     // A role-level VIEW_CHANNEL is not enough: the @everyone overwrite denies it in both
     // mapped channels. An allow overwrite for the role is.
     h.auditor
-        .send(GuildChange::RoleUpserted {
-            guild_id: GUILD,
-            role_id: HIDDEN_ROLE,
-            permissions: VIEW_CHANNEL,
-        })
+        .send(GuildChange::event(
+            GUILD,
+            GuildEvent::RoleUpsert {
+                role_id: HIDDEN_ROLE,
+                permissions: VIEW_CHANNEL,
+            },
+        ))
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(last(&h).unwrap().seats_used, 3);
-    let channel = |id: u64| -> Box<serenity::model::channel::GuildChannel> {
-        Box::new(serde_json::from_value(serde_json::json!({
-            "id": id.to_string(), "type": 0, "name": format!("ch{id}"), "guild_id": GUILD.to_string(), "position": 0,
-            "permission_overwrites": [
-                {"id": GUILD.to_string(), "type": 0, "allow": "0", "deny": VIEW_CHANNEL.to_string()},
-                {"id": MEMBER_ROLE.to_string(), "type": 0, "allow": VIEW_CHANNEL.to_string(), "deny": "0"},
-                {"id": HIDDEN_ROLE.to_string(), "type": 0, "allow": VIEW_CHANNEL.to_string(), "deny": "0"}
-            ]
-        })).unwrap())
-    };
-    h.auditor.do_send(GuildChange::ChannelUpserted {
-        channel: channel(CH1),
-    });
+    h.auditor.do_send(GuildChange::event(
+        GUILD,
+        GuildEvent::ChannelUpsert {
+            channel_id: CH1,
+            overwrites: vec![
+                Overwrite::role(GUILD, 0, VIEW_CHANNEL),
+                Overwrite::role(MEMBER_ROLE, VIEW_CHANNEL, 0),
+                Overwrite::role(HIDDEN_ROLE, VIEW_CHANNEL, 0),
+            ],
+        },
+    ));
     wait_for(
         &h,
         "member 14 counted once the overwrite lets the role see",
@@ -368,17 +401,19 @@ async fn an_overwrite_hiding_a_mapped_channel_drops_exactly_those_who_see_no_map
     wait_for(&h, "4 seats", |v| v.seats_used == 4).await;
     // CH2 loses its HIDDEN_ROLE overwrite: member 21 saw only CH2 and drops; members 11
     // and 12 still see both channels.
-    let ch2 = |extra: serde_json::Value| -> Box<serenity::model::channel::GuildChannel> {
-        let mut ows = vec![
-            serde_json::json!({"id": GUILD.to_string(), "type": 0, "allow": "0", "deny": VIEW_CHANNEL.to_string()}),
-        ];
-        ows.push(extra);
-        Box::new(serde_json::from_value(serde_json::json!({
-            "id": CH2.to_string(), "type": 0, "name": "ch2", "guild_id": GUILD.to_string(), "position": 0,
-            "permission_overwrites": ows
-        })).unwrap())
-    };
-    h.auditor.send(GuildChange::ChannelUpserted { channel: ch2(serde_json::json!({"id": MEMBER_ROLE.to_string(), "type": 0, "allow": VIEW_CHANNEL.to_string(), "deny": "0"})) }).await.unwrap();
+    h.auditor
+        .send(GuildChange::event(
+            GUILD,
+            GuildEvent::ChannelUpsert {
+                channel_id: CH2,
+                overwrites: vec![
+                    Overwrite::role(GUILD, 0, VIEW_CHANNEL),
+                    Overwrite::role(MEMBER_ROLE, VIEW_CHANNEL, 0),
+                ],
+            },
+        ))
+        .await
+        .unwrap();
     wait_for(&h, "member 21 lost CH2, their only mapped channel", |v| {
         v.seats_used == 3
     })
@@ -397,17 +432,21 @@ async fn a_burst_of_a_thousand_member_events_makes_a_handful_of_writes_and_the_r
     let before = h.seen.lock().unwrap().len();
     for i in 0..1_000u64 {
         let change = if i % 4 == 3 {
-            GuildChange::MemberRemoved {
-                guild_id: GUILD,
-                user_id: 10_000 + i - 1,
-            }
+            GuildChange::event(
+                GUILD,
+                GuildEvent::MemberRemove {
+                    user_id: 10_000 + i - 1,
+                },
+            )
         } else {
-            GuildChange::MemberUpserted {
-                guild_id: GUILD,
-                user_id: 10_000 + i,
-                roles: vec![MEMBER_ROLE],
-                bot: false,
-            }
+            GuildChange::event(
+                GUILD,
+                GuildEvent::MemberUpsert {
+                    user_id: 10_000 + i,
+                    roles: vec![MEMBER_ROLE],
+                    bot: false,
+                },
+            )
         };
         h.auditor.do_send(change);
     }

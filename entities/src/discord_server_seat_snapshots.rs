@@ -21,6 +21,10 @@ pub struct Model {
     pub advanced_count: i64,
     pub pro_count: i64,
     pub updated_at: i64,
+    /// While the member list is still arriving: members counted so far.
+    pub members_counted: Option<i64>,
+    /// ... of this many (Discord's member count), when known.
+    pub member_count: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

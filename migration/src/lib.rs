@@ -21,6 +21,7 @@ mod m20261125_000009_create_tenant_tokens;
 mod m20261125_000010_create_service_settings;
 mod m20261126_000011_queue_claim_indexes;
 mod m20261126_000012_link_linked_attachments;
+mod m20261201_000013_snapshot_counting_progress;
 mod queue_columns;
 
 pub struct Migrator;
@@ -41,6 +42,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000010_create_service_settings::Migration),
             Box::new(m20261126_000011_queue_claim_indexes::Migration),
             Box::new(m20261126_000012_link_linked_attachments::Migration),
+            Box::new(m20261201_000013_snapshot_counting_progress::Migration),
         ]
     }
 }

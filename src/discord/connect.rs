@@ -42,8 +42,16 @@ pub fn http(api_url: &str, token: &str) -> Http {
 
 /// A gateway client builder with [`intents`] and [`http`]; add event handlers, then
 /// [`build_client`].
+///
+/// serenity's cache keeps nothing but the bot's own user: the seat auditor's index holds the
+/// members (a serenity `Member` costs about 2 KiB each, a million members gigabytes), and
+/// the gateway's events reach it in order without the cache (`gateway_ingest::ordered`).
 pub fn client_builder(api_url: &str, token: &str) -> ClientBuilder {
-    ClientBuilder::new_with_http(http(api_url, token), intents())
+    let mut cache = serenity::cache::Settings::default();
+    cache.cache_guilds = false;
+    cache.cache_channels = false;
+    cache.cache_users = false;
+    ClientBuilder::new_with_http(http(api_url, token), intents()).cache_settings(cache)
 }
 
 /// Builds the client and, when not talking to Discord, refuses to go on unless the gateway URL

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::seats::{GuildSnapshot, MemberSnapshot};
 use crate::error::{AppError, ErrorCode};
 
 /// A message as the mirror delivers it.
@@ -221,11 +222,24 @@ pub struct ChannelMessage {
 /// What the seat auditor needs from Discord for a full recount.
 #[async_trait::async_trait]
 pub trait GuildReader: Send + Sync + 'static {
-    /// The guild's owner, roles, channels with their overwrites, and every member (paged).
-    async fn fetch_guild(
+    /// The guild's owner, roles and channels with their overwrites, the threads among
+    /// `targets` (with their parents: a thread is judged by its parent), and Discord's member
+    /// count when it gives one. No members: they come page by page from
+    /// [`GuildReader::members_after`].
+    async fn guild_structure(
         &self,
         guild_id: u64,
-    ) -> DiscordResult<crate::domain::seats::GuildSnapshot>;
+        targets: &[u64],
+    ) -> DiscordResult<(GuildSnapshot, Option<u64>)>;
+
+    /// Up to `limit` (at most 1000) members with ids above `after`, ascending: Discord's List
+    /// Guild Members page.
+    async fn members_after(
+        &self,
+        guild_id: u64,
+        after: u64,
+        limit: u16,
+    ) -> DiscordResult<Vec<MemberSnapshot>>;
 }
 
 #[cfg(test)]

@@ -42,13 +42,34 @@ impl SerenityRest {
         body: Option<Value>,
         params: Option<Vec<(&'static str, String)>>,
     ) -> DiscordResult<Option<Value>> {
+        let bytes = self.call_bytes(route, method, body, params).await?;
+        Ok(Self::json(&bytes))
+    }
+
+    /// [`Self::call`] without reading the answer as JSON: for bodies read into types of
+    /// their own (a page of 1000 members as `serde_json::Value` costs ten times its size).
+    async fn call_bytes(
+        &self,
+        route: Route<'_>,
+        method: LightMethod,
+        body: Option<Value>,
+        params: Option<Vec<(&'static str, String)>>,
+    ) -> DiscordResult<bytes::Bytes> {
         let body = body.map(|b| b.to_string().into_bytes());
         let request = Request::new(route, method)
             .body(body)
             .params(params)
             .build(&self.client, self.http.token(), self.http.proxy.as_deref())
             .map_err(|err| DiscordError::Transient(format!("request not built: {err}")))?;
-        Self::answer(request.send().await).await
+        Self::read(request.send().await).await
+    }
+
+    fn json(bytes: &[u8]) -> Option<Value> {
+        if bytes.is_empty() {
+            None
+        } else {
+            serde_json::from_slice(bytes).ok()
+        }
     }
 
     /// A message with files: Discord's `payload_json` + `files[N]` form. serenity numbers
@@ -93,6 +114,11 @@ impl SerenityRest {
     async fn answer(
         sent: Result<reqwest::Response, reqwest::Error>,
     ) -> DiscordResult<Option<Value>> {
+        Ok(Self::json(&Self::read(sent).await?))
+    }
+
+    /// The body of a 2xx answer; anything else in the port's terms.
+    async fn read(sent: Result<reqwest::Response, reqwest::Error>) -> DiscordResult<bytes::Bytes> {
         let response = sent
             // Webhook URLs carry their token: never let one into a log line.
             .map_err(|err| DiscordError::Transient(err.without_url().to_string()))?;
@@ -107,14 +133,10 @@ impl SerenityRest {
             .bytes()
             .await
             .map_err(|err| DiscordError::Transient(err.without_url().to_string()))?;
-        let json: Option<Value> = if bytes.is_empty() {
-            None
-        } else {
-            serde_json::from_slice(&bytes).ok()
-        };
         if (200..300).contains(&status) {
-            return Ok(json);
+            return Ok(bytes);
         }
+        let json = Self::json(&bytes);
         let field = |name: &str| json.as_ref().and_then(|j| j.get(name).cloned());
         let code = field("code").and_then(|v| v.as_i64()).unwrap_or(0);
         let message = field("message")
@@ -363,21 +385,64 @@ pub fn from_serenity(err: serenity::Error) -> DiscordError {
     }
 }
 
-const MEMBER_PAGE: u64 = 1000;
+/// A member of a List Guild Members page, read straight into what a seat needs.
+#[derive(serde::Deserialize)]
+struct PageMember {
+    user: PageUser,
+    #[serde(default)]
+    roles: Vec<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct PageUser {
+    id: String,
+    #[serde(default)]
+    bot: bool,
+}
 
 #[async_trait::async_trait]
 impl super::port::GuildReader for SerenityRest {
-    async fn fetch_guild(
+    async fn guild_structure(
         &self,
         guild_id: u64,
-    ) -> DiscordResult<crate::domain::seats::GuildSnapshot> {
-        use crate::domain::seats::{ChannelSnapshot, GuildSnapshot, MemberSnapshot, RoleSnapshot};
-        use serenity::model::id::GuildId;
+        targets: &[u64],
+    ) -> DiscordResult<(crate::domain::seats::GuildSnapshot, Option<u64>)> {
+        use crate::domain::seats::{ChannelSnapshot, GuildSnapshot, RoleSnapshot, ThreadSnapshot};
+        use serenity::model::{channel::Channel, id::GuildId};
 
         let id = GuildId::new(guild_id);
-        let guild = self.http.get_guild(id).await.map_err(from_serenity)?;
+        let guild = self
+            .http
+            .get_guild_with_counts(id)
+            .await
+            .map_err(from_serenity)?;
         let channels = self.http.get_channels(id).await.map_err(from_serenity)?;
-        let mut snapshot = GuildSnapshot {
+        let mut threads = Vec::new();
+        // A target that is not a channel of the guild is a thread (judged by its parent), or
+        // gone. Active threads come with GUILD_CREATE; an archived one only from here.
+        for target in targets {
+            if channels.iter().any(|c| c.id.get() == *target) {
+                continue;
+            }
+            match self.http.get_channel(ChannelId::new(*target)).await {
+                Ok(Channel::Guild(c)) if c.guild_id == id => {
+                    if let Some(parent) = c.parent_id {
+                        threads.push(ThreadSnapshot {
+                            id: c.id.get(),
+                            parent_id: parent.get(),
+                        });
+                    }
+                }
+                Ok(_) => {}
+                Err(err) => match from_serenity(err) {
+                    DiscordError::UnknownChannel
+                    | DiscordError::MissingAccess
+                    | DiscordError::MissingPermissions => {}
+                    other => return Err(other),
+                },
+            }
+        }
+        let snapshot = GuildSnapshot {
             guild_id,
             owner_id: guild.owner_id.get(),
             roles: guild
@@ -397,27 +462,42 @@ impl super::port::GuildReader for SerenityRest {
                     ),
                 })
                 .collect(),
-            threads: Vec::new(),
+            threads,
             members: Vec::new(),
         };
-        let mut after = None;
-        loop {
-            let page = self
-                .http
-                .get_guild_members(id, Some(MEMBER_PAGE), after)
-                .await
-                .map_err(from_serenity)?;
-            let last = page.last().map(|m| m.user.id.get());
-            snapshot.members.extend(page.iter().map(|m| MemberSnapshot {
-                user_id: m.user.id.get(),
-                roles: m.roles.iter().map(|r| r.get()).collect(),
-                is_bot: m.user.bot,
-            }));
-            match last {
-                Some(last) if page.len() as u64 == MEMBER_PAGE => after = Some(last),
-                _ => break,
-            }
-        }
-        Ok(snapshot)
+        Ok((snapshot, guild.approximate_member_count))
+    }
+
+    async fn members_after(
+        &self,
+        guild_id: u64,
+        after: u64,
+        limit: u16,
+    ) -> DiscordResult<Vec<crate::domain::seats::MemberSnapshot>> {
+        use crate::domain::{seats::MemberSnapshot, snowflake};
+        use serenity::model::id::GuildId;
+
+        let route = Route::GuildMembers {
+            guild_id: GuildId::new(guild_id),
+        };
+        let params = vec![
+            ("limit", limit.clamp(1, 1000).to_string()),
+            ("after", after.to_string()),
+        ];
+        let bytes = self
+            .call_bytes(route, LightMethod::Get, None, Some(params))
+            .await?;
+        let page: Vec<PageMember> = serde_json::from_slice(&bytes)
+            .map_err(|err| DiscordError::Transient(format!("member page not understood: {err}")))?;
+        Ok(page
+            .into_iter()
+            .filter_map(|m| {
+                Some(MemberSnapshot {
+                    user_id: snowflake::parse(&m.user.id)?,
+                    roles: m.roles.iter().filter_map(|r| snowflake::parse(r)).collect(),
+                    is_bot: m.user.bot,
+                })
+            })
+            .collect())
     }
 }

@@ -197,6 +197,8 @@ impl SeatAuditStore {
             advanced_count: Set(s.count.by_tier.advanced as i64),
             pro_count: Set(s.count.by_tier.pro as i64),
             updated_at: Set(now),
+            members_counted: Set(None),
+            member_count: Set(None),
             ..Default::default()
         };
         snapshots::Entity::insert(row)
@@ -218,6 +220,58 @@ impl SeatAuditStore {
                     snapshots::Column::AdvancedCount,
                     snapshots::Column::ProCount,
                     snapshots::Column::UpdatedAt,
+                    snapshots::Column::MembersCounted,
+                    snapshots::Column::MemberCount,
+                ])
+                .to_owned(),
+            )
+            .exec(self.db.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// The member list is still arriving: the snapshot says how far, and `seat_check_pending`,
+    /// with its last count (and `checked_at`) untouched so that it ages. A server never
+    /// counted gets a row that says so (`checked_at` 0, `expired`).
+    pub async fn write_counting(
+        &self,
+        key: &ServerKey,
+        members: u64,
+        member_count: Option<u64>,
+        seat_limit: u64,
+        now: i64,
+    ) -> AppResult<()> {
+        let row = snapshots::ActiveModel {
+            tenant_key: Set(key.tenant_key.clone()),
+            connector_id: Set(key.connector_id.clone()),
+            guild_id: Set(snowflake::to_db(key.guild_id)),
+            seats_used: Set(0),
+            seat_limit: Set(seat_limit as i64),
+            is_over_limit: Set(false),
+            checked_at: Set(0),
+            next_check_after: Set(now),
+            status: Set(Freshness::Expired.as_str().to_owned()),
+            last_error: Set(Some(ErrorCode::SeatCheckPending.as_str().to_owned())),
+            basic_count: Set(0),
+            advanced_count: Set(0),
+            pro_count: Set(0),
+            updated_at: Set(now),
+            members_counted: Set(Some(members as i64)),
+            member_count: Set(member_count.map(|n| n as i64)),
+            ..Default::default()
+        };
+        snapshots::Entity::insert(row)
+            .on_conflict(
+                OnConflict::columns([
+                    snapshots::Column::TenantKey,
+                    snapshots::Column::ConnectorId,
+                    snapshots::Column::GuildId,
+                ])
+                .update_columns([
+                    snapshots::Column::LastError,
+                    snapshots::Column::UpdatedAt,
+                    snapshots::Column::MembersCounted,
+                    snapshots::Column::MemberCount,
                 ])
                 .to_owned(),
             )
@@ -252,9 +306,9 @@ impl SeatAuditStore {
         Ok(())
     }
 
-    /// Appends one over/under transition to the pause/resume history.
-    pub async fn append_event(&self, key: &ServerKey, t: &Transition<'_>) -> AppResult<()> {
-        events::ActiveModel {
+    /// Appends one over/under transition to the pause/resume history; returns its id.
+    pub async fn append_event(&self, key: &ServerKey, t: &Transition<'_>) -> AppResult<i64> {
+        let row = events::ActiveModel {
             tenant_key: Set(key.tenant_key.clone()),
             connector_id: Set(key.connector_id.clone()),
             guild_id: Set(snowflake::to_db(key.guild_id)),
@@ -268,7 +322,7 @@ impl SeatAuditStore {
         }
         .insert(self.db.conn())
         .await?;
-        Ok(())
+        Ok(row.id)
     }
 
     pub async fn events(&self, key: &ServerKey) -> AppResult<Vec<events::Model>> {

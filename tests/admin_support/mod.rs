@@ -167,6 +167,8 @@ pub async fn put_snapshot(
                 advanced_count: 2,
                 pro_count: 0,
                 updated_at: now_ms(),
+                members_counted: None,
+                member_count: None,
             },
         )
         .await

@@ -371,12 +371,15 @@ pub mod bot {
         pub async fn start(api_url: &str, token: &str) -> Bot {
             let (tx, events) = unbounded_channel();
             let ctx = Arc::new(Mutex::new(None));
-            let builder = seatgate::discord::connect::client_builder(api_url, token).event_handler(
-                Recorder {
-                    tx,
-                    ctx: ctx.clone(),
-                },
-            );
+            // serenity as any bot builds it (its default cache), pointed at the sandbox.
+            let builder = serenity::all::ClientBuilder::new_with_http(
+                seatgate::discord::connect::http(api_url, token),
+                seatgate::discord::connect::intents(),
+            )
+            .event_handler(Recorder {
+                tx,
+                ctx: ctx.clone(),
+            });
             let mut client = seatgate::discord::connect::build_client(builder, api_url)
                 .await
                 .expect("client builds against the sandbox");

@@ -13,7 +13,7 @@ mod serenity_guild;
 pub use event::GuildEvent;
 pub use fixture::{parse_fixture, Fixture};
 pub use index::GuildIndex;
-pub use serenity_guild::overwrites_from_serenity;
+pub use serenity_guild::{guild_events, overwrites_from_serenity};
 
 use serde::Serialize;
 

@@ -1,21 +1,25 @@
 //! Gateway ingest: owns the serenity client and turns Discord events into typed messages:
-//! guild, member, role and channel changes for the seat auditor; source-channel messages
-//! into durable mirror jobs (and a wake-up for the gate). Every READY (the first session at
+//! guild, member, role and channel changes for the seat auditor, in gateway order
+//! ([`ordered`]); source-channel messages into durable mirror jobs (and a wake-up for the
+//! gate). Every READY (the first session at
 //! start, and any later one: a gap that could not be resumed) starts a catch-up of the source
 //! channels' history ([`crate::store::catch_up`]).
 
-use std::sync::{
-    atomic::{AtomicU32, Ordering},
-    Arc,
+mod ordered;
+
+use std::{
+    sync::{
+        atomic::{AtomicU32, Ordering},
+        Arc,
+    },
+    time::Duration,
 };
 
 use actix::prelude::*;
 use serenity::{
     all::{
-        ChannelId, Context as SerenityContext, EventHandler, Guild, GuildChannel, GuildId,
-        GuildMemberUpdateEvent, Member, Message, MessageId, MessageUpdateEvent, Ready,
-        ResumedEvent, Role, RoleId, ShardManager, ShardStageUpdateEvent, UnavailableGuild, User,
-        UserId,
+        ChannelId, Context as SerenityContext, EventHandler, Guild, GuildId, Message, MessageId,
+        MessageUpdateEvent, Ready, ResumedEvent, ShardManager, User, UserId,
     },
     gateway::ConnectionStage,
     http::{Http, MessagePagination},
@@ -48,6 +52,7 @@ pub struct GatewayIngest {
 #[derive(Clone)]
 struct Handler {
     auditor: Recipient<GuildChange>,
+    ordered: ordered::OrderedChanges,
     mirror: Option<(MirrorStore, GateInbox)>,
     sessions: Arc<AtomicU32>,
     catch_up: CatchUpConfig,
@@ -59,6 +64,7 @@ impl GatewayIngest {
     pub fn new(auditor: Recipient<GuildChange>, api_url: String) -> Self {
         Self {
             handler: Arc::new(Handler {
+                ordered: ordered::OrderedChanges::new(auditor.clone()),
                 auditor,
                 mirror: None,
                 sessions: Arc::new(AtomicU32::new(0)),
@@ -138,7 +144,35 @@ impl Actor for GatewayIngest {
 impl actix::Handler<Connected> for GatewayIngest {
     type Result = ();
     fn handle(&mut self, msg: Connected, _: &mut Self::Context) {
+        let manager = msg.0.clone();
         self.shards = Some(msg.0);
+        // Whether every shard is connected, from serenity's own view of its runners (a
+        // handler's "disconnected" could arrive after the reconnection it preceded).
+        let auditor = self.handler.auditor.clone();
+        tokio::spawn(async move {
+            let mut last = None;
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            loop {
+                tick.tick().await;
+                let connected = {
+                    let runners = manager.runners.lock().await;
+                    !runners.is_empty()
+                        && runners
+                            .values()
+                            .all(|r| r.stage == ConnectionStage::Connected)
+                };
+                if last != Some(connected) {
+                    last = Some(connected);
+                    if !connected {
+                        tracing::warn!("gateway: not every shard is connected");
+                    }
+                    auditor.do_send(GuildChange::Gateway { connected });
+                    if !auditor.connected() {
+                        return;
+                    }
+                }
+            }
+        });
     }
 }
 
@@ -355,19 +389,15 @@ pub fn payload_of(message: &Message) -> MirrorPayload {
     }
 }
 
-fn member_change(member: &Member) -> GuildChange {
-    GuildChange::MemberUpserted {
-        guild_id: member.guild_id.get(),
-        user_id: member.user.id.get(),
-        roles: member.roles.iter().map(|r| r.get()).collect(),
-        bot: member.user.bot,
-    }
-}
-
 #[serenity::async_trait]
 impl EventHandler for Handler {
     async fn ready(&self, ctx: SerenityContext, ready: Ready) {
+        // First: the later the collector, the more GUILD_CREATEs go by before it.
+        self.ordered.attach(ctx.shard_id.0, &ctx.shard);
         let previous = self.sessions.fetch_add(1, Ordering::SeqCst);
+        self.send(GuildChange::SessionStarted {
+            resumed_gap: previous > 0,
+        });
         // The first session (start) or a new one (events of the gap are lost): catch up.
         self.start_catch_up(ctx.http.clone(), ready.user.id, previous + 1);
         tracing::info!(
@@ -375,134 +405,17 @@ impl EventHandler for Handler {
             session = previous + 1,
             "gateway: ready"
         );
-        self.send(GuildChange::SessionStarted {
-            resumed_gap: previous > 0,
-        });
     }
 
     async fn resume(&self, _: SerenityContext, _: ResumedEvent) {
         tracing::info!("gateway: resumed");
-        self.send(GuildChange::ShardResumed);
     }
 
-    async fn shard_stage_update(&self, _: SerenityContext, event: ShardStageUpdateEvent) {
-        if event.new == ConnectionStage::Disconnected {
-            tracing::warn!("gateway: disconnected");
-            self.send(GuildChange::ShardDisconnected);
-        }
-    }
-
-    async fn guild_create(&self, _: SerenityContext, guild: Guild, _: Option<bool>) {
-        self.send(GuildChange::GuildAvailable {
-            guild: Box::new(guild),
-        });
-    }
-
-    async fn guild_delete(
-        &self,
-        _: SerenityContext,
-        incomplete: UnavailableGuild,
-        _: Option<Guild>,
-    ) {
-        let guild_id = incomplete.id.get();
-        self.send(if incomplete.unavailable {
-            GuildChange::GuildUnavailable { guild_id }
-        } else {
-            GuildChange::GuildDeleted { guild_id }
-        });
-    }
-
-    async fn guild_member_addition(&self, _: SerenityContext, member: Member) {
-        self.send(member_change(&member));
-    }
-
-    async fn guild_member_update(
-        &self,
-        _: SerenityContext,
-        _: Option<Member>,
-        new: Option<Member>,
-        event: GuildMemberUpdateEvent,
-    ) {
-        match new {
-            Some(member) => self.send(member_change(&member)),
-            None => self.send(GuildChange::MemberUpserted {
-                guild_id: event.guild_id.get(),
-                user_id: event.user.id.get(),
-                roles: event.roles.iter().map(|r| r.get()).collect(),
-                bot: event.user.bot,
-            }),
-        }
-    }
-
-    async fn guild_member_removal(
-        &self,
-        _: SerenityContext,
-        guild_id: GuildId,
-        user: User,
-        _: Option<Member>,
-    ) {
-        self.send(GuildChange::MemberRemoved {
-            guild_id: guild_id.get(),
-            user_id: user.id.get(),
-        });
-    }
-
-    async fn guild_role_create(&self, _: SerenityContext, role: Role) {
-        self.send(GuildChange::RoleUpserted {
-            guild_id: role.guild_id.get(),
-            role_id: role.id.get(),
-            permissions: role.permissions.bits(),
-        });
-    }
-
-    async fn guild_role_update(&self, _: SerenityContext, _: Option<Role>, role: Role) {
-        self.send(GuildChange::RoleUpserted {
-            guild_id: role.guild_id.get(),
-            role_id: role.id.get(),
-            permissions: role.permissions.bits(),
-        });
-    }
-
-    async fn guild_role_delete(
-        &self,
-        _: SerenityContext,
-        guild_id: GuildId,
-        role_id: RoleId,
-        _: Option<Role>,
-    ) {
-        self.send(GuildChange::RoleDeleted {
-            guild_id: guild_id.get(),
-            role_id: role_id.get(),
-        });
-    }
-
-    async fn channel_create(&self, _: SerenityContext, channel: GuildChannel) {
-        self.send(GuildChange::ChannelUpserted {
-            channel: Box::new(channel),
-        });
-    }
-
-    async fn channel_update(
-        &self,
-        _: SerenityContext,
-        _: Option<GuildChannel>,
-        channel: GuildChannel,
-    ) {
-        self.send(GuildChange::ChannelUpserted {
-            channel: Box::new(channel),
-        });
-    }
-
-    async fn channel_delete(
-        &self,
-        _: SerenityContext,
-        channel: GuildChannel,
-        _: Option<Vec<Message>>,
-    ) {
-        self.send(GuildChange::ChannelDeleted {
-            guild_id: channel.guild_id.get(),
-            channel_id: channel.id.get(),
-        });
+    /// The guild itself reached the auditor through the ordered stream, unless that stream
+    /// started after it.
+    async fn guild_create(&self, ctx: SerenityContext, guild: Guild, _: Option<bool>) {
+        self.ordered
+            .check_guild_create(ctx.shard_id.0, guild.id.get());
     }
 
     async fn message(&self, ctx: SerenityContext, message: Message) {
