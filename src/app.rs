@@ -110,6 +110,10 @@ pub fn start_actors(db: &Database, settings: &Settings) -> Actors {
     .start();
     let cache_actor = SnapshotCacheActor::new(cache.clone(), gate.clone().recipient())
         .with_resume(gate.clone().recipient())
+        .with_windows(FreshnessWindows::from_secs(
+            settings.fresh_window_secs,
+            settings.stale_window_secs,
+        ))
         .start();
     let mut auditor_cfg = SeatAuditorConfig::new(worker_id);
     auditor_cfg.lease = Duration::from_secs(settings.queue_lease_secs.max(60));

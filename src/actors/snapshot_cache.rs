@@ -14,7 +14,13 @@ use super::{
     mirror_gate::{HeldJobsMayResume, Wake},
     ServerKey,
 };
-use crate::domain::gate::{ServerPolicy, SnapshotView};
+use crate::{
+    domain::{
+        freshness::{Freshness, FreshnessWindows},
+        gate::{ServerPolicy, SnapshotView},
+    },
+    store::now_ms,
+};
 
 /// Shared, lock-free-for-readers view used by the gate on its hot path.
 #[derive(Clone, Default)]
@@ -51,17 +57,33 @@ impl SnapshotCache {
         self.snapshots.is_empty()
     }
 
-    fn put_snapshot(&self, key: ServerKey, snapshot: SnapshotView) -> bool {
+    fn put_snapshot(
+        &self,
+        key: ServerKey,
+        snapshot: SnapshotView,
+        windows: &FreshnessWindows,
+        now: i64,
+    ) -> bool {
         let previous = self.snapshots.insert(key, snapshot);
         previous
-            .map(|p| gate_relevant_change(&p, &snapshot))
+            .map(|p| gate_relevant_change(&p, &snapshot, windows, now))
             .unwrap_or(true)
     }
 }
 
-/// Whether a new snapshot could change a gate decision (a re-stamp alone cannot).
-fn gate_relevant_change(old: &SnapshotView, new: &SnapshotView) -> bool {
-    old.is_over_limit() != new.is_over_limit() || old.audit_failed != new.audit_failed
+/// Whether a new snapshot could change a gate decision: the limit crossed either way, an
+/// audit failed or recovered, or a snapshot that had aged past the fresh window is fresh
+/// again. A re-stamp of a fresh count alone cannot.
+fn gate_relevant_change(
+    old: &SnapshotView,
+    new: &SnapshotView,
+    windows: &FreshnessWindows,
+    now: i64,
+) -> bool {
+    let fresh = |s: &SnapshotView| windows.classify(s.checked_at_ms, now) == Freshness::Fresh;
+    old.is_over_limit() != new.is_over_limit()
+        || old.audit_failed != new.audit_failed
+        || (!fresh(old) && fresh(new))
 }
 
 #[derive(Message, Debug, Clone)]
@@ -87,6 +109,7 @@ pub struct SnapshotCacheActor {
     cache: SnapshotCache,
     gate: Recipient<Wake>,
     resume: Option<Recipient<HeldJobsMayResume>>,
+    windows: FreshnessWindows,
 }
 
 impl SnapshotCacheActor {
@@ -95,7 +118,14 @@ impl SnapshotCacheActor {
             cache,
             gate,
             resume: None,
+            windows: FreshnessWindows::default(),
         }
+    }
+
+    /// The gate's freshness windows: a snapshot fresh again releases held jobs.
+    pub fn with_windows(mut self, windows: FreshnessWindows) -> Self {
+        self.windows = windows;
+        self
     }
 
     /// Also tell the gate which server changed, so that jobs held for it run now.
@@ -119,7 +149,10 @@ impl Actor for SnapshotCacheActor {
 impl Handler<SnapshotUpdated> for SnapshotCacheActor {
     type Result = ();
     fn handle(&mut self, msg: SnapshotUpdated, _: &mut Self::Context) {
-        if self.cache.put_snapshot(msg.key.clone(), msg.snapshot) {
+        if self
+            .cache
+            .put_snapshot(msg.key.clone(), msg.snapshot, &self.windows, now_ms())
+        {
             self.server_changed(msg.key);
         }
     }
@@ -143,7 +176,19 @@ impl Handler<PolicyUpdated> for SnapshotCacheActor {
 impl Handler<KillSwitchSet> for SnapshotCacheActor {
     type Result = ();
     fn handle(&mut self, msg: KillSwitchSet, _: &mut Self::Context) {
-        self.cache.kill_switch.store(msg.0, Ordering::Relaxed);
+        let was = self.cache.kill_switch.swap(msg.0, Ordering::Relaxed);
+        if msg.0 && !was {
+            // Every server now behaves as `off`: whatever was held for one may go.
+            let keys: Vec<ServerKey> = self
+                .cache
+                .policies
+                .iter()
+                .map(|p| p.key().clone())
+                .collect();
+            for key in keys {
+                self.server_changed(key);
+            }
+        }
         self.gate.do_send(Wake);
     }
 }
@@ -169,18 +214,29 @@ mod tests {
             connector_id: "c".into(),
             guild_id: 1,
         };
+        let w = FreshnessWindows::default();
         assert!(
-            cache.put_snapshot(key.clone(), view(1, 5, 0)),
+            cache.put_snapshot(key.clone(), view(1, 5, 0), &w, 0),
             "first snapshot wakes"
         );
         assert!(
-            !cache.put_snapshot(key.clone(), view(2, 5, 10)),
+            !cache.put_snapshot(key.clone(), view(2, 5, 10), &w, 10),
             "still under"
         );
         assert!(
-            cache.put_snapshot(key.clone(), view(6, 5, 20)),
+            cache.put_snapshot(key.clone(), view(6, 5, 20), &w, 20),
             "crossed the limit"
         );
         assert_eq!(cache.snapshot(&key).map(|s| s.seats_used), Some(6));
+        // Aged past the fresh window, then counted again: held jobs may go.
+        let later = 20 + w.fresh_ms + 1;
+        assert!(
+            cache.put_snapshot(key.clone(), view(6, 5, later), &w, later),
+            "fresh again"
+        );
+        assert!(
+            !cache.put_snapshot(key.clone(), view(6, 5, later + 10), &w, later + 10),
+            "a re-stamp of a fresh count"
+        );
     }
 }

@@ -165,6 +165,14 @@ fn handle(core: &Core, method: &str, path: &str, body: &Value) -> DResult<HttpRe
             _ => Err(DiscordError::method_not_allowed()),
         };
     }
+    if let Some(p) = m("/guilds/{guild_id}/outage") {
+        let g = id(&p, 0)?;
+        return match method {
+            "PUT" => Ok(okj(core.mutate(|st| st.start_outage(g))?)),
+            "DELETE" => Ok(okj(core.mutate(|st| st.end_outage(g))?)),
+            _ => Err(DiscordError::method_not_allowed()),
+        };
+    }
     if let Some(p) = m("/guilds/{guild_id}/members") {
         return match method {
             "POST" => Ok(created(core.mutate(|st| st.add_member(id(&p, 0)?, body))?)),

@@ -217,6 +217,14 @@ impl SandboxHandle {
     pub fn remove_guild(&self, guild_id: u64) -> Result<Value, DiscordError> {
         self.core.mutate(|st| st.remove_guild(guild_id))
     }
+    /// The guild goes unavailable (GUILD_DELETE `unavailable: true`) until
+    /// [`Self::end_outage`] (GUILD_CREATE).
+    pub fn start_outage(&self, guild_id: u64) -> Result<Value, DiscordError> {
+        self.core.mutate(|st| st.start_outage(guild_id))
+    }
+    pub fn end_outage(&self, guild_id: u64) -> Result<Value, DiscordError> {
+        self.core.mutate(|st| st.end_outage(guild_id))
+    }
     /// `member`: `{"user": {"id", "username", "bot"?}, "roles": [...]}`.
     pub fn add_member(&self, guild_id: u64, member: &Value) -> Result<Value, DiscordError> {
         self.core.mutate(|st| st.add_member(guild_id, member))

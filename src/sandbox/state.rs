@@ -43,6 +43,8 @@ pub struct State {
     /// The same keys in the order they were stored, for pruning from the oldest.
     nonce_order: VecDeque<((u64, String), Instant)>,
     last_id: u64,
+    /// Guilds in an outage: unavailable to the gateway until it ends.
+    pub outages: std::collections::HashSet<u64>,
 }
 
 impl State {
@@ -62,6 +64,7 @@ impl State {
             nonces: HashMap::new(),
             nonce_order: VecDeque::new(),
             last_id: 0,
+            outages: Default::default(),
         }
     }
 
@@ -188,6 +191,28 @@ impl State {
             d.clone(),
             vec![Dispatch::new("GUILD_DELETE", gid, INTENT_GUILDS, d)],
         ))
+    }
+
+    /// An outage: sessions get GUILD_DELETE with `unavailable: true`, then nothing of the
+    /// guild until it ends ("Sent when a guild becomes or was already unavailable due to an
+    /// outage", Discord's Gateway Events, Guild Delete).
+    pub fn start_outage(&mut self, gid: u64) -> DResult<Changed> {
+        self.guild(gid)?;
+        self.outages.insert(gid);
+        let d = json!({"id": sf(gid), "unavailable": true});
+        Ok((
+            d.clone(),
+            vec![Dispatch::new("GUILD_DELETE", gid, INTENT_GUILDS, d)],
+        ))
+    }
+
+    /// The outage ends: GUILD_CREATE again ("when a guild becomes available again to the
+    /// client", Discord's Gateway Events, Guild Create).
+    pub fn end_outage(&mut self, gid: u64) -> DResult<Changed> {
+        self.guild(gid)?;
+        let was = self.outages.remove(&gid);
+        let d = json!({"id": sf(gid), "outage": was});
+        Ok((d, vec![Dispatch::guild_create(gid)]))
     }
 
     // ---- members ----

@@ -169,6 +169,10 @@ impl Hub {
             let mut stripped: Option<String> = None;
             let mut gc_full: Option<String> = None;
             let mut gc_slim: Option<String> = None;
+            // Nothing of a guild in an outage reaches the gateway but the news of it.
+            if state.outages.contains(&d.guild_id) && d.t != "GUILD_DELETE" {
+                continue;
+            }
             for session in inner.sessions.values_mut() {
                 let p = session.params;
                 if !p.owns_guild(d.guild_id) || p.intents & d.intents != d.intents {
@@ -223,7 +227,7 @@ impl Hub {
         };
         session.push("READY", &ready.to_string());
         for gid in state.guilds.keys() {
-            if params.owns_guild(*gid) {
+            if params.owns_guild(*gid) && !state.outages.contains(gid) {
                 session.push("GUILD_CREATE", &render_guild_create(state, *gid, &params));
             }
         }
