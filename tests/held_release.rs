@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use mirror_support::*;
 use reqwest::Method;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::EntityTrait;
 use seatgate::{
     app,
     sandbox::{Fault, RateLimitConfig, SandboxHandle},
