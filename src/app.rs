@@ -24,6 +24,7 @@ use crate::{
     http::{self, auth::Authenticator, ActorLinks, AppState},
     store::{
         catch_up::CatchUpConfig,
+        instance::{self, InstanceLease},
         mirror::MirrorStore,
         queue::{AuditQueue, MirrorQueue},
         seat_audit::SeatAuditStore,
@@ -44,6 +45,8 @@ pub async fn migrate_only(settings: Settings) -> AppResult<()> {
 /// The running service: every actor's address and the bound admin address.
 pub struct Running {
     pub bound: SocketAddr,
+    /// `serve` only: the database-wide lease, released when the process ends.
+    pub lease: Option<InstanceLease>,
     pub db: Database,
     pub cache: SnapshotCache,
     pub auditor: Addr<SeatAuditor>,
@@ -61,6 +64,7 @@ impl Running {
         let _ = self.gate.send(Shutdown).await;
         let _ = self.auditor.send(Shutdown).await;
         let _ = self.db.close().await;
+        drop(self.lease);
     }
 }
 
@@ -234,8 +238,20 @@ pub async fn admin_state(
 /// Connects, migrates and starts the five actors wired to each other. Must run inside an
 /// actix system.
 pub async fn start(settings: &Settings) -> AppResult<Running> {
+    start_with(settings, false).await
+}
+
+/// [`start`], first taking the database-wide instance lease when `exclusive` (as `serve`
+/// does): a second process on the database stops with `instance_already_running` before it
+/// connects to Discord.
+pub async fn start_with(settings: &Settings, exclusive: bool) -> AppResult<Running> {
     let db = Database::connect(&settings.database_url).await?;
     db.migrate().await?;
+    let lease = if exclusive {
+        Some(instance::acquire(&settings.database_url, &db).await?)
+    } else {
+        None
+    };
     let actors = start_actors(&db, settings);
     let state = admin_state(&db, settings, &actors).await?;
     let server = HttpServer::new(move || App::new().configure(http::configure(state.clone())))
@@ -267,6 +283,7 @@ pub async fn start(settings: &Settings) -> AppResult<Running> {
     } = actors;
     Ok(Running {
         bound,
+        lease,
         db,
         cache,
         auditor,
@@ -294,7 +311,7 @@ pub fn serve_blocking(settings: Settings) -> AppResult<()> {
         ));
     }
     actix_system().block_on(async move {
-        let running = start(&settings).await?;
+        let running = start_with(&settings, true).await?;
         wait_for_stop_signal().await;
         tracing::info!("stop signal received; finishing in-flight work");
         running.shutdown().await;

@@ -48,6 +48,7 @@ pub enum ErrorCode {
     DiscordRequestInvalid,
     // Infrastructure.
     ConfigInvalid,
+    InstanceAlreadyRunning,
     DatabaseUnavailable,
     DatabaseError,
     IoError,
@@ -92,6 +93,7 @@ impl ErrorCode {
             DiscordUnavailable => "discord_unavailable",
             DiscordRequestInvalid => "discord_request_invalid",
             ConfigInvalid => "config_invalid",
+            InstanceAlreadyRunning => "instance_already_running",
             DatabaseUnavailable => "database_unavailable",
             DatabaseError => "database_error",
             IoError => "io_error",
@@ -136,6 +138,7 @@ impl ErrorCode {
             DiscordUnavailable,
             DiscordRequestInvalid,
             ConfigInvalid,
+            InstanceAlreadyRunning,
             DatabaseUnavailable,
             DatabaseError,
             IoError,

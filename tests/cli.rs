@@ -176,3 +176,60 @@ async fn json_log_format_writes_one_json_object_per_line() {
         "{err}"
     );
 }
+
+/// Until instances share the work, a second `serve` on the same database must not run
+/// beside the first: it exits 2 naming the holder. A first one killed with SIGKILL holds
+/// nothing: the next starts at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_serve_on_the_same_database_exits_2_naming_the_first() {
+    let t = TestDatabase::empty().await.unwrap();
+    let serve = |port: u16| {
+        seatgate()
+            .arg("serve")
+            .env("SEATGATE_DATABASE_URL", &t.url)
+            .env("SEATGATE_DISCORD_TOKEN", "test-token")
+            .env("SEATGATE_BIND", format!("127.0.0.1:{port}"))
+            .env("SEATGATE_DISCORD_API_URL", "http://127.0.0.1:9")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let up = |port: u16| {
+        let client = client.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while client
+                .get(format!("http://127.0.0.1:{port}/healthz"))
+                .send()
+                .await
+                .is_err()
+            {
+                assert!(Instant::now() < deadline, "serve did not come up");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let first_port = free_port();
+    let mut first = serve(first_port);
+    up(first_port).await;
+
+    let second = serve(free_port()).wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(2), "{err}");
+    assert!(err.contains("instance_already_running"), "{err}");
+    assert!(
+        err.contains(&format!("pid {}", first.id())),
+        "names the holder: {err}"
+    );
+
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let third_port = free_port();
+    let mut third = serve(third_port);
+    up(third_port).await;
+    assert!(third.try_wait().unwrap().is_none(), "the third runs");
+    third.kill().unwrap();
+    third.wait().unwrap();
+}

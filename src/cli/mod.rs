@@ -119,7 +119,10 @@ fn run_async<F: std::future::Future<Output = Result<(), AppError>>>(
 
 fn exit_with(err: AppError) -> ExitCode {
     eprintln!("seatgate: {err}");
-    if err.code() == ErrorCode::ConfigInvalid {
+    if matches!(
+        err.code(),
+        ErrorCode::ConfigInvalid | ErrorCode::InstanceAlreadyRunning
+    ) {
         ExitCode::from(2)
     } else {
         ExitCode::from(1)

@@ -3,6 +3,7 @@
 
 pub mod catch_up;
 pub mod db;
+pub mod instance;
 pub mod mirror;
 pub mod queue;
 pub mod seat_audit;

@@ -18,18 +18,18 @@ impl SettingsStore {
         Self { db }
     }
 
-    /// The persisted kill switch, or `None` when the API never set it.
-    pub async fn kill_switch(&self) -> AppResult<Option<bool>> {
-        let row = ServiceSettings::find_by_id(KILL_SWITCH.to_owned())
+    /// A setting's stored value.
+    pub async fn get(&self, key: &str) -> AppResult<Option<String>> {
+        let row = ServiceSettings::find_by_id(key.to_owned())
             .one(self.db.conn())
             .await?;
-        Ok(row.map(|r| r.value == "true"))
+        Ok(row.map(|r| r.value))
     }
 
-    pub async fn set_kill_switch(&self, on: bool) -> AppResult<()> {
+    pub async fn set(&self, key: &str, value: &str) -> AppResult<()> {
         let row = service_settings::ActiveModel {
-            key: Set(KILL_SWITCH.to_owned()),
-            value: Set(on.to_string()),
+            key: Set(key.to_owned()),
+            value: Set(value.to_owned()),
             updated_at: Set(now_ms()),
         };
         ServiceSettings::insert(row)
@@ -44,5 +44,14 @@ impl SettingsStore {
             .exec(self.db.conn())
             .await?;
         Ok(())
+    }
+
+    /// The persisted kill switch, or `None` when the API never set it.
+    pub async fn kill_switch(&self) -> AppResult<Option<bool>> {
+        Ok(self.get(KILL_SWITCH).await?.map(|v| v == "true"))
+    }
+
+    pub async fn set_kill_switch(&self, on: bool) -> AppResult<()> {
+        self.set(KILL_SWITCH, &on.to_string()).await
     }
 }
