@@ -137,9 +137,20 @@ pub struct Snapshot {
     /// Judged now from `checked_at` and the configured windows; `expired` when the stored
     /// snapshot says so (a failed audit).
     pub status: SnapshotStatus,
-    /// A stable error code (`seat_audit_failed`, ...), when the last audit had one.
+    /// A stable error code (`seat_audit_failed`, ...), when the last audit had one;
+    /// `seat_check_pending` while the member list is still arriving.
     pub last_error: Option<String>,
     pub tiers: TierCounts,
+    /// While the member list is still arriving (a large guild at connect, a recount under
+    /// way): how far the count has got. `seats_used` is the last complete count meanwhile.
+    pub counting: Option<Counting>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Counting {
+    pub members_counted: i64,
+    /// Discord's member count, when known.
+    pub member_count: Option<i64>,
 }
 
 fn snapshot_status(
@@ -177,6 +188,10 @@ impl Snapshot {
                 advanced: row.advanced_count,
                 pro: row.pro_count,
             },
+            counting: row.members_counted.map(|members_counted| Counting {
+                members_counted,
+                member_count: row.member_count,
+            }),
         }
     }
 }

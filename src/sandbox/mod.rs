@@ -250,17 +250,55 @@ impl SandboxHandle {
         first_id: u64,
         count: u64,
     ) -> Result<usize, DiscordError> {
+        self.bulk_add_members_with_roles(guild_id, first_id, count, &[])
+    }
+    /// Adds `count` members with ids from `first_id`, each holding `roles`, without a
+    /// dispatch each (as if they had joined before the bot connected).
+    pub fn bulk_add_members_with_roles(
+        &self,
+        guild_id: u64,
+        first_id: u64,
+        count: u64,
+        roles: &[u64],
+    ) -> Result<usize, DiscordError> {
         let users = (0..count)
             .map(|i| User {
                 id: first_id + i,
-                username: format!("member{i}"),
+                username: format!("member{}", first_id + i),
                 global_name: None,
                 avatar: None,
                 bot: false,
             })
             .collect();
         let mut st = self.core.lock();
-        st.bulk_add_members(guild_id, users)
+        st.bulk_add_members(guild_id, users, roles)
+    }
+    /// The non-bot members who can view `channel_id` now, by the sandbox's own permission
+    /// calculator: the truth a seat count is checked against.
+    pub fn members_who_can_view(&self, channel_id: u64) -> Result<Vec<u64>, DiscordError> {
+        self.core.read(|st| {
+            let gid = *st
+                .channel_guild
+                .get(&channel_id)
+                .ok_or_else(DiscordError::unknown_channel)?;
+            let g = st
+                .guilds
+                .get(&gid)
+                .ok_or_else(DiscordError::unknown_guild)?;
+            let ch = g
+                .channels
+                .get(&channel_id)
+                .ok_or_else(DiscordError::unknown_channel)?;
+            let mut ids: Vec<u64> = g
+                .members
+                .keys()
+                .copied()
+                .filter(|u| !st.users.get(u).is_some_and(|user| user.bot))
+                .filter(|u| perms::channel_permissions(g, ch, *u) & (1 << 10) != 0)
+                .collect();
+            ids.sort_unstable();
+            Ok(ids)
+        })
     }
     /// `role`: `{"id"?, "name", "permissions", "position"?, ...}`.
     pub fn create_role(&self, guild_id: u64, role: &Value) -> Result<Value, DiscordError> {

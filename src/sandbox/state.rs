@@ -334,7 +334,12 @@ impl State {
     }
 
     /// Adds many plain members at once without dispatches (large-guild fixtures).
-    pub fn bulk_add_members(&mut self, gid: u64, users: Vec<User>) -> DResult<usize> {
+    pub fn bulk_add_members(
+        &mut self,
+        gid: u64,
+        users: Vec<User>,
+        roles: &[u64],
+    ) -> DResult<usize> {
         let now = now_iso();
         let g = self
             .guilds
@@ -346,7 +351,7 @@ impl State {
                 u.id,
                 Member {
                     user_id: u.id,
-                    roles: Vec::new(),
+                    roles: roles.to_vec(),
                     nick: None,
                     joined_at: now.clone(),
                 },

@@ -145,8 +145,15 @@ async function loadPanel() {
 
 function renderSnapshot(snap, cfg) {
   const limit = snap ? snap.seat_limit : cfg ? cfg.seat_limit : 0;
-  const used = snap ? snap.seats_used : null;
-  $("snap-seats").textContent = snap ? `${used} of ${limit}` : "not counted yet";
+  // A server never counted yet has a snapshot only to say how far its first count has got.
+  const counted = snap && snap.checked_at > 0;
+  const used = counted ? snap.seats_used : null;
+  const counting = snap && snap.counting;
+  const progress = counting
+    ? `counting members (${counting.members_counted.toLocaleString()}` +
+      (counting.member_count !== null ? ` of ${counting.member_count.toLocaleString()})` : ")")
+    : "";
+  $("snap-seats").textContent = counted ? `${used} of ${limit}` + (progress ? `; ${progress}` : "") : progress || "not counted yet";
   $("snap-status").textContent = snap ? snap.status + (snap.is_over_limit ? ", over the limit" : "") : "-";
   $("snap-checked").textContent = snap ? new Date(snap.checked_at).toLocaleString() : "-";
   $("snap-tiers").textContent = snap ? `bronze ${snap.tiers.basic}, silver ${snap.tiers.advanced}, gold ${snap.tiers.pro}` : "-";
