@@ -26,6 +26,7 @@ fn decode(frame: &Value) -> Event {
         "RESUMED" => strict::<ResumedEvent>(&t, d),
         "GUILD_CREATE" => strict::<GuildCreateEvent>(&t, d),
         "GUILD_DELETE" => strict::<GuildDeleteEvent>(&t, d),
+        "GUILD_UPDATE" => strict::<GuildUpdateEvent>(&t, d),
         "GUILD_MEMBER_ADD" => strict::<GuildMemberAddEvent>(&t, d),
         "GUILD_MEMBER_UPDATE" => strict::<GuildMemberUpdateEvent>(&t, d),
         "GUILD_MEMBER_REMOVE" => strict::<GuildMemberRemoveEvent>(&t, d),
@@ -237,6 +238,26 @@ async fn every_gateway_dispatch_decodes_with_serenitys_models() {
         }
         other => panic!("{other:?}"),
     }
+    sb.update_guild(
+        other_guild,
+        &json!({"name": "Renamed", "owner_id": BOT.to_string()}),
+    )
+    .unwrap();
+    match check(&gw.dispatch().await) {
+        Event::GuildUpdate(e) => {
+            assert_eq!(e.guild.owner_id.get(), BOT);
+            assert_eq!(e.guild.name, "Renamed");
+        }
+        other => panic!("{other:?}"),
+    }
+    sb.start_outage(other_guild).unwrap();
+    assert!(
+        matches!(check(&gw.dispatch().await), Event::GuildDelete(e) if e.guild.id.get() == other_guild && e.guild.unavailable)
+    );
+    sb.end_outage(other_guild).unwrap();
+    assert!(
+        matches!(check(&gw.dispatch().await), Event::GuildCreate(e) if e.guild.id.get() == other_guild)
+    );
     sb.remove_guild(other_guild).unwrap();
     assert!(
         matches!(check(&gw.dispatch().await), Event::GuildDelete(e) if e.guild.id.get() == other_guild && !e.guild.unavailable)
@@ -257,6 +278,7 @@ async fn every_gateway_dispatch_decodes_with_serenitys_models() {
         "RESUMED",
         "GUILD_CREATE",
         "GUILD_DELETE",
+        "GUILD_UPDATE",
         "GUILD_MEMBER_ADD",
         "GUILD_MEMBER_UPDATE",
         "GUILD_MEMBER_REMOVE",

@@ -106,38 +106,9 @@ async fn counted(admin: &Admin, seats: u64, since: i64) -> Value {
     }
 }
 
-fn notices(sandbox: &SandboxHandle) -> Vec<String> {
-    mirror_support::live(sandbox, NOTICES)
-}
-
-fn member(id: u64, roles: &[u64]) -> Value {
-    let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
-    json!({"user": {"id": id.to_string(), "username": format!("u{id}")}, "roles": roles})
-}
-
-#[actix_web::test]
-async fn a_large_guild_over_its_limit_is_never_counted_from_a_partial_member_list() {
-    no_proxy();
-    let sandbox = Sandbox::start(SandboxOptions {
-        scenario: Some(scenario()),
-        rate_limits: RateLimitConfig::disabled(),
-        ..SandboxOptions::default()
-    })
-    .await
-    .expect("sandbox");
-    sandbox
-        .bulk_add_members_with_roles(GUILD, FIRST_SUBSCRIBER, 1_999, &[SUBSCRIBER])
-        .expect("subscribers");
-    sandbox
-        .bulk_add_members(GUILD, FIRST_VISITOR, 1_000)
-        .expect("visitors");
-    assert_eq!(sandbox.members_who_can_view(SIGNALS).unwrap().len(), 2_000);
-    let t = TestDatabase::new().await.expect("database");
-    let settings = service_settings(&t, &sandbox, OPERATOR);
-
-    // First run: configured as an operator would, counted over its limit, a signal held.
-    let (running, admin) = start_service(&settings, OPERATOR).await;
-    admin.wait_up(Duration::from_secs(20)).await;
+/// The connector, its mapping to #signals, and the server (enforced, notices in
+/// #seat-notices), as an operator configures them.
+async fn configure(admin: &Admin, limit: u64) {
     admin
         .call(
             Method::POST,
@@ -157,21 +128,64 @@ async fn a_large_guild_over_its_limit_is_never_counted_from_a_partial_member_lis
         .call(
             Method::PUT,
             &server_path(),
-            Some(json!({"seat_limit": 1_000, "enforcement_mode": "enforce", "notify_channel_id": NOTICES.to_string()})),
+            Some(json!({"seat_limit": limit, "enforcement_mode": "enforce", "notify_channel_id": NOTICES.to_string()})),
         )
         .await;
+}
+
+async fn sandbox() -> SandboxHandle {
+    no_proxy();
+    Sandbox::start(SandboxOptions {
+        scenario: Some(scenario()),
+        rate_limits: RateLimitConfig::disabled(),
+        ..SandboxOptions::default()
+    })
+    .await
+    .expect("sandbox")
+}
+
+fn signal(sandbox: &SandboxHandle, content: &str) {
+    sandbox
+        .post_message(
+            SOURCE_CHANNEL,
+            &json!({"author": {"id": PROVIDER.to_string(), "username": "provider"}, "content": content}),
+        )
+        .expect("signal");
+}
+
+fn notices(sandbox: &SandboxHandle) -> Vec<String> {
+    mirror_support::live(sandbox, NOTICES)
+}
+
+fn member(id: u64, roles: &[u64]) -> Value {
+    let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
+    json!({"user": {"id": id.to_string(), "username": format!("u{id}")}, "roles": roles})
+}
+
+#[actix_web::test]
+async fn a_large_guild_over_its_limit_is_never_counted_from_a_partial_member_list() {
+    let sandbox = sandbox().await;
+    sandbox
+        .bulk_add_members_with_roles(GUILD, FIRST_SUBSCRIBER, 1_999, &[SUBSCRIBER])
+        .expect("subscribers");
+    sandbox
+        .bulk_add_members(GUILD, FIRST_VISITOR, 1_000)
+        .expect("visitors");
+    assert_eq!(sandbox.members_who_can_view(SIGNALS).unwrap().len(), 2_000);
+    let t = TestDatabase::new().await.expect("database");
+    let settings = service_settings(&t, &sandbox, OPERATOR);
+
+    // First run: configured as an operator would, counted over its limit, a signal held.
+    let (running, admin) = start_service(&settings, OPERATOR).await;
+    admin.wait_up(Duration::from_secs(20)).await;
+    configure(&admin, 1_000).await;
     counted(&admin, 2_000, 0).await;
     assert!(
         until(Duration::from_secs(10), || notices(&sandbox).len() == 1).await,
         "one pause notice: {:?}",
         notices(&sandbox)
     );
-    sandbox
-        .post_message(
-            SOURCE_CHANNEL,
-            &json!({"author": {"id": PROVIDER.to_string(), "username": "provider"}, "content": "held signal"}),
-        )
-        .expect("signal");
+    signal(&sandbox, "held signal");
     let start = Instant::now();
     while held_error(&t).await.as_deref() != Some("seat_limit_exceeded") {
         assert!(
@@ -289,4 +303,113 @@ async fn held_error(t: &TestDatabase) -> Option<String> {
     jobs.first()
         .filter(|j| j.status == "pending")
         .and_then(|j| j.last_error.clone())
+}
+
+/// Audits that fail for good block the server with `seat_audit_failed`; once Discord answers
+/// again it is counted by itself within the retry backoff, with no admin action.
+#[actix_web::test]
+async fn a_server_whose_audits_fail_is_blocked_then_counts_again_by_itself() {
+    let sandbox = sandbox().await;
+    // 300 members: over Discord's large_threshold, so only the member list can count it.
+    sandbox
+        .bulk_add_members_with_roles(GUILD, FIRST_SUBSCRIBER, 300, &[SUBSCRIBER])
+        .expect("subscribers");
+    sandbox.add_fault(Fault::new("GET", "/guilds/{id}/members", 500, 10_000));
+    let t = TestDatabase::new().await.expect("database");
+    let mut settings = service_settings(&t, &sandbox, OPERATOR);
+    settings.queue_max_attempts = 2;
+    let (running, admin) = start_service(&settings, OPERATOR).await;
+    admin.wait_up(Duration::from_secs(20)).await;
+    configure(&admin, 1_000).await;
+    let start = Instant::now();
+    loop {
+        let s = snapshot(&admin).await;
+        if s.as_ref()
+            .and_then(|s| s["last_error"].as_str())
+            .is_some_and(|e| e.starts_with("seat_audit_failed"))
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "never failed: {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    signal(&sandbox, "while failed");
+    let start = Instant::now();
+    while held_error(&t).await.as_deref() != Some("seat_audit_failed") {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "held with seat_audit_failed"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    sandbox.clear_faults();
+    let healed = Instant::now();
+    counted(&admin, 301, 0).await;
+    let took = healed.elapsed();
+    println!("counted again {took:?} after Discord answered again (backoff cap 2 s)");
+    assert!(
+        until(Duration::from_secs(10), || mirror_support::live(
+            &sandbox, SIGNALS
+        ) == vec![
+            "while failed".to_owned()
+        ])
+        .await,
+        "the held signal arrives once the count is back"
+    );
+    running.shutdown().await;
+    sandbox.shutdown().await;
+}
+
+/// An owner transfer (GUILD_UPDATE) moves the owner's seat: the new owner sees everything,
+/// the old one only what their roles let them.
+#[actix_web::test]
+async fn an_ownership_transfer_moves_the_owners_seat() {
+    let sandbox = sandbox().await;
+    sandbox
+        .bulk_add_members_with_roles(GUILD, FIRST_SUBSCRIBER, 3, &[SUBSCRIBER])
+        .expect("subscribers");
+    sandbox
+        .bulk_add_members(GUILD, FIRST_VISITOR, 2)
+        .expect("visitors");
+    let t = TestDatabase::new().await.expect("database");
+    let (running, admin) = start_service(&service_settings(&t, &sandbox, OPERATOR), OPERATOR).await;
+    admin.wait_up(Duration::from_secs(20)).await;
+    configure(&admin, 1_000).await;
+    counted(&admin, 4, 0).await;
+    assert!(seat_ids(&admin).await.contains(&OWNER));
+    sandbox
+        .update_guild(GUILD, &json!({"owner_id": FIRST_VISITOR.to_string()}))
+        .expect("ownership transferred");
+    let start = Instant::now();
+    loop {
+        let now = seat_ids(&admin).await;
+        if now.contains(&FIRST_VISITOR) && !now.contains(&OWNER) {
+            assert_eq!(now.len(), 4);
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{now:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        sandbox.members_who_can_view(SIGNALS).unwrap(),
+        seat_ids(&admin).await
+    );
+    running.shutdown().await;
+    sandbox.shutdown().await;
+}
+
+async fn seat_ids(admin: &Admin) -> Vec<u64> {
+    let v = admin
+        .call(Method::GET, &format!("{}/seats", server_path()), None)
+        .await;
+    v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["user_id"].as_str().unwrap().parse::<u64>().unwrap())
+        .collect()
 }

@@ -158,6 +158,7 @@ fn handle(core: &Core, method: &str, path: &str, body: &Value) -> DResult<HttpRe
     }
     if let Some(p) = m("/guilds/{guild_id}") {
         return match method {
+            "PATCH" => Ok(okj(core.mutate(|st| st.update_guild(id(&p, 0)?, body))?)),
             "DELETE" => {
                 core.mutate(|st| st.remove_guild(id(&p, 0)?))?;
                 Ok(no_content())

@@ -217,6 +217,10 @@ impl SandboxHandle {
     pub fn remove_guild(&self, guild_id: u64) -> Result<Value, DiscordError> {
         self.core.mutate(|st| st.remove_guild(guild_id))
     }
+    /// `update`: `{"name"?, "owner_id"?}`; emits GUILD_UPDATE.
+    pub fn update_guild(&self, guild_id: u64, update: &Value) -> Result<Value, DiscordError> {
+        self.core.mutate(|st| st.update_guild(guild_id, update))
+    }
     /// The guild goes unavailable (GUILD_DELETE `unavailable: true`) until
     /// [`Self::end_outage`] (GUILD_CREATE).
     pub fn start_outage(&self, guild_id: u64) -> Result<Value, DiscordError> {

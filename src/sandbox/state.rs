@@ -193,6 +193,29 @@ impl State {
         ))
     }
 
+    /// `{"name"?, "owner_id"?}`: GUILD_UPDATE with the whole guild object ("Sent when a guild
+    /// is updated", Discord's Gateway Events; an owner transfer is Modify Guild's `owner_id`).
+    pub fn update_guild(&mut self, gid: u64, v: &Value) -> DResult<Changed> {
+        let owner = super::scenario::opt_id(v, "owner_id", "guild.owner_id")?;
+        if let Some(owner) = owner {
+            if !self.guild(gid)?.members.contains_key(&owner) {
+                return Err(DiscordError::unknown_member());
+            }
+        }
+        let g = self.guild_mut(gid)?;
+        if let Some(owner) = owner {
+            g.owner_id = owner;
+        }
+        if let Some(name) = opt_str(v, "name") {
+            g.name = name;
+        }
+        let d = guild_rest_json(g);
+        Ok((
+            d.clone(),
+            vec![Dispatch::new("GUILD_UPDATE", gid, INTENT_GUILDS, d)],
+        ))
+    }
+
     /// An outage: sessions get GUILD_DELETE with `unavailable: true`, then nothing of the
     /// guild until it ends ("Sent when a guild becomes or was already unavailable due to an
     /// outage", Discord's Gateway Events, Guild Delete).

@@ -423,7 +423,8 @@ impl SeatAuditor {
     /// counted again at its `next_check_after`, until an audit succeeds.
     fn audit_failed(&mut self, key: &ServerKey, cause: &str) {
         let now = now_ms();
-        let retry_at = now + Self::ms(self.queue.policy().cap.max(self.cfg.recheck));
+        // Tried again after the queue's longest backoff, until an audit succeeds.
+        let retry_at = now + Self::ms(self.queue.policy().cap);
         let Some(st) = self.servers.get_mut(key) else {
             return;
         };
