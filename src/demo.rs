@@ -463,6 +463,13 @@ async fn play(s: &mut Story) -> Result<(), StepFailed> {
     })
     .await?;
     s.timeline.join_to_pause_ms = join_at.elapsed().as_secs_f64() * 1000.0;
+    // The pause comes with the first join past the limit; the count is printed once both
+    // joins are in.
+    let both_in = 1 + ALPHA.members + joined.len() as u64;
+    s.until_snapshot(step, &ALPHA, "both joins counted", |v| {
+        v["seats_used"].as_u64() == Some(both_in)
+    })
+    .await?;
     let over = s.snapshot(&ALPHA).await.unwrap_or(Value::Null);
     s.say(format!(
         "2 members joined {}: {} of {} seats, paused {:.0} ms after the joins",
