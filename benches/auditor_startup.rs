@@ -1,18 +1,21 @@
-//! How long the service takes to index a 100,000-member guild at start, and the resident
-//! memory that costs: `cargo bench --bench auditor_startup`.
+//! How long the service takes to index a large guild at start, and the resident memory of the
+//! whole service process per member: `cargo bench --bench auditor_startup`.
 //!
-//! The sandbox serves the guild as Discord does a large one (GUILD_CREATE without members);
-//! the auditor pages the member list over REST and builds the live index.
+//! The sandbox (in this process) serves a guild of `AUDITOR_BENCH_MEMBERS` members (default
+//! 1,000,000; a tenth can see the mapped channel) as Discord does a large one: GUILD_CREATE
+//! without members. `seatgate serve` runs as its own process, as an operator runs it; its
+//! auditor pages the member list over REST and builds the live index. Its resident memory
+//! (`VmRSS` of `/proc/<pid>/status`) is read when it first answers `/healthz` and once the
+//! count is in, and divided by the members.
 
-use std::time::{Duration, Instant};
+use std::{
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
 
 use seatgate::{
-    config::{Secret, Settings},
     sandbox::{RateLimitConfig, Sandbox, SandboxOptions, Scenario},
-    store::{
-        seat_audit::SeatAuditStore,
-        testing::{seed, TestDatabase},
-    },
+    store::testing::{seed, TestDatabase},
 };
 use serde_json::json;
 
@@ -20,10 +23,12 @@ const BOT: u64 = 990_000_000_000_000_001;
 const GUILD: u64 = 840_000_000_000_000_001;
 const OWNER: u64 = 700_000_000_000_000_001;
 const CHANNEL: u64 = 860_000_000_000_000_001;
-const MEMBERS: u64 = 100_000;
+const SUBSCRIBER: u64 = 850_000_000_000_000_001;
+const VIEW: u64 = 1 << 10;
+const OPERATOR: &str = "bench-operator";
 
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
@@ -34,28 +39,42 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
-async fn configure(t: &TestDatabase) {
-    let owner = ("bench", "c");
-    seed::connector(&t.db, "bench", "c", 1)
-        .await
-        .expect("connector");
-    seed::mapping(&t.db, owner, 2, (GUILD, CHANNEL), "bot")
-        .await
-        .expect("mapping");
-    seed::enforced_server(&t.db, owner, GUILD, 200_000, None)
-        .await
-        .expect("server config");
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+struct Serve(Child);
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 fn main() {
+    let members: u64 = std::env::var("AUDITOR_BENCH_MEMBERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
     let system = seatgate::app::actix_system();
     system.block_on(async {
+        std::env::set_var("NO_PROXY", "127.0.0.1,localhost");
         let scenario = Scenario::from_json(&json!({
             "bot": {"id": BOT.to_string(), "username": "seatgate"},
             "guilds": [{
                 "id": GUILD.to_string(), "name": "Large", "owner_id": OWNER.to_string(),
-                "roles": [{"id": GUILD.to_string(), "name": "@everyone", "permissions": "66560", "position": 0}],
-                "channels": [{"id": CHANNEL.to_string(), "name": "signals", "type": 0, "permission_overwrites": []}],
+                "roles": [
+                    {"id": GUILD.to_string(), "name": "@everyone", "permissions": VIEW.to_string(), "position": 0},
+                    {"id": SUBSCRIBER.to_string(), "name": "subscriber", "permissions": "0", "position": 1}
+                ],
+                "channels": [{"id": CHANNEL.to_string(), "name": "signals", "type": 0, "permission_overwrites": [
+                    {"id": GUILD.to_string(), "type": 0, "allow": "0", "deny": VIEW.to_string()},
+                    {"id": SUBSCRIBER.to_string(), "type": 0, "allow": VIEW.to_string(), "deny": "0"}
+                ]}],
                 "members": [{"user": {"id": OWNER.to_string(), "username": "owner"}, "roles": []}]
             }]
         }))
@@ -67,38 +86,91 @@ fn main() {
         })
         .await
         .expect("sandbox");
-        sandbox.bulk_add_members(GUILD, 600_000_000_000_000_000, MEMBERS).expect("members");
+        let subscribers = members / 10;
+        sandbox
+            .bulk_add_members_with_roles(GUILD, 600_000_000_000_000_000, subscribers, &[SUBSCRIBER])
+            .expect("subscribers");
+        sandbox
+            .bulk_add_members(GUILD, 610_000_000_000_000_000, members - subscribers)
+            .expect("members");
+        let expected = subscribers + 1;
+
         let t = TestDatabase::new().await.expect("database");
-        configure(&t).await;
-        let settings = Settings {
-            database_url: t.url.clone(),
-            bind: "127.0.0.1:0".parse().expect("bind"),
-            discord_token: Some(Secret::new(sandbox.bot_token())),
-            discord_api_url: sandbox.api_url().to_owned(),
-            ..Settings::default()
-        };
-        let before = rss_kib();
+        let owner = ("bench", "c");
+        seed::connector(&t.db, "bench", "c", 1).await.expect("connector");
+        seed::mapping(&t.db, owner, 2, (GUILD, CHANNEL), "bot")
+            .await
+            .expect("mapping");
+        seed::enforced_server(&t.db, owner, GUILD, 10_000_000, None)
+            .await
+            .expect("server config");
+
+        let port = free_port();
         let started = Instant::now();
-        let running = seatgate::app::start(&settings).await.expect("service");
-        let store = SeatAuditStore::new(t.db.clone());
-        let expected = MEMBERS + 1;
+        let serve = Serve(
+            Command::new(env!("CARGO_BIN_EXE_seatgate"))
+                .arg("serve")
+                .env("SEATGATE_DATABASE_URL", &t.url)
+                .env("SEATGATE_BIND", format!("127.0.0.1:{port}"))
+                .env("SEATGATE_DISCORD_TOKEN", sandbox.bot_token())
+                .env("SEATGATE_DISCORD_API_URL", sandbox.api_url())
+                .env("SEATGATE_OPERATOR_TOKEN", OPERATOR)
+                .env("RUST_LOG", "warn")
+                .env("NO_PROXY", "127.0.0.1,localhost")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("seatgate serve starts"),
+        );
+        let pid = serve.0.id();
+        let client = reqwest::Client::builder().no_proxy().build().expect("client");
+        let base = format!("http://127.0.0.1:{port}");
+        while client.get(format!("{base}/healthz")).send().await.is_err() {
+            assert!(started.elapsed() < Duration::from_secs(60), "serve not up");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let at_start = rss_kib(pid);
+        let snapshot = format!("{base}/api/v1/tenants/bench/connectors/c/servers/{GUILD}/snapshot");
         loop {
-            let snaps = store.snapshots().await.expect("snapshots");
-            if snaps.iter().any(|(_, s)| s.count.seats_used == expected) {
+            let v: Option<serde_json::Value> = match client
+                .get(&snapshot)
+                .bearer_auth(OPERATOR)
+                .send()
+                .await
+            {
+                Ok(r) if r.status().is_success() => r.json().await.ok(),
+                _ => None,
+            };
+            if v.as_ref().is_some_and(|v| {
+                v["seats_used"].as_u64() == Some(expected) && v["counting"].is_null()
+            }) {
                 break;
             }
-            assert!(started.elapsed() < Duration::from_secs(300), "not indexed within 300 s");
+            assert!(
+                started.elapsed() < Duration::from_secs(600),
+                "not indexed within 600 s: {v:?}"
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let took = started.elapsed();
-        let after = rss_kib();
+        // Let the allocator settle the last page's buffers.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let indexed = rss_kib(pid);
         println!(
-            "auditor startup: {MEMBERS}-member guild indexed ({expected} seats) {:.2} s after start; resident memory +{:.1} MiB ({:.0} bytes per member, serenity's cache and the REST pages included)",
-            took.as_secs_f64(),
-            after.saturating_sub(before) as f64 / 1024.0,
-            after.saturating_sub(before) as f64 * 1024.0 / MEMBERS as f64
+            "auditor startup: {members}-member guild indexed ({expected} seats) {:.2} s after serve started",
+            took.as_secs_f64()
         );
-        running.shutdown().await;
+        println!(
+            "resident memory of the seatgate serve process: {:.1} MiB when it first answered, {:.1} MiB with the guild indexed",
+            at_start as f64 / 1024.0,
+            indexed as f64 / 1024.0
+        );
+        println!(
+            "bytes per member of the whole process: {:.0} (all of it), {:.0} (grown while indexing)",
+            indexed as f64 * 1024.0 / members as f64,
+            indexed.saturating_sub(at_start) as f64 * 1024.0 / members as f64
+        );
+        drop(serve);
         sandbox.shutdown().await;
     });
 }

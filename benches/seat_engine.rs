@@ -9,7 +9,10 @@
 //! - the index build on 1M members, and a recount from the live index (a separate line: it
 //!   starts from members already grouped, not from the guild data);
 //! - one member event, one overwrite change on the 1M-member index;
-//! - resident bytes per member of the index, measured with a counting allocator.
+//! - resident bytes per member of the index, measured with a counting allocator;
+//! - first, cold: the guild written to a fixture file, `seatgate seats count --fixture` run on
+//!   it in fresh processes (the figure an operator sees), beside serenity's naive loop and
+//!   twilight's calculator run once each on the very same members, in this same run.
 //!
 //! The speed-up ratios printed at the end come from criterion's own samples of this run
 //! (median per-iteration time of the measured samples).
@@ -407,11 +410,209 @@ fn scrambled(g: &GuildSnapshot) -> GuildSnapshot {
 
 const SAMPLES: usize = 10;
 
+/// The guild as `seatgate seats count --fixture` reads it: Discord's JSON shapes, ids and
+/// permissions as strings, members as List Guild Members gives them.
+fn write_fixture(g: &GuildSnapshot, mapped: &[u64], tiers: TierRoles, path: &std::path::Path) {
+    use seatgate::domain::permissions::OverwriteTarget;
+    use std::io::Write;
+    let file = std::fs::File::create(path).expect("fixture file");
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+    let roles: Vec<_> = g
+        .roles
+        .iter()
+        .map(|r| json!({"id": r.id.to_string(), "permissions": r.permissions.to_string()}))
+        .collect();
+    let channels: Vec<_> = g
+        .channels
+        .iter()
+        .map(|c| {
+            let ows: Vec<_> = c
+                .overwrites
+                .iter()
+                .map(|o| {
+                    let (id, kind) = match o.target {
+                        OverwriteTarget::Role(id) => (id, 0),
+                        OverwriteTarget::Member(id) => (id, 1),
+                    };
+                    json!({"id": id.to_string(), "type": kind, "allow": o.allow.to_string(), "deny": o.deny.to_string()})
+                })
+                .collect();
+            json!({"id": c.id.to_string(), "type": 0, "permission_overwrites": ows})
+        })
+        .collect();
+    write!(
+        w,
+        r#"{{"guild":{{"id":"{}","owner_id":"{}","roles":{},"channels":{},"members":["#,
+        g.guild_id,
+        g.owner_id,
+        serde_json::Value::from(roles),
+        serde_json::Value::from(channels)
+    )
+    .expect("write");
+    for (i, m) in g.members.iter().enumerate() {
+        if i > 0 {
+            w.write_all(b",").expect("write");
+        }
+        write!(w, r#"{{"user":{{"id":"{}","bot":{}}},"roles":["#, m.user_id, m.is_bot)
+            .expect("write");
+        for (j, r) in m.roles.iter().enumerate() {
+            if j > 0 {
+                w.write_all(b",").expect("write");
+            }
+            write!(w, r#""{r}""#).expect("write");
+        }
+        w.write_all(b"]}").expect("write");
+    }
+    let tier = |t: Option<u64>| t.map_or("null".to_string(), |id| format!(r#""{id}""#));
+    write!(
+        w,
+        r#"]}},"mapped_channel_ids":{},"tier_role_ids":{{"basic":{},"advanced":{},"pro":{}}}}}"#,
+        serde_json::Value::from(mapped.iter().map(|c| c.to_string()).collect::<Vec<_>>()),
+        tier(tiers.basic),
+        tier(tiers.advanced),
+        tier(tiers.pro)
+    )
+    .expect("write");
+    w.flush().expect("flush");
+}
+
+/// twilight-util's calculator, member by member, given the guild's roles only.
+fn twilight_count(g: &GuildSnapshot, mapped: &[u64]) -> u64 {
+    use seatgate::domain::permissions::OverwriteTarget;
+    use std::collections::HashMap;
+    use twilight_model::channel::permission_overwrite::{
+        PermissionOverwrite, PermissionOverwriteType,
+    };
+    use twilight_model::channel::ChannelType;
+    use twilight_model::guild::Permissions;
+    use twilight_model::id::Id;
+    use twilight_util::permission_calculator::PermissionCalculator;
+    let perms: HashMap<u64, u64> = g.roles.iter().map(|r| (r.id, r.permissions)).collect();
+    let everyone = Permissions::from_bits_truncate(perms.get(&g.guild_id).copied().unwrap_or(0));
+    let channels: Vec<Vec<PermissionOverwrite>> = g
+        .channels
+        .iter()
+        .filter(|c| mapped.contains(&c.id))
+        .map(|c| {
+            c.overwrites
+                .iter()
+                .map(|o| {
+                    let (id, kind) = match o.target {
+                        OverwriteTarget::Role(id) => (id, PermissionOverwriteType::Role),
+                        OverwriteTarget::Member(id) => (id, PermissionOverwriteType::Member),
+                    };
+                    PermissionOverwrite {
+                        allow: Permissions::from_bits_truncate(o.allow),
+                        deny: Permissions::from_bits_truncate(o.deny),
+                        id: Id::new(id),
+                        kind,
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    g.members
+        .iter()
+        .filter(|m| !m.is_bot)
+        .filter(|m| {
+            let roles: Vec<_> = m
+                .roles
+                .iter()
+                .filter_map(|r| {
+                    perms
+                        .get(r)
+                        .map(|p| (Id::new(*r), Permissions::from_bits_truncate(*p)))
+                })
+                .collect();
+            channels.iter().any(|ows| {
+                PermissionCalculator::new(Id::new(g.guild_id), Id::new(m.user_id), everyone, &roles)
+                    .owner_id(Id::new(g.owner_id))
+                    .in_channel(ChannelType::GuildText, ows)
+                    .contains(Permissions::VIEW_CHANNEL)
+            })
+        })
+        .count() as u64
+}
+
+/// `seatgate seats count --fixture` in a fresh process: its own `elapsed_ms` and seats.
+fn cli_count(path: &std::path::Path) -> (f64, u64) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_seatgate"))
+        .args(["seats", "count", "--fixture"])
+        .arg(path)
+        .env_remove("SEATGATE_CONFIG")
+        .output()
+        .expect("seatgate seats count runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("seats count prints one JSON line");
+    (
+        v["elapsed_ms"].as_f64().expect("elapsed_ms"),
+        v["seats_used"].as_u64().expect("seats_used"),
+    )
+}
+
+/// The cold figures: the CLI on a fixture file in fresh processes, and the two reference
+/// calculators once each on the same members (in members' list order, as the file has them).
+fn cold(full: &GuildSnapshot, mapped: &[u64], tiers: TierRoles, expected: u64) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("guild-1m.json");
+    let started = Instant::now();
+    write_fixture(full, mapped, tiers, &path);
+    let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    println!(
+        "cold: fixture of {} members written ({:.0} MiB) in {:?}",
+        full.members.len(),
+        size as f64 / (1 << 20) as f64,
+        started.elapsed()
+    );
+    let mut cli: Vec<f64> = (0..5)
+        .map(|_| {
+            let (ms, seats) = cli_count(&path);
+            assert_eq!(seats, expected, "seats count agrees");
+            ms
+        })
+        .collect();
+    cli.sort_by(f64::total_cmp);
+    let started = Instant::now();
+    let sg = serenity_guild(full);
+    let built = started.elapsed();
+    let started = Instant::now();
+    let naive = naive_count(&sg, mapped);
+    let naive_ms = started.elapsed().as_secs_f64() * 1e3;
+    drop(sg);
+    assert_eq!(naive, expected, "serenity agrees");
+    let started = Instant::now();
+    let tw = twilight_count(full, mapped);
+    let twilight_ms = started.elapsed().as_secs_f64() * 1e3;
+    assert_eq!(tw, expected, "twilight agrees");
+    println!("cold one-shot count, 1M members, same run:");
+    println!(
+        "  seatgate seats count --fixture (fresh process, 5 runs): min {:.1} ms, median {:.1} ms, max {:.1} ms",
+        cli[0], cli[2], cli[4]
+    );
+    println!("  serenity's naive loop (user_permissions_in, once; its Guild built in {built:?}): {naive_ms:.0} ms");
+    println!("  twilight's PermissionCalculator (once): {twilight_ms:.0} ms");
+    println!(
+        "  cold speed-up: {:.0}x serenity, {:.0}x twilight (median CLI run)",
+        naive_ms / cli[2],
+        twilight_ms / cli[2]
+    );
+}
+
 fn seat_engine(c: &mut Criterion) {
     let full = synthetic_guild(MEMBERS, 3);
     let mapped = mapped_ids();
     let tiers = tiers();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let expected = GuildIndex::count_snapshot(&full, &mapped, tiers).seats_used;
+    cold(&full, &mapped, tiers, expected);
+    if std::env::var_os("SEAT_ENGINE_COLD_ONLY").is_some() {
+        return;
+    }
 
     // Resident bytes of the 1M-member index.
     LIVE.store(0, Ordering::Relaxed);
