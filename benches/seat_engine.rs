@@ -453,8 +453,12 @@ fn write_fixture(g: &GuildSnapshot, mapped: &[u64], tiers: TierRoles, path: &std
         if i > 0 {
             w.write_all(b",").expect("write");
         }
-        write!(w, r#"{{"user":{{"id":"{}","bot":{}}},"roles":["#, m.user_id, m.is_bot)
-            .expect("write");
+        write!(
+            w,
+            r#"{{"user":{{"id":"{}","bot":{}}},"roles":["#,
+            m.user_id, m.is_bot
+        )
+        .expect("write");
         for (j, r) in m.roles.iter().enumerate() {
             if j > 0 {
                 w.write_all(b",").expect("write");
@@ -559,7 +563,10 @@ fn cli_count(path: &std::path::Path) -> (f64, u64) {
 /// calculators once each on the same members (in members' list order, as the file has them).
 fn cold(full: &GuildSnapshot, mapped: &[u64], tiers: TierRoles, expected: u64) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let path = dir.path().join("guild-1m.json");
+    // SEAT_ENGINE_FIXTURE=path keeps the file, to run `seatgate seats count` on it by hand.
+    let path = std::env::var_os("SEAT_ENGINE_FIXTURE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| dir.path().join("guild-1m.json"));
     let started = Instant::now();
     write_fixture(full, mapped, tiers, &path);
     let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);

@@ -92,7 +92,8 @@ impl AuditWorker {
         };
         let started = Instant::now();
         match self.recount(&key, job.id, &plan).await {
-            Ok(index) => {
+            Ok((index, build)) => {
+                let read = Instant::now();
                 let members = index.member_count();
                 let applied = self
                     .auditor
@@ -103,9 +104,20 @@ impl AuditWorker {
                     })
                     .await
                     .map_err(gone)?;
+                // From the last member page to the count applied and published.
+                let after_last_page = read.elapsed();
                 self.queue.complete(job.id, &token, now_ms()).await?;
                 metrics::counter!("seatgate_seat_audits_total", "result" => "ok").increment(1);
-                tracing::info!(server = %key, members, applied, reason = %job.reason, elapsed_ms = started.elapsed().as_millis() as u64, "[seat-audit] recount done");
+                tracing::info!(
+                    server = %key,
+                    members,
+                    applied,
+                    reason = %job.reason,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    index_build_ms = build.as_secs_f64() * 1e3,
+                    after_last_page_ms = after_last_page.as_secs_f64() * 1e3,
+                    "[seat-audit] recount done"
+                );
             }
             Err(err) => {
                 let cause = format!("{}: {err}", err.code());
@@ -127,13 +139,13 @@ impl AuditWorker {
     }
 
     /// Reads the guild, then its members a page at a time into the index being built; only
-    /// one page of members is held besides the index.
+    /// one page of members is held besides the index. Also answers the time spent building.
     async fn recount(
         &self,
         key: &ServerKey,
         job_id: i64,
         plan: &RecountPlan,
-    ) -> DiscordResult<GuildIndex> {
+    ) -> DiscordResult<(GuildIndex, std::time::Duration)> {
         let (structure, member_count) = self
             .reader
             .guild_structure(key.guild_id, &plan.mapped_channels)
@@ -146,14 +158,17 @@ impl AuditWorker {
         }
         let mut after = 0u64;
         let mut members = 0u64;
+        let mut build = std::time::Duration::ZERO;
         loop {
             let page = self
                 .reader
                 .members_after(key.guild_id, after, MEMBER_PAGE)
                 .await?;
+            let at = Instant::now();
             for m in &page {
                 index.member_upsert(m.user_id, &m.roles, m.is_bot);
             }
+            build += at.elapsed();
             members += page.len() as u64;
             self.auditor.do_send(RecountProgress {
                 key: key.clone(),
@@ -168,7 +183,9 @@ impl AuditWorker {
                 _ => break,
             }
         }
+        let at = Instant::now();
         index.shrink_to_fit();
-        Ok(index)
+        build += at.elapsed();
+        Ok((index, build))
     }
 }

@@ -8,17 +8,29 @@
 //! ```
 //!
 //! A mapped thread (channel type 10, 11 or 12 with a `parent_id`) is judged by its parent.
+//!
+//! The members are read straight into a flat [`MemberList`]: their ids are parsed from the
+//! JSON text in place, with no string or list allocated (and freed) per member. A million
+//! small frees left behind by a parse made the first allocations after it (those of the
+//! count) wait while the allocator tidied them up.
 
-use serde::Deserialize;
+use std::{borrow::Cow, collections::HashSet, fmt};
 
-use super::{ChannelSnapshot, GuildSnapshot, MemberSnapshot, RoleSnapshot, TierRoles};
+use serde::{
+    de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor},
+    Deserialize, Deserializer,
+};
+
+use super::{ChannelSnapshot, GuildSnapshot, MemberList, RoleSnapshot, TierRoles};
 use crate::domain::permissions::Overwrite;
 use crate::domain::snowflake;
 use crate::error::{AppError, ErrorCode};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fixture {
+    /// The guild's roles, channels and owner; its members are in [`Fixture::members`].
     pub guild: GuildSnapshot,
+    pub members: MemberList,
     /// Threads already resolved to their parent channel.
     pub mapped_channel_ids: Vec<u64>,
     pub tiers: TierRoles,
@@ -43,7 +55,7 @@ struct RawGuild {
     #[serde(default)]
     threads: Vec<RawChannel>,
     #[serde(default)]
-    members: Vec<RawMember>,
+    members: RawMembers,
 }
 
 #[derive(Deserialize)]
@@ -72,18 +84,163 @@ struct RawOverwrite {
     deny: String,
 }
 
-#[derive(Deserialize)]
-struct RawMember {
-    user: RawUser,
-    #[serde(default)]
-    roles: Vec<String>,
+/// The member list as it is read: the members, and the first thing wrong with one of them
+/// (reported after the parse with its own code and field, as for the rest of the fixture).
+#[derive(Default)]
+struct RawMembers {
+    list: MemberList,
+    error: Option<AppError>,
+}
+
+impl RawMembers {
+    fn fail(&mut self, err: AppError) {
+        self.error.get_or_insert(err);
+    }
+}
+
+impl<'de> Deserialize<'de> for RawMembers {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ListVisitor;
+        impl<'de> Visitor<'de> for ListVisitor {
+            type Value = RawMembers;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a list of guild members")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<RawMembers, A::Error> {
+                let n = seq.size_hint().unwrap_or(0);
+                let mut out = RawMembers {
+                    list: MemberList::with_capacity(n, n * 2),
+                    error: None,
+                };
+                let mut seen = HashSet::with_capacity(n);
+                let mut i = 0usize;
+                while seq
+                    .next_element_seed(MemberSeed {
+                        out: &mut out,
+                        seen: &mut seen,
+                        i,
+                    })?
+                    .is_some()
+                {
+                    i += 1;
+                }
+                Ok(out)
+            }
+        }
+        deserializer.deserialize_seq(ListVisitor)
+    }
 }
 
 #[derive(Deserialize)]
-struct RawUser {
-    id: String,
+struct RawUser<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
     #[serde(default)]
     bot: bool,
+}
+
+/// One member: `{"user": {"id", "bot"?}, "roles": [...]}`, other keys ignored.
+struct MemberSeed<'m> {
+    out: &'m mut RawMembers,
+    seen: &'m mut HashSet<u64>,
+    i: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for MemberSeed<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for MemberSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a guild member object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let i = self.i;
+        let mut user: Option<(u64, bool)> = None;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match key.as_ref() {
+                "user" => {
+                    let u: RawUser<'de> = map.next_value()?;
+                    let field = || format!("guild.members[{i}].user.id");
+                    match snowflake::parse(&u.id) {
+                        Some(id) => user = Some((id, u.bot)),
+                        None => {
+                            self.out.fail(
+                                id(&field(), &u.id)
+                                    .err()
+                                    .unwrap_or_else(|| invalid(field())),
+                            );
+                            user = Some((0, u.bot));
+                        }
+                    }
+                }
+                "roles" => map.next_value_seed(RolesSeed {
+                    out: &mut *self.out,
+                    i,
+                })?,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        let Some((user_id, bot)) = user else {
+            return Err(de::Error::custom(format!("guild.members[{i}] has no user")));
+        };
+        if user_id != 0 && !self.seen.insert(user_id) {
+            self.out.fail(invalid(format!(
+                "guild.members[{i}].user.id: user {user_id} is listed twice"
+            )));
+        }
+        self.out.list.finish_member(user_id, bot);
+        Ok(())
+    }
+}
+
+/// A member's role ids, pushed into the flat list as they are read.
+struct RolesSeed<'m> {
+    out: &'m mut RawMembers,
+    i: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for RolesSeed<'_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RolesSeed<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of role ids")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut j = 0usize;
+        while let Some(text) = seq.next_element::<Cow<'de, str>>()? {
+            match snowflake::parse(&text) {
+                Some(role) => {
+                    if self.out.list.push_role(role).is_err() {
+                        self.out.fail(invalid(format!(
+                            "guild.members[{}].roles[{j}]: more than {} distinct role ids",
+                            self.i,
+                            super::members::MAX_DISTINCT_ROLES
+                        )));
+                    }
+                }
+                None => {
+                    let field = format!("guild.members[{}].roles[{j}]", self.i);
+                    let err = id(&field, &text).err().unwrap_or_else(|| invalid(field));
+                    self.out.fail(err);
+                }
+            }
+            j += 1;
+        }
+        Ok(())
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -175,29 +332,10 @@ pub fn parse_fixture(json: &str) -> Result<Fixture, AppError> {
         }
     }
 
-    let mut seen = std::collections::HashSet::with_capacity(g.members.len());
-    let members = g
-        .members
-        .iter()
-        .enumerate()
-        .map(|(i, m)| {
-            let field = format!("guild.members[{i}].user.id");
-            let user_id = id(&field, &m.user.id)?;
-            if !seen.insert(user_id) {
-                return Err(invalid(format!("{field}: user {user_id} is listed twice")));
-            }
-            Ok(MemberSnapshot {
-                user_id,
-                roles: m
-                    .roles
-                    .iter()
-                    .enumerate()
-                    .map(|(j, r)| id(&format!("guild.members[{i}].roles[{j}]"), r))
-                    .collect::<Result<Vec<_>, AppError>>()?,
-                is_bot: m.user.bot,
-            })
-        })
-        .collect::<Result<Vec<_>, AppError>>()?;
+    if let Some(err) = g.members.error {
+        return Err(err);
+    }
+    let members = g.members.list;
 
     let mut mapped_channel_ids = Vec::with_capacity(raw.mapped_channel_ids.len());
     for (i, text) in raw.mapped_channel_ids.iter().enumerate() {
@@ -223,8 +361,9 @@ pub fn parse_fixture(json: &str) -> Result<Fixture, AppError> {
             roles,
             channels,
             threads: Vec::new(),
-            members,
+            members: Vec::new(),
         },
+        members,
         mapped_channel_ids,
         tiers,
     })

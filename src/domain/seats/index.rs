@@ -17,7 +17,7 @@ use smallvec::SmallVec;
 
 mod scan;
 
-use super::{GuildSnapshot, SeatCount, TierRoles};
+use super::{GuildSnapshot, Members, SeatCount, TierRoles};
 use crate::domain::permissions::{
     apply_layers, base_permissions, Layer, Overwrite, OverwriteLayers, OverwriteTarget,
     ADMINISTRATOR, VIEW_CHANNEL,
@@ -308,8 +308,13 @@ impl GuildIndex {
         mapped_channel_ids: &[u64],
         tiers: TierRoles,
     ) -> SeatCount {
-        let threads = scan::default_threads(guild.members.len());
+        let threads = Self::default_threads(guild.members.len());
         Self::count_snapshot_on(guild, mapped_channel_ids, tiers, threads)
+    }
+
+    /// How many threads a from-scratch count of `members` members uses.
+    pub fn default_threads(members: usize) -> usize {
+        scan::default_threads(members)
     }
 
     /// [`Self::count_snapshot`] on exactly `threads` threads (at least one): for tests and
@@ -320,41 +325,91 @@ impl GuildIndex {
         tiers: TierRoles,
         threads: usize,
     ) -> SeatCount {
-        let mut index = Self::new(guild.guild_id, guild.owner_id, tiers);
-        for role in &guild.roles {
+        Self::count_members(
+            guild,
+            guild.members.as_slice(),
+            mapped_channel_ids,
+            tiers,
+            threads,
+        )
+    }
+
+    /// The from-scratch count of `members` in the guild `structure` describes (its own
+    /// member list is not read), on `threads` threads: [`Self::count_snapshot`] for any
+    /// member list, such as the flat [`super::MemberList`] that `seatgate seats count` reads
+    /// a fixture into.
+    pub fn count_members<M: Members + ?Sized>(
+        structure: &GuildSnapshot,
+        members: &M,
+        mapped_channel_ids: &[u64],
+        tiers: TierRoles,
+        threads: usize,
+    ) -> SeatCount {
+        let mut index = Self::new(structure.guild_id, structure.owner_id, tiers);
+        for role in &structure.roles {
             index.role_upsert(role.id, role.permissions);
         }
-        for channel in &guild.channels {
+        for channel in &structure.channels {
             index.channel_overwrites_set(channel.id, &channel.overwrites);
         }
-        for thread in &guild.threads {
+        for thread in &structure.threads {
             index.thread_upsert(thread.id, thread.parent_id);
         }
         index.set_mapped_channels(mapped_channel_ids);
         match scan::Projection::new(&index, tiers) {
-            Some(projection) => projection.count(&mut index, &guild.members, threads),
-            None => index.count_interned(&guild.members),
+            Some(projection) => projection.count(&mut index, members, threads),
+            None => index.count_interned(members),
+        }
+    }
+
+    /// [`Self::count_members`] for a flat list. One whose ids ascend (Discord's paged
+    /// member list, a fixture written from it) is counted from its role positions alone, the
+    /// special members found by binary search; any other goes the general way.
+    pub fn count_member_list(
+        structure: &GuildSnapshot,
+        members: &super::MemberList,
+        mapped_channel_ids: &[u64],
+        tiers: TierRoles,
+        threads: usize,
+    ) -> SeatCount {
+        if !members.is_ascending() {
+            return Self::count_members(structure, members, mapped_channel_ids, tiers, threads);
+        }
+        let mut index = Self::new(structure.guild_id, structure.owner_id, tiers);
+        for role in &structure.roles {
+            index.role_upsert(role.id, role.permissions);
+        }
+        for channel in &structure.channels {
+            index.channel_overwrites_set(channel.id, &channel.overwrites);
+        }
+        for thread in &structure.threads {
+            index.thread_upsert(thread.id, thread.parent_id);
+        }
+        index.set_mapped_channels(mapped_channel_ids);
+        match scan::Projection::new(&index, tiers) {
+            Some(projection) => projection.count_flat(&mut index, members, threads),
+            None => index.count_interned(members),
         }
     }
 
     /// The from-scratch count one role set per member, for guilds where more than 64 roles
     /// matter. A user listed more than once counts by their last entry.
-    fn count_interned(&mut self, members: &[super::MemberSnapshot]) -> SeatCount {
+    fn count_interned<M: Members + ?Sized>(&mut self, members: &M) -> SeatCount {
         let repeated = scan::repeated_ids(members);
         let mut judged: HashMap<u64, ()> = HashMap::new();
         let mut per_set: Vec<u64> = Vec::new();
         let mut count = SeatCount::default();
-        for m in members.iter().rev() {
-            if repeated.binary_search(&m.user_id).is_ok() && judged.insert(m.user_id, ()).is_some()
-            {
+        for i in (0..members.len()).rev() {
+            let user_id = members.user_id(i);
+            if repeated.binary_search(&user_id).is_ok() && judged.insert(user_id, ()).is_some() {
                 continue;
             }
-            if m.is_bot {
+            if members.is_bot(i) {
                 continue;
             }
-            let set = self.intern(&m.roles);
-            if self.is_special(m.user_id) {
-                if self.member_sees_any(m.user_id, set) {
+            let set = members.with_roles(i, |roles| self.intern(roles));
+            if self.is_special(user_id) {
+                if self.member_sees_any(user_id, set) {
                     count.seats_used += 1;
                     count.by_tier.add_mask(self.sets[set as usize].tiers, 1);
                 }

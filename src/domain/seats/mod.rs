@@ -8,11 +8,13 @@
 mod event;
 mod fixture;
 mod index;
+mod members;
 mod serenity_guild;
 
 pub use event::GuildEvent;
 pub use fixture::{parse_fixture, Fixture};
 pub use index::GuildIndex;
+pub use members::{MemberList, Members, TooManyRoles, MAX_DISTINCT_ROLES};
 pub use serenity_guild::{guild_events, overwrites_from_serenity};
 
 use serde::Serialize;

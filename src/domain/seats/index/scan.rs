@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::{mix, GuildIndex};
 use crate::domain::permissions::{ADMINISTRATOR, VIEW_CHANNEL};
-use crate::domain::seats::{MemberSnapshot, SeatCount, TierRoles};
+use crate::domain::seats::{MemberList, Members, SeatCount, TierRoles};
 
 /// Below this many members per thread, starting a thread costs more than it saves.
 const MIN_MEMBERS_PER_THREAD: usize = 32_768;
@@ -93,17 +93,6 @@ impl RoleBits {
 /// How many members ahead the scan asks for role lists.
 const PREFETCH_AHEAD: usize = 16;
 
-#[inline(always)]
-fn prefetch<T>(ptr: *const T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: a prefetch is only a hint; it never faults, whatever the address.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(ptr.cast());
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = ptr;
-}
-
 /// A cheap 4096-bit filter over the special members' ids: most members are ruled out without
 /// a hash-map probe.
 struct SpecialFilter([u64; 64]);
@@ -139,10 +128,11 @@ pub(super) struct Projection {
 /// One thread's share: the counts of its regular members, its members set aside for the
 /// index (special, or listed more than once), and whether its user ids ascend strictly.
 #[derive(Default)]
-struct Partial<'a> {
+struct Partial {
     seats: u64,
     tiers: [u64; 3],
-    set_aside: Vec<&'a MemberSnapshot>,
+    /// Positions in the member list.
+    set_aside: Vec<usize>,
     ascending: bool,
     first_id: Option<u64>,
     last_id: Option<u64>,
@@ -285,39 +275,37 @@ impl Projection {
         mask
     }
 
-    fn scan<'a>(
+    fn scan<M: Members + ?Sized>(
         &self,
         index: &GuildIndex,
         repeated: &Repeated,
-        members: &'a [MemberSnapshot],
-    ) -> Partial<'a> {
+        members: &M,
+        range: std::ops::Range<usize>,
+    ) -> Partial {
         let mut out = Partial {
             ascending: true,
-            first_id: members.first().map(|m| m.user_id),
-            last_id: members.last().map(|m| m.user_id),
+            first_id: (!range.is_empty()).then(|| members.user_id(range.start)),
+            last_id: (!range.is_empty()).then(|| members.user_id(range.end - 1)),
             ..Partial::default()
         };
         // Id 0 first reads as out of order: only the cost of a sort, never a wrong count.
         let mut previous = 0u64;
         let mut out_of_order = false;
-        for (i, m) in members.iter().enumerate() {
-            // Each member's role list is its own allocation, so the scan waits on memory,
-            // not on arithmetic: ask for a later member's list ahead of time.
-            if let Some(ahead) = members.get(i + PREFETCH_AHEAD) {
-                prefetch(ahead.roles.as_ptr());
-            }
-            out_of_order |= m.user_id <= previous;
-            previous = m.user_id;
-            if self.specials.maybe(m.user_id)
-                && (index.is_special(m.user_id) || repeated.binary_search(&m.user_id).is_ok())
+        for i in range {
+            members.prefetch(i + PREFETCH_AHEAD);
+            let user_id = members.user_id(i);
+            out_of_order |= user_id <= previous;
+            previous = user_id;
+            if self.specials.maybe(user_id)
+                && (index.is_special(user_id) || repeated.binary_search(&user_id).is_ok())
             {
-                out.set_aside.push(m);
+                out.set_aside.push(i);
                 continue;
             }
-            if m.is_bot {
+            if members.is_bot(i) {
                 continue;
             }
-            let mask = self.mask(&m.roles);
+            let mask = members.with_roles(i, |roles| self.mask(roles));
             let seen = self.sees(mask);
             out.seats += u64::from(seen);
             for (n, bit) in out.tiers.iter_mut().zip(self.tier_bits) {
@@ -331,47 +319,25 @@ impl Projection {
     /// Scans `members` in chunks of [`CHUNK`] members, shared out to `threads` threads as
     /// they become free; the calling thread scans too, so a helper thread the scheduler starts
     /// late costs little. The partials come back in member order.
-    fn scan_on<'a>(
+    fn scan_on<M: Members + ?Sized>(
         &self,
         index: &GuildIndex,
         repeated: &Repeated,
-        members: &'a [MemberSnapshot],
+        members: &M,
         threads: usize,
-    ) -> Vec<Partial<'a>> {
-        if threads <= 1 || members.len() <= CHUNK {
-            return vec![self.scan(index, repeated, members)];
-        }
-        let chunks: Vec<&'a [MemberSnapshot]> = members.chunks(CHUNK).collect();
-        let next = AtomicUsize::new(0);
-        let work = || {
-            let mut done = Vec::new();
-            while let Some(part) = chunks.get(next.fetch_add(1, Ordering::Relaxed)) {
-                let at = part.as_ptr() as usize;
-                done.push((at, self.scan(index, repeated, part)));
-            }
-            done
-        };
-        let mut done = std::thread::scope(|s| {
-            let helpers: Vec<_> = (1..threads.min(chunks.len()))
-                .map(|_| s.spawn(work))
-                .collect();
-            let mut done = work();
-            for h in helpers {
-                done.extend(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
-            }
-            done
-        });
-        done.sort_unstable_by_key(|(at, _)| *at);
-        done.into_iter().map(|(_, p)| p).collect()
+    ) -> Vec<Partial> {
+        in_chunks(members.len(), threads, |range| {
+            self.scan(index, repeated, members, range)
+        })
     }
 
     /// The count over `members` on `threads` threads. A user listed more than once counts by
     /// their last entry: when the ids do not ascend strictly, the repeated ones are found (one
     /// sort of the ids) and their entries set aside with the special members.
-    pub(super) fn count(
+    pub(super) fn count<M: Members + ?Sized>(
         mut self,
         index: &mut GuildIndex,
-        members: &[MemberSnapshot],
+        members: &M,
         threads: usize,
     ) -> SeatCount {
         let mut partials = self.scan_on(index, &[], members, threads);
@@ -401,12 +367,96 @@ impl Projection {
         }
         // Set-aside entries are in member order: the last entry of each user decides.
         let mut judged: HashSet<u64> = HashSet::new();
-        for m in partials.iter().flat_map(|p| &p.set_aside).rev() {
-            if !judged.insert(m.user_id) || m.is_bot {
+        for &i in partials.iter().flat_map(|p| &p.set_aside).rev() {
+            let user_id = members.user_id(i);
+            if !judged.insert(user_id) || members.is_bot(i) {
                 continue;
             }
-            let set = index.intern(&m.roles);
-            if index.member_sees_any(m.user_id, set) {
+            let set = members.with_roles(i, |roles| index.intern(roles));
+            if index.member_sees_any(user_id, set) {
+                count.seats_used += 1;
+                count.by_tier.add_mask(index.sets[set as usize].tiers, 1);
+            }
+        }
+        count
+    }
+
+    /// The count over a flat list whose ids ascend (no user twice). Every member is first
+    /// judged as a regular one from its role positions alone: a table turns each position
+    /// into relevant-role bits, and no id is read. Then the special members (the owner,
+    /// those named by member overwrites), found by binary search, are taken back out and
+    /// judged one by one. The pass reads the role positions and where each member's begin:
+    /// a few bytes per member.
+    pub(super) fn count_flat(
+        self,
+        index: &mut GuildIndex,
+        members: &MemberList,
+        threads: usize,
+    ) -> SeatCount {
+        let lut: Vec<u64> = members
+            .role_ids()
+            .iter()
+            .map(|id| self.bits.get(*id))
+            .collect();
+        let partials = in_chunks(members.len(), threads, |range| {
+            let (mut seats, mut tiers) = (0u64, [0u64; 3]);
+            for i in range {
+                if members.is_bot(i) {
+                    continue;
+                }
+                let mask = members
+                    .role_positions(i)
+                    .iter()
+                    .fold(0u64, |m, p| m | lut[*p as usize]);
+                let seen = self.sees(mask);
+                seats += u64::from(seen);
+                for (n, bit) in tiers.iter_mut().zip(self.tier_bits) {
+                    *n += u64::from(seen & (mask & bit != 0));
+                }
+            }
+            (seats, tiers)
+        });
+        let mut count = SeatCount::default();
+        for (seats, tiers) in partials {
+            count.seats_used += seats;
+            count.by_tier.basic += tiers[0];
+            count.by_tier.advanced += tiers[1];
+            count.by_tier.pro += tiers[2];
+        }
+        let specials: Vec<u64> = index
+            .member_overwrite_refs
+            .keys()
+            .copied()
+            .chain([index.owner_id])
+            .collect::<HashSet<u64>>()
+            .into_iter()
+            .collect();
+        for user_id in specials {
+            let Some(i) = members.position_of(user_id) else {
+                continue;
+            };
+            if members.is_bot(i) {
+                continue;
+            }
+            let mask = members
+                .role_positions(i)
+                .iter()
+                .fold(0u64, |m, p| m | lut[*p as usize]);
+            if self.sees(mask) {
+                count.seats_used -= 1;
+                for (tier, bit) in [
+                    &mut count.by_tier.basic,
+                    &mut count.by_tier.advanced,
+                    &mut count.by_tier.pro,
+                ]
+                .into_iter()
+                .zip(self.tier_bits)
+                {
+                    *tier -= u64::from(mask & bit != 0);
+                }
+            }
+            let set = members.with_roles(i, |roles| index.intern(roles));
+            if index.member_sees_any(user_id, set) {
                 count.seats_used += 1;
                 count.by_tier.add_mask(index.sets[set as usize].tiers, 1);
             }
@@ -415,9 +465,43 @@ impl Projection {
     }
 }
 
+/// Runs `f` over `0..n` in chunks of [`CHUNK`] on up to `threads` threads (the calling one
+/// included, taking chunks as they come free); the results in chunk order.
+fn in_chunks<T: Send>(
+    n: usize,
+    threads: usize,
+    f: impl Fn(std::ops::Range<usize>) -> T + Sync,
+) -> Vec<T> {
+    let chunks = n.div_ceil(CHUNK).max(1);
+    if threads <= 1 || chunks == 1 {
+        return vec![f(0..n)];
+    }
+    let next = AtomicUsize::new(0);
+    let work = || {
+        let mut done = Vec::new();
+        loop {
+            let c = next.fetch_add(1, Ordering::Relaxed);
+            if c >= chunks {
+                break done;
+            }
+            done.push((c, f(c * CHUNK..((c + 1) * CHUNK).min(n))));
+        }
+    };
+    let mut done = std::thread::scope(|s| {
+        let helpers: Vec<_> = (1..threads.min(chunks)).map(|_| s.spawn(work)).collect();
+        let mut done = work();
+        for h in helpers {
+            done.extend(h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)));
+        }
+        done
+    });
+    done.sort_unstable_by_key(|(c, _)| *c);
+    done.into_iter().map(|(_, t)| t).collect()
+}
+
 /// The user ids listed more than once, sorted.
-pub(super) fn repeated_ids(members: &[MemberSnapshot]) -> Vec<u64> {
-    let mut ids: Vec<u64> = members.iter().map(|m| m.user_id).collect();
+pub(super) fn repeated_ids<M: Members + ?Sized>(members: &M) -> Vec<u64> {
+    let mut ids: Vec<u64> = (0..members.len()).map(|i| members.user_id(i)).collect();
     ids.sort_unstable();
     let mut repeated: Vec<u64> = ids
         .windows(2)
@@ -433,7 +517,7 @@ mod tests {
     use super::*;
     use crate::domain::permissions::Overwrite;
     use crate::domain::seats::{
-        count_reference, ChannelSnapshot, GuildSnapshot, MemberSnapshot, RoleSnapshot,
+        count_reference, ChannelSnapshot, GuildSnapshot, MemberList, MemberSnapshot, RoleSnapshot,
     };
 
     const GUILD: u64 = 1_000;
@@ -556,11 +640,19 @@ mod tests {
             }
             index.set_mapped_channels(&mapped);
             wide += usize::from(Projection::new(&index, tiers).is_none());
-            repeats += usize::from(!repeated_ids(&g.members).is_empty());
+            repeats += usize::from(!repeated_ids(g.members.as_slice()).is_empty());
             scrambled += usize::from(!g.members.windows(2).all(|w| w[0].user_id < w[1].user_id));
+            let flat = MemberList::try_from(g.members.as_slice()).unwrap();
             for threads in [1, 2, 3, 8] {
                 let got = GuildIndex::count_snapshot_on(&g, &mapped, tiers, threads);
                 assert_eq!(got, expected, "seed {seed}, {threads} threads");
+                let got = GuildIndex::count_members(&g, &flat, &mapped, tiers, threads);
+                assert_eq!(got, expected, "seed {seed}, {threads} threads, flat list");
+                let got = GuildIndex::count_member_list(&g, &flat, &mapped, tiers, threads);
+                assert_eq!(
+                    got, expected,
+                    "seed {seed}, {threads} threads, flat fast path"
+                );
             }
             assert_eq!(GuildIndex::count_snapshot(&g, &mapped, tiers), expected);
             let built = GuildIndex::build(&g, &mapped, tiers);
@@ -584,12 +676,21 @@ mod tests {
             let mut rng = Rng(seed * 104_729);
             let (g, mapped, tiers) = random_guild_of(&mut rng, 3 * CHUNK as u64 + 777);
             chunked += usize::from(g.members.len() > 2 * CHUNK);
-            scrambled +=
-                usize::from(g.members.len() > 2 * CHUNK && !repeated_ids(&g.members).is_empty());
+            scrambled += usize::from(
+                g.members.len() > 2 * CHUNK && !repeated_ids(g.members.as_slice()).is_empty(),
+            );
             let (expected, _) = count_reference(&g, &mapped, &tiers);
+            let flat = MemberList::try_from(g.members.as_slice()).unwrap();
             for threads in [1, 2, 3] {
                 let got = GuildIndex::count_snapshot_on(&g, &mapped, tiers, threads);
                 assert_eq!(got, expected, "seed {seed}, {threads} threads");
+                let got = GuildIndex::count_members(&g, &flat, &mapped, tiers, threads);
+                assert_eq!(got, expected, "seed {seed}, {threads} threads, flat list");
+                let got = GuildIndex::count_member_list(&g, &flat, &mapped, tiers, threads);
+                assert_eq!(
+                    got, expected,
+                    "seed {seed}, {threads} threads, flat fast path"
+                );
             }
         }
         assert!(
