@@ -618,3 +618,85 @@ async fn after_a_restart_the_snapshots_come_back_into_the_cache() {
     .await;
     assert_eq!(again.seen.lock().unwrap()[0].0, key());
 }
+
+/// A mapping whose target is a thread counts those who see its parent channel: from the
+/// threads GUILD_CREATE lists, and from the recount (which resolves a thread GUILD_CREATE did
+/// not list, an archived one, over REST).
+#[actix_web::test]
+async fn a_thread_target_is_judged_by_its_parent() {
+    const THREAD: u64 = 7_777;
+    let t = TestDatabase::new().await.unwrap();
+    let owner = ("acme", "signals");
+    seed::connector(&t.db, "acme", "signals", 1).await.unwrap();
+    seed::mapping(&t.db, owner, 100, (GUILD, THREAD), "bot")
+        .await
+        .unwrap();
+    seed::enforced_server(&t.db, owner, GUILD, 10, None)
+        .await
+        .unwrap();
+    let mut g = guild();
+    g.members.push(member(21, &[HIDDEN_ROLE]));
+    let mut with_thread = g.clone();
+    with_thread
+        .threads
+        .push(seatgate::domain::seats::ThreadSnapshot {
+            id: THREAD,
+            parent_id: CH1,
+        });
+    // The recount's reader knows the thread (as GET /channels/{id} would tell).
+    let reader = Arc::new(FakeReader::default());
+    reader
+        .guilds
+        .lock()
+        .unwrap()
+        .insert(GUILD, with_thread.clone());
+    let h = start(t, Some(reader.clone()), RetryPolicy::default()).await;
+    h.auditor
+        .send(GuildChange::SessionStarted { resumed_gap: false })
+        .await
+        .unwrap();
+
+    // GUILD_CREATE without the thread (archived): not counted from it, a recount resolves it.
+    h.auditor
+        .send(GuildChange::GuildAvailable {
+            guild: Box::new(g.clone()),
+            member_count: g.members.len() as u64,
+        })
+        .await
+        .unwrap();
+    wait_for(&h, "the recount placed the thread under CH1", |v| {
+        v.seats_used == 3
+    })
+    .await;
+    assert!(
+        *reader.calls.lock().unwrap() >= 1,
+        "the unresolved target was recounted over REST"
+    );
+
+    // GUILD_CREATE listing the thread: complete at once, by the parent's overwrites.
+    h.auditor
+        .send(GuildChange::GuildAvailable {
+            guild: Box::new(with_thread.clone()),
+            member_count: with_thread.members.len() as u64,
+        })
+        .await
+        .unwrap();
+    let (seats, complete) = h
+        .auditor
+        .send(seatgate::actors::seat_auditor::CountedSeats {
+            key: key(),
+            after: None,
+            limit: 100,
+        })
+        .await
+        .unwrap()
+        .map(|p| {
+            (
+                p.items.iter().map(|(id, _)| *id).collect::<Vec<_>>(),
+                p.complete,
+            )
+        })
+        .unwrap();
+    assert!(complete);
+    assert_eq!(seats, vec![OWNER, 11, 12], "21 cannot see CH1");
+}
