@@ -196,9 +196,10 @@ async fn a_large_guild_over_its_limit_is_never_counted_from_a_partial_member_lis
     }
     running.shutdown().await;
 
-    // Restart, with the member list slow to page: 300 ms a page of 1,000.
+    // Restart, with the member list slow to page: a second a page of 1,000 (progress is
+    // written at most once a second).
     let mut slow = Fault::new("GET", "/guilds/{id}/members", 200, 100);
-    slow.delay_ms = Some(300);
+    slow.delay_ms = Some(1_000);
     sandbox.add_fault(slow);
     let restarted = seatgate::store::now_ms();
     let (running, admin) = start_service(&settings, OPERATOR).await;
