@@ -11,11 +11,15 @@ use crate::{
         gateway_ingest::GatewayIngest,
         mirror_gate::{GateInbox, MirrorGate, MirrorGateConfig},
         seat_auditor::{SeatAuditor, SeatAuditorConfig},
-        snapshot_cache::{KillSwitchSet, PolicyUpdated, SnapshotCache, SnapshotCacheActor},
+        snapshot_cache::{
+            ConnectorRun, ConnectorState, KillSwitchSet, PolicyUpdated, SnapshotCache,
+            SnapshotCacheActor,
+        },
         Shutdown,
     },
     config::Settings,
     discord::{
+        directory::GuildDirectory,
         port::{DiscordPort, GuildReader},
         rest::SerenityRest,
     },
@@ -24,6 +28,7 @@ use crate::{
     http::{self, auth::Authenticator, ActorLinks, AppState},
     store::{
         catch_up::CatchUpConfig,
+        connectors::ConnectorStore,
         instance::{self, InstanceLease},
         mirror::MirrorStore,
         queue::{AuditQueue, MirrorQueue},
@@ -79,6 +84,8 @@ fn retry_policy(settings: &Settings) -> RetryPolicy {
 /// The four actors behind the admin HTTP server, wired to each other.
 pub struct Actors {
     pub cache: SnapshotCache,
+    /// What the gateway told of the bot's guilds (for the admin API).
+    pub directory: GuildDirectory,
     pub gate: Addr<MirrorGate>,
     pub cache_actor: Addr<SnapshotCacheActor>,
     pub auditor: Addr<SeatAuditor>,
@@ -89,13 +96,20 @@ pub struct Actors {
 /// actix system.
 pub fn start_actors(db: &Database, settings: &Settings) -> Actors {
     let policy = retry_policy(settings);
+    let mirror_store = MirrorStore::new(db.clone(), MirrorQueue::mirror(db.clone(), policy));
+    start_actors_with(db, settings, mirror_store)
+}
+
+/// [`start_actors`] around a mirror store already told which webhooks are the service's own
+/// (before the gateway delivers a message, or catch-up reads one, that one of them posted).
+pub fn start_actors_with(db: &Database, settings: &Settings, mirror_store: MirrorStore) -> Actors {
+    let policy = retry_policy(settings);
     let worker_id = settings.worker_id();
     let cache = SnapshotCache::new(settings.kill_switch);
 
     // The auditor and the gate need each other's address: create the auditor's first.
     let auditor_ctx = Context::<SeatAuditor>::new();
     let auditor = auditor_ctx.address();
-    let mirror_store = MirrorStore::new(db.clone(), MirrorQueue::mirror(db.clone(), policy));
     let rest = discord_rest(settings);
     let port = rest.clone().map(|r| r as Arc<dyn DiscordPort>);
     let mut gate_cfg = MirrorGateConfig::new(worker_id.clone());
@@ -141,10 +155,12 @@ pub fn start_actors(db: &Database, settings: &Settings) -> Actors {
             .with_notifier(rest as Arc<dyn DiscordPort>);
     }
     auditor_ctx.run(seat_auditor);
+    let directory = GuildDirectory::new();
     let mut ingest = GatewayIngest::new(
         auditor.clone().recipient(),
         settings.discord_api_url.clone(),
     )
+    .with_directory(directory.clone())
     .with_mirror(mirror_store, GateInbox::of(&gate))
     .with_catch_up(CatchUpConfig {
         max_age: Duration::from_secs(settings.mirror_max_age_secs),
@@ -157,6 +173,7 @@ pub fn start_actors(db: &Database, settings: &Settings) -> Actors {
     let ingest = ingest.start();
     Actors {
         cache,
+        directory,
         gate,
         cache_actor,
         auditor,
@@ -201,8 +218,25 @@ pub async fn admin_state(
             .await
             .map_err(|err| AppError::internal("snapshot cache did not start").with_source(err))?;
     }
+    let stopped = ConnectorStore::new(db.clone()).stopped().await?;
+    for c in &stopped {
+        actors
+            .cache_actor
+            .send(ConnectorState {
+                tenant_key: c.tenant_key.clone(),
+                connector_id: c.connector_id.clone(),
+                run: if c.deleted_at.is_some() {
+                    ConnectorRun::Deleted
+                } else {
+                    ConnectorRun::Disabled
+                },
+            })
+            .await
+            .map_err(|err| AppError::internal("snapshot cache did not start").with_source(err))?;
+    }
     tracing::info!(
         servers = configs.len(),
+        stopped_connectors = stopped.len(),
         kill_switch,
         "[admin/discord-bot] server policies loaded into the snapshot cache"
     );
@@ -224,6 +258,8 @@ pub async fn admin_state(
             policy: actors.cache_actor.clone().recipient(),
             kill_switch: actors.cache_actor.clone().recipient(),
             wake: actors.gate.clone().recipient(),
+            release: actors.gate.clone().recipient(),
+            connector_state: actors.cache_actor.clone().recipient(),
         },
         windows: FreshnessWindows::from_secs(
             settings.fresh_window_secs,
@@ -232,6 +268,8 @@ pub async fn admin_state(
         audit_queue: AuditQueue::audit(db.clone(), policy),
         mirror_queue: MirrorQueue::mirror(db.clone(), policy),
         metrics: http::metrics::install(),
+        directory: actors.directory.clone(),
+        discord: discord_rest(settings).map(|r| r as Arc<dyn DiscordPort>),
     })
 }
 
@@ -252,7 +290,13 @@ pub async fn start_with(settings: &Settings, exclusive: bool) -> AppResult<Runni
     } else {
         None
     };
-    let actors = start_actors(&db, settings);
+    let mirror_store = MirrorStore::new(
+        db.clone(),
+        MirrorQueue::mirror(db.clone(), retry_policy(settings)),
+    );
+    let own = mirror_store.load_own_webhooks().await?;
+    tracing::info!(webhooks = own, "[mirror] the service's own webhooks loaded");
+    let actors = start_actors_with(&db, settings, mirror_store);
     let state = admin_state(&db, settings, &actors).await?;
     let server = HttpServer::new(move || App::new().configure(http::configure(state.clone())))
         .workers(2)
@@ -276,6 +320,7 @@ pub async fn start_with(settings: &Settings, exclusive: bool) -> AppResult<Runni
     tracing::info!(%bound, "admin HTTP listening");
     let Actors {
         cache,
+        directory: _,
         gate,
         cache_actor,
         auditor,

@@ -388,8 +388,11 @@ async fn play(s: &mut Story) -> Result<(), StepFailed> {
                 "/api/v1/tenants/{TENANT}/connectors/{CONNECTOR}/servers/{}",
                 c.guild
             ),
+            // PUT replaces the whole config: every field given.
             Some(json!({
-                "seat_limit": c.seat_limit, "enforcement_mode": "enforce"
+                "seat_limit": c.seat_limit, "enforcement_mode": "enforce", "override": "none",
+                "stale_grace": false, "basic_role_id": null, "advanced_role_id": null,
+                "pro_role_id": null, "notify_channel_id": null
             })),
         )
         .await?;

@@ -17,6 +17,14 @@ pub enum ErrorCode {
     SeatAuditFailed,
     SeatOverrideBlock,
     MirrorJobExpired,
+    MirrorDisabled,
+    // Tenant walls: Discord ids checked against Discord and the tenant's grants.
+    SourceGuildNotGranted,
+    ChannelNotInGuild,
+    ChannelUnknown,
+    MappingLoop,
+    BotNotInGuild,
+    BotCannotPost,
     // Validation.
     SeatLimitRequired,
     SeatLimitInvalid,
@@ -25,6 +33,7 @@ pub enum ErrorCode {
     TenantKeyInvalid,
     ConnectorIdInvalid,
     ValidationFailed,
+    FieldRequired,
     InvalidJson,
     PayloadTooLarge,
     // Auth and lookup.
@@ -67,6 +76,13 @@ impl ErrorCode {
             SeatAuditFailed => "seat_audit_failed",
             SeatOverrideBlock => "seat_override_block",
             MirrorJobExpired => "mirror_job_expired",
+            MirrorDisabled => "mirror_disabled",
+            SourceGuildNotGranted => "source_guild_not_granted",
+            ChannelNotInGuild => "channel_not_in_guild",
+            ChannelUnknown => "channel_unknown",
+            MappingLoop => "mapping_loop",
+            BotNotInGuild => "bot_not_in_guild",
+            BotCannotPost => "bot_cannot_post",
             SeatLimitRequired => "seat_limit_required",
             SeatLimitInvalid => "seat_limit_invalid",
             GuildIdInvalid => "guild_id_invalid",
@@ -74,6 +90,7 @@ impl ErrorCode {
             TenantKeyInvalid => "tenant_key_invalid",
             ConnectorIdInvalid => "connector_id_invalid",
             ValidationFailed => "validation_failed",
+            FieldRequired => "field_required",
             InvalidJson => "invalid_json",
             PayloadTooLarge => "payload_too_large",
             AuthRequired => "auth_required",
@@ -112,6 +129,13 @@ impl ErrorCode {
             SeatAuditFailed,
             SeatOverrideBlock,
             MirrorJobExpired,
+            MirrorDisabled,
+            SourceGuildNotGranted,
+            ChannelNotInGuild,
+            ChannelUnknown,
+            MappingLoop,
+            BotNotInGuild,
+            BotCannotPost,
             SeatLimitRequired,
             SeatLimitInvalid,
             GuildIdInvalid,
@@ -119,6 +143,7 @@ impl ErrorCode {
             TenantKeyInvalid,
             ConnectorIdInvalid,
             ValidationFailed,
+            FieldRequired,
             InvalidJson,
             PayloadTooLarge,
             AuthRequired,
@@ -156,20 +181,20 @@ impl ErrorCode {
     pub fn http_status(self) -> StatusCode {
         use ErrorCode::*;
         match self {
-            SeatLimitRequired | SeatLimitInvalid | GuildIdInvalid | SnowflakeInvalid
-            | TenantKeyInvalid | ConnectorIdInvalid | ValidationFailed | InvalidJson => {
-                StatusCode::BAD_REQUEST
-            }
+            SeatLimitInvalid | GuildIdInvalid | SnowflakeInvalid | TenantKeyInvalid
+            | ConnectorIdInvalid | ValidationFailed | InvalidJson => StatusCode::BAD_REQUEST,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             AuthRequired | AuthInvalid => StatusCode::UNAUTHORIZED,
-            Forbidden => StatusCode::FORBIDDEN,
+            Forbidden | SourceGuildNotGranted => StatusCode::FORBIDDEN,
+            ChannelNotInGuild | ChannelUnknown | MappingLoop | BotNotInGuild | BotCannotPost
+            | FieldRequired | SeatLimitRequired => StatusCode::UNPROCESSABLE_ENTITY,
             NotFound | SeatSnapshotMissing => StatusCode::NOT_FOUND,
             Conflict | LeaseLost => StatusCode::CONFLICT,
             NotYet => StatusCode::NOT_IMPLEMENTED,
             DatabaseUnavailable | DiscordUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             DiscordRateLimited => StatusCode::TOO_MANY_REQUESTS,
             SeatLimitExceeded | SeatCheckPending | SeatAuditFailed | SeatOverrideBlock
-            | MirrorJobExpired => StatusCode::CONFLICT,
+            | MirrorJobExpired | MirrorDisabled => StatusCode::CONFLICT,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -13,7 +13,7 @@ use seatgate::{
     domain::gate::{EnforcementMode, OverrideMode},
     store::{now_ms, tokens::hash_token},
 };
-use serde_json::json;
+use serde_json::{json, Value};
 
 const T: &str = "/api/v1/tenants/acme";
 const C: &str = "/api/v1/tenants/acme/connectors/c1";
@@ -226,7 +226,7 @@ async fn connectors_crud_and_validation_codes() {
     assert_eq!(r.body["items"].as_array().unwrap().len(), 1);
     let r = send(
         &app,
-        "PUT",
+        "PATCH",
         C,
         Some(OPERATOR),
         Some(json!({"name": "Renamed", "enabled": false})),
@@ -235,12 +235,48 @@ async fn connectors_crud_and_validation_codes() {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
     let r = send(&app, "GET", C, Some(OPERATOR), None).await;
     assert_eq!(
-        (r.body["name"].as_str(), r.body["enabled"].as_bool()),
-        (Some("Renamed"), Some(false))
+        (
+            r.body["name"].as_str(),
+            r.body["enabled"].as_bool(),
+            r.body["source_guild_id"].as_str()
+        ),
+        (Some("Renamed"), Some(false), Some("175928847299117063")),
+        "PATCH changes only the fields given"
     );
+    // PUT replaces the whole connector: a field left out is named, and nothing changes.
     let r = send(
         &app,
         "PUT",
+        C,
+        Some(OPERATOR),
+        Some(json!({"name": "Whole", "enabled": true})),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "field_required"),
+        "{}",
+        r.text
+    );
+    assert!(r.text.contains("source_guild_id"), "{}", r.text);
+    let r = send(&app, "GET", C, Some(OPERATOR), None).await;
+    assert_eq!(r.body["name"], "Renamed");
+    let r = send(
+        &app,
+        "PUT",
+        C,
+        Some(OPERATOR),
+        Some(json!({"name": "Whole", "enabled": true, "source_guild_id": "175928847299117063"})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        (r.body["name"].as_str(), r.body["enabled"].as_bool()),
+        (Some("Whole"), Some(true))
+    );
+    let r = send(
+        &app,
+        "PATCH",
         C,
         Some(OPERATOR),
         Some(json!({"source_guild_id": "x"})),
@@ -411,12 +447,27 @@ async fn mappings_crud_validation_broken_state_and_reaudit() {
         (r.body["broken"].as_bool(), r.body["broken_code"].as_str()),
         (Some(true), Some("discord_missing_access"))
     );
+    // Another guild with the same channel: the channel is not in it.
     let r = send(
         &app,
-        "PUT",
+        "PATCH",
         &format!("{url}/{id}"),
         Some(OPERATOR),
         Some(json!({"delivery_mode": "webhook", "target_guild_id": "501"})),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "channel_not_in_guild"),
+        "{}",
+        r.text
+    );
+    let r = send(
+        &app,
+        "PATCH",
+        &format!("{url}/{id}"),
+        Some(OPERATOR),
+        Some(json!({"delivery_mode": "webhook", "target_guild_id": "501", "target_channel_id": "13"})),
     )
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);
@@ -431,13 +482,28 @@ async fn mappings_crud_validation_broken_state_and_reaudit() {
     );
     let r = send(
         &app,
-        "PUT",
+        "PATCH",
         &format!("{url}/{id}"),
         Some(OPERATOR),
         Some(json!({"target_channel_id": "abc"})),
     )
     .await;
     assert_eq!(r.code(), "snowflake_invalid");
+    let r = send(
+        &app,
+        "PUT",
+        &format!("{url}/{id}"),
+        Some(OPERATOR),
+        Some(json!({"source_channel_id": "10", "target_guild_id": "501", "target_channel_id": "13", "delivery_mode": "bot"})),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "field_required"),
+        "PUT names the field left out: {}",
+        r.text
+    );
+    assert!(r.text.contains("enabled"), "{}", r.text);
     let r = send(&app, "GET", &url, Some(OPERATOR), None).await;
     assert_eq!(r.body["items"].as_array().unwrap().len(), 1);
     let r = send(
@@ -466,50 +532,152 @@ async fn server_config_validation_codes() {
     let url = format!("{C}/servers/900");
     for (body, code) in [
         (json!({}), "seat_limit_required"),
-        (json!({"seat_limit": null}), "seat_limit_required"),
-        (json!({"seat_limit": -1}), "seat_limit_invalid"),
-        (json!({"seat_limit": 2.5}), "seat_limit_invalid"),
-        (json!({"seat_limit": "10"}), "seat_limit_invalid"),
-        (json!({"seat_limit": 1e30}), "seat_limit_invalid"),
         (
-            json!({"seat_limit": 5, "basic_role_id": "role"}),
+            server_body(json!({"seat_limit": null})),
+            "seat_limit_required",
+        ),
+        (server_body(json!({"seat_limit": -1})), "seat_limit_invalid"),
+        (
+            server_body(json!({"seat_limit": 2.5})),
+            "seat_limit_invalid",
+        ),
+        (
+            server_body(json!({"seat_limit": "10"})),
+            "seat_limit_invalid",
+        ),
+        (
+            server_body(json!({"seat_limit": 1e30})),
+            "seat_limit_invalid",
+        ),
+        (
+            server_body(json!({"seat_limit": 5, "basic_role_id": "role"})),
             "snowflake_invalid",
         ),
         (
-            json!({"seat_limit": 5, "pro_role_id": 42}),
+            server_body(json!({"seat_limit": 5, "pro_role_id": 42})),
             "snowflake_invalid",
         ),
         (
-            json!({"seat_limit": 5, "notify_channel_id": "0"}),
+            server_body(json!({"seat_limit": 5, "notify_channel_id": "0"})),
             "snowflake_invalid",
         ),
         (
-            json!({"seat_limit": 5, "enforcement_mode": "strict"}),
+            server_body(json!({"seat_limit": 5, "enforcement_mode": "strict"})),
             "invalid_json",
         ),
         (
-            json!({"seat_limit": 5, "override": "maybe"}),
+            server_body(json!({"seat_limit": 5, "override": "maybe"})),
             "invalid_json",
         ),
         (
-            json!({"seat_limit": 5, "stale_grace": "yes"}),
+            server_body(json!({"seat_limit": 5, "stale_grace": "yes"})),
             "invalid_json",
         ),
     ] {
         let r = send(&app, "PUT", &url, Some(OPERATOR), Some(body.clone())).await;
+        // A missing field is 422; a malformed one 400.
+        let status = if code == "seat_limit_required" {
+            StatusCode::UNPROCESSABLE_ENTITY
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        assert_eq!((r.status, r.code()), (status, code), "{body}: {}", r.text);
+    }
+    // PUT replaces the whole config: each field left out is named.
+    for field in [
+        "enforcement_mode",
+        "override",
+        "stale_grace",
+        "basic_role_id",
+        "notify_channel_id",
+    ] {
+        let mut body = server_body(json!({"seat_limit": 9}));
+        body.as_object_mut().unwrap().remove(field);
+        let r = send(&app, "PUT", &url, Some(OPERATOR), Some(body)).await;
         assert_eq!(
             (r.status, r.code()),
-            (StatusCode::BAD_REQUEST, code),
-            "{body}: {}",
+            (StatusCode::UNPROCESSABLE_ENTITY, "field_required"),
+            "{field}: {}",
             r.text
         );
+        assert!(r.text.contains(field), "{field}: {}", r.text);
     }
+    let r = send(&app, "GET", &url, Some(OPERATOR), None).await;
+    assert_eq!(
+        (
+            r.body["seat_limit"].as_i64(),
+            r.body["enforcement_mode"].as_str()
+        ),
+        (Some(5), Some("enforce")),
+        "a refused PUT changed nothing"
+    );
+    // PATCH changes only what it names; null clears a role.
+    let r = send(
+        &app,
+        "PATCH",
+        &url,
+        Some(OPERATOR),
+        Some(json!({"seat_limit": 8, "pro_role_id": "43"})),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(
+        (
+            r.body["seat_limit"].as_i64(),
+            r.body["enforcement_mode"].as_str(),
+            r.body["pro_role_id"].as_str()
+        ),
+        (Some(8), Some("enforce"), Some("43"))
+    );
+    let r = send(
+        &app,
+        "PATCH",
+        &url,
+        Some(OPERATOR),
+        Some(json!({"pro_role_id": null})),
+    )
+    .await;
+    assert_eq!(r.body["pro_role_id"], Value::Null, "{}", r.text);
+    assert_eq!(r.body["seat_limit"], 8);
+    let r = send(
+        &app,
+        "PATCH",
+        &format!("{C}/servers/901"),
+        Some(OPERATOR),
+        Some(json!({"seat_limit": 1})),
+    )
+    .await;
+    assert_eq!(
+        r.status,
+        StatusCode::NOT_FOUND,
+        "PATCH needs a config: {}",
+        r.text
+    );
+    // The notice channel must be a channel of this server.
+    let r = send(
+        &app,
+        "PATCH",
+        &url,
+        Some(OPERATOR),
+        Some(json!({"notify_channel_id": "9013"})),
+    )
+    .await;
+    assert_eq!(r.code(), "channel_not_in_guild", "{}", r.text);
+    let r = send(
+        &app,
+        "PATCH",
+        &url,
+        Some(OPERATOR),
+        Some(json!({"notify_channel_id": "8888"})),
+    )
+    .await;
+    assert_eq!(r.code(), "channel_unknown", "{}", r.text);
     let r = send(
         &app,
         "PUT",
         &format!("{C}/servers/abc"),
         Some(OPERATOR),
-        Some(json!({"seat_limit": 1})),
+        Some(server_body(json!({"seat_limit": 1}))),
     )
     .await;
     assert_eq!(
@@ -533,7 +701,7 @@ async fn server_config_validation_codes() {
         "PUT",
         "/api/v1/tenants/acme/connectors/nope/servers/900",
         Some(OPERATOR),
-        Some(json!({"seat_limit": 1})),
+        Some(server_body(json!({"seat_limit": 1}))),
     )
     .await;
     assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "not_found"));
@@ -549,10 +717,10 @@ async fn server_config_upsert_reaches_the_cache_and_the_auditor_and_clear_remove
     let policy = h.state.cache.policy(&k).expect("policy cached by the PUT");
     assert_eq!(policy.mode, EnforcementMode::Enforce);
 
-    let r = send(&app, "PUT", &url, Some(OPERATOR), Some(json!({
+    let r = send(&app, "PUT", &url, Some(OPERATOR), Some(server_body(json!({
         "seat_limit": 0, "enforcement_mode": "shadow", "override": "block", "stale_grace": true,
         "basic_role_id": " 41 ", "advanced_role_id": "", "pro_role_id": "43", "notify_channel_id": "44"
-    }))).await;
+    })))).await;
     assert_eq!(r.status, StatusCode::OK, "second PUT updates: {}", r.text);
     let r = send(&app, "GET", &url, Some(OPERATOR), None).await;
     assert_eq!(r.body["seat_limit"], 0);
@@ -677,7 +845,7 @@ async fn snapshot_missing_then_fresh_and_the_chips_follow_it() {
 
     // A guild that is only a mapping target shows up unconfigured.
     let r = send(&app, "POST", &format!("{C}/mappings"), Some(OPERATOR),
-        Some(json!({"source_channel_id": "222", "target_guild_id": "1000", "target_channel_id": "333"}))).await;
+        Some(json!({"source_channel_id": "222", "target_guild_id": "900", "target_channel_id": "9003"}))).await;
     assert_eq!(
         (r.status, r.code()),
         (StatusCode::CONFLICT, "conflict"),
@@ -987,22 +1155,77 @@ async fn deleting_a_connector_drops_its_servers_from_the_cache_and_the_database(
     seed(&app, "acme", 900).await;
     let k = key("acme", "c1", 900);
     assert!(h.state.cache.policy(&k).is_some());
+    put_event(&h.state, &k, "under", "over", 6, 1_000).await;
     let r = send(&app, "DELETE", C, Some(OPERATOR), None).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     assert!(
         h.state.cache.policy(&k).is_none(),
         "the gate no longer sees a policy"
     );
+    let r = send(&app, "GET", &format!("{C}/servers"), Some(OPERATOR), None).await;
+    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "not_found"));
+    let r = send(&app, "GET", C, Some(OPERATOR), None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "gone from the API");
+    // Kept for the operator: the history stays readable, the mapping stays for the links.
+    let r = send(
+        &app,
+        "GET",
+        &format!("{C}/servers/900/events"),
+        Some(OPERATOR),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.body["items"].as_array().unwrap().len(), 1);
+    let kept = connector_mappings::Entity::find()
+        .all(h.t.db.conn())
+        .await
+        .unwrap();
+    assert!(kept.len() == 1 && kept[0].deleted_at.is_some(), "{kept:?}");
+    let r = send(
+        &app,
+        "POST",
+        &format!("{T}/connectors"),
+        Some(OPERATOR),
+        Some(json!({"connector_id": "c1", "name": "again", "source_guild_id": "111"})),
+    )
+    .await;
+    assert_eq!(r.code(), "conflict", "its id is kept: {}", r.text);
+    // Purged: everything at once.
+    let r = send(
+        &app,
+        "DELETE",
+        &format!("{C}?purge=true"),
+        Some(OPERATOR),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
     let left = entities::discord_server_configs::Entity::find()
         .all(h.t.db.conn())
         .await
         .unwrap();
-    assert!(left.is_empty(), "server configs go with their connector");
+    assert!(
+        left.is_empty(),
+        "server configs purged with their connector"
+    );
     let left = connector_mappings::Entity::find()
         .all(h.t.db.conn())
         .await
         .unwrap();
-    assert!(left.is_empty(), "mappings go with their connector");
-    let r = send(&app, "GET", &format!("{C}/servers"), Some(OPERATOR), None).await;
-    assert_eq!((r.status, r.code()), (StatusCode::NOT_FOUND, "not_found"));
+    assert!(left.is_empty(), "mappings purged with their connector");
+    let left = entities::seat_enforcement_events::Entity::find()
+        .all(h.t.db.conn())
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "history purged");
+    let r = send(
+        &app,
+        "GET",
+        &format!("{C}/servers/900/events"),
+        Some(OPERATOR),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
 }

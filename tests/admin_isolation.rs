@@ -57,7 +57,7 @@ async fn a_foreign_tenant_token_sees_nothing_of_another_tenant() {
     let c = "/api/v1/tenants/acme/connectors/c1";
     let m = format!("{c}/mappings/{mapping_id}");
     let s = format!("{c}/servers/900");
-    let put_server = json!({"seat_limit": 1});
+    let put_server = server_body(json!({"seat_limit": 1}));
     let tenant_scoped: Vec<(&str, String, Option<serde_json::Value>)> = vec![
         ("GET", "/api/v1/tenants/acme/connectors".into(), None),
         (

@@ -7,6 +7,7 @@ mod admin_support;
 use std::time::Duration;
 
 use admin_support::live::{until, Live, BRONZE, GOLD, MEMBERS, OUTSIDER, OWNER, SEATS};
+use admin_support::server_body;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
@@ -33,8 +34,10 @@ async fn seats_follow_the_sandbox_and_metrics_show_blocks_and_resumes() {
         .call(
             Method::PUT,
             &path,
-            Some(json!({"seat_limit": SEATS, "enforcement_mode": "enforce",
-                        "basic_role_id": BRONZE.to_string(), "pro_role_id": GOLD.to_string()})),
+            Some(server_body(
+                json!({"seat_limit": SEATS, "enforcement_mode": "enforce",
+                        "basic_role_id": BRONZE.to_string(), "pro_role_id": GOLD.to_string()}),
+            )),
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{v}");

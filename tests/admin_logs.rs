@@ -60,7 +60,7 @@ async fn config_changes_and_refreshes_are_logged_and_tokens_never_are() {
         "PUT",
         url,
         Some(&token),
-        Some(json!({"seat_limit": 7})),
+        Some(server_body(json!({"seat_limit": 7}))),
     )
     .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.text);

@@ -79,6 +79,27 @@ const ROUTES: &[(&str, &str)] = &[
         "get",
         "/api/v1/tenants/{tenant_key}/connectors/{connector_id}/servers/{guild_id}/events",
     ),
+    (
+        "patch",
+        "/api/v1/tenants/{tenant_key}/connectors/{connector_id}",
+    ),
+    (
+        "patch",
+        "/api/v1/tenants/{tenant_key}/connectors/{connector_id}/mappings/{mapping_id}",
+    ),
+    (
+        "patch",
+        "/api/v1/tenants/{tenant_key}/connectors/{connector_id}/servers/{guild_id}",
+    ),
+    ("get", "/api/v1/tenants/{tenant_key}/source-guilds"),
+    (
+        "put",
+        "/api/v1/tenants/{tenant_key}/source-guilds/{guild_id}",
+    ),
+    (
+        "delete",
+        "/api/v1/tenants/{tenant_key}/source-guilds/{guild_id}",
+    ),
     ("get", "/api/v1/enforcement"),
     ("put", "/api/v1/enforcement"),
     ("get", "/api/v1/queues"),

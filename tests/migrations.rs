@@ -117,10 +117,11 @@ async fn snowflakes_keep_all_64_bits_and_sort_like_discord() {
     assert_eq!(read, expected);
 }
 
-/// The newest migration goes down and up again on a database holding data (SQLite drops a
-/// column only since 3.35), and its columns keep what the auditor writes to them.
+/// Migration 13 (counting columns) goes down and up again, with 14 above it, on a database
+/// holding data (SQLite drops a column only since 3.35), and its columns keep what the auditor
+/// writes to them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_newest_migration_goes_down_and_up_again() {
+async fn the_counting_migration_goes_down_and_up_again() {
     use migration::MigratorTrait;
     use sea_orm::EntityTrait;
     use seatgate::store::testing::seed;
@@ -142,7 +143,7 @@ async fn the_newest_migration_goes_down_and_up_again() {
         .write_counting(&key(1), 250, Some(3_000), 1_000, 5)
         .await
         .unwrap();
-    migration::Migrator::down(t.db.conn(), Some(1))
+    migration::Migrator::down(t.db.conn(), Some(2))
         .await
         .unwrap();
     t.db.migrate().await.unwrap();
@@ -170,4 +171,32 @@ async fn the_newest_migration_goes_down_and_up_again() {
         (Some(1_000), None)
     );
     assert_eq!(second.last_error.as_deref(), Some("seat_check_pending"));
+}
+
+/// The tenant-walls migration (14) goes down and up again on a database holding connectors,
+/// and grants each existing connector's source guild to its tenant, so that upgrading stops
+/// no feed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tenant_walls_migration_grants_existing_source_guilds() {
+    use migration::MigratorTrait;
+    use seatgate::store::{connectors::ConnectorStore, grants::GrantStore, testing::seed};
+    let t = TestDatabase::new().await.unwrap();
+    seed::connector(&t.db, "t", "c", 9).await.unwrap();
+    seed::connector(&t.db, "u", "d", 8).await.unwrap();
+    let grants = GrantStore::new(t.db.clone());
+    assert!(grants.revoke("t", 9).await.unwrap());
+    assert!(grants.revoke("u", 8).await.unwrap());
+    assert!(!grants.is_granted("t", 9).await.unwrap());
+    migration::Migrator::down(t.db.conn(), Some(1))
+        .await
+        .unwrap();
+    t.db.migrate().await.unwrap();
+    assert!(grants.is_granted("t", 9).await.unwrap());
+    assert!(grants.is_granted("u", 8).await.unwrap());
+    assert!(
+        !grants.is_granted("t", 8).await.unwrap(),
+        "a guild goes only to the tenant whose connector reads it"
+    );
+    let connectors = ConnectorStore::new(t.db.clone());
+    assert_eq!(connectors.list("t").await.unwrap().len(), 1);
 }

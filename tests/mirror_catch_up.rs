@@ -355,6 +355,7 @@ impl History {
             FetchedMessage {
                 id,
                 author_id,
+                webhook_id: None,
                 payload: MirrorPayload {
                     content: format!("m{id}"),
                     ..Default::default()
@@ -419,23 +420,14 @@ async fn setup(created_at: i64) -> (TestDatabase, MirrorStore, [i64; 2]) {
 }
 
 async fn seatgate_entities_connector(t: &TestDatabase) {
-    entities::connectors::ActiveModel {
-        tenant_key: Set(TENANT.into()),
-        connector_id: Set(CONNECTOR.into()),
-        name: Set("Signals".into()),
-        source_guild_id: Set(snowflake::to_db(SOURCE_GUILD)),
-        enabled: Set(true),
-        created_at: Set(0),
-        updated_at: Set(0),
-        ..Default::default()
-    }
-    .insert(t.db.conn())
-    .await
-    .unwrap();
+    seatgate::store::testing::seed::connector(&t.db, TENANT, CONNECTOR, SOURCE_GUILD)
+        .await
+        .unwrap();
 }
 
 fn created(id: u64) -> SourceEvent {
     SourceEvent::Created {
+        guild_id: SOURCE_GUILD,
         channel_id: SOURCE,
         message_id: id,
         payload: MirrorPayload {
@@ -637,6 +629,7 @@ async fn a_create_and_a_delete_of_one_message_recorded_concurrently_leave_no_sen
         tasks.push(tokio::spawn(async move {
             s.ingest(
                 &SourceEvent::Deleted {
+                    guild_id: SOURCE_GUILD,
                     channel_id: SOURCE,
                     message_id: id,
                 },
@@ -660,6 +653,7 @@ async fn a_create_and_a_delete_of_one_message_recorded_concurrently_leave_no_sen
 
 fn edited(id: u64, content: &str) -> SourceEvent {
     SourceEvent::Updated {
+        guild_id: SOURCE_GUILD,
         channel_id: SOURCE,
         message_id: id,
         payload: MirrorPayload {

@@ -33,6 +33,7 @@ use seatgate::{
 };
 
 const SOURCE: u64 = 100;
+const SOURCE_GUILD: u64 = 10;
 const GUILD_A: u64 = 1_000;
 const GUILD_B: u64 = 2_000;
 const CHAN_A: u64 = 201;
@@ -249,19 +250,9 @@ async fn harness_that_claims_only_when_woken() -> Harness {
 
 async fn build_harness(max_age: Duration, with_port: bool, poll: Duration) -> Harness {
     let t = TestDatabase::new().await.unwrap();
-    entities::connectors::ActiveModel {
-        tenant_key: Set("acme".into()),
-        connector_id: Set("signals".into()),
-        name: Set("Signals".into()),
-        source_guild_id: Set(snowflake::to_db(10)),
-        enabled: Set(true),
-        created_at: Set(0),
-        updated_at: Set(0),
-        ..Default::default()
-    }
-    .insert(t.db.conn())
-    .await
-    .unwrap();
+    seatgate::store::testing::seed::connector(&t.db, "acme", "signals", SOURCE_GUILD)
+        .await
+        .unwrap();
     let mapping_a = mapping(&t, GUILD_A, CHAN_A, "bot").await;
     let mapping_b = mapping(&t, GUILD_B, CHAN_B, "webhook").await;
     let policy = RetryPolicy {
@@ -359,6 +350,7 @@ async fn messages_edits_and_deletes_reach_every_target_once() {
     ingest(
         &h,
         SourceEvent::Created {
+            guild_id: SOURCE_GUILD,
             channel_id: SOURCE,
             message_id: 5001,
             payload: payload("BUY 1"),
@@ -380,6 +372,7 @@ async fn messages_edits_and_deletes_reach_every_target_once() {
     ingest(
         &h,
         SourceEvent::Updated {
+            guild_id: SOURCE_GUILD,
             channel_id: SOURCE,
             message_id: 5001,
             payload: payload("BUY 2"),
@@ -394,6 +387,7 @@ async fn messages_edits_and_deletes_reach_every_target_once() {
     ingest(
         &h,
         SourceEvent::Deleted {
+            guild_id: SOURCE_GUILD,
             channel_id: SOURCE,
             message_id: 5001,
         },
@@ -420,6 +414,7 @@ async fn an_over_limit_server_is_held_while_the_other_keeps_receiving_then_resum
     ingest(
         &h,
         SourceEvent::Created {
+            guild_id: SOURCE_GUILD,
             channel_id: SOURCE,
             message_id: 6001,
             payload: payload("held"),
@@ -470,6 +465,7 @@ async fn edits_before_delivery_rewrite_the_pending_send_and_deletes_cancel_it() 
     h.store
         .ingest(
             &SourceEvent::Created {
+                guild_id: SOURCE_GUILD,
                 channel_id: SOURCE,
                 message_id: 7001,
                 payload: payload("v1"),
@@ -482,6 +478,7 @@ async fn edits_before_delivery_rewrite_the_pending_send_and_deletes_cancel_it() 
         .store
         .ingest(
             &SourceEvent::Updated {
+                guild_id: SOURCE_GUILD,
                 channel_id: SOURCE,
                 message_id: 7001,
                 payload: payload("v2"),
@@ -498,6 +495,7 @@ async fn edits_before_delivery_rewrite_the_pending_send_and_deletes_cancel_it() 
     h.store
         .ingest(
             &SourceEvent::Created {
+                guild_id: SOURCE_GUILD,
                 channel_id: SOURCE,
                 message_id: 7002,
                 payload: payload("gone"),
@@ -510,6 +508,7 @@ async fn edits_before_delivery_rewrite_the_pending_send_and_deletes_cancel_it() 
         .store
         .ingest(
             &SourceEvent::Deleted {
+                guild_id: SOURCE_GUILD,
                 channel_id: SOURCE,
                 message_id: 7002,
             },
@@ -547,6 +546,7 @@ async fn edits_and_deletes_racing_a_held_send_end_with_the_latest_text_only() {
     ingest(
         &h,
         SourceEvent::Created {
+            guild_id: SOURCE_GUILD,
             channel_id: SOURCE,
             message_id: 7001,
             payload: payload("v1"),
@@ -556,6 +556,7 @@ async fn edits_and_deletes_racing_a_held_send_end_with_the_latest_text_only() {
     ingest(
         &h,
         SourceEvent::Updated {
+            guild_id: SOURCE_GUILD,
             channel_id: SOURCE,
             message_id: 7001,
             payload: payload("v2"),
@@ -565,6 +566,7 @@ async fn edits_and_deletes_racing_a_held_send_end_with_the_latest_text_only() {
     ingest(
         &h,
         SourceEvent::Created {
+            guild_id: SOURCE_GUILD,
             channel_id: SOURCE,
             message_id: 7002,
             payload: payload("gone"),
@@ -574,6 +576,7 @@ async fn edits_and_deletes_racing_a_held_send_end_with_the_latest_text_only() {
     ingest(
         &h,
         SourceEvent::Deleted {
+            guild_id: SOURCE_GUILD,
             channel_id: SOURCE,
             message_id: 7002,
         },
@@ -611,6 +614,7 @@ async fn rate_limits_reschedule_and_permanent_errors_break_only_their_mapping() 
     ingest(
         &h,
         SourceEvent::Created {
+            guild_id: SOURCE_GUILD,
             channel_id: SOURCE,
             message_id: 8001,
             payload: payload("x"),
@@ -640,6 +644,7 @@ async fn rate_limits_reschedule_and_permanent_errors_break_only_their_mapping() 
     ingest(
         &h,
         SourceEvent::Created {
+            guild_id: SOURCE_GUILD,
             channel_id: SOURCE,
             message_id: 8002,
             payload: payload("y"),
@@ -660,6 +665,7 @@ async fn server_errors_retry_with_backoff_and_deliver_once() {
     ingest(
         &h,
         SourceEvent::Created {
+            guild_id: SOURCE_GUILD,
             channel_id: SOURCE,
             message_id: 9001,
             payload: payload("z"),
@@ -695,6 +701,7 @@ async fn jobs_older_than_the_maximum_age_expire_instead_of_arriving_late() {
     ingest(
         &h,
         SourceEvent::Created {
+            guild_id: SOURCE_GUILD,
             channel_id: SOURCE,
             message_id: 9101,
             payload: payload("old news"),
@@ -720,6 +727,7 @@ async fn jobs_older_than_the_maximum_age_expire_instead_of_arriving_late() {
 
 fn created(message_id: u64, content: &str) -> SourceEvent {
     SourceEvent::Created {
+        guild_id: SOURCE_GUILD,
         channel_id: SOURCE,
         message_id,
         payload: payload(content),
@@ -823,6 +831,7 @@ async fn an_edit_of_a_send_claimed_at_ingest_waits_for_it() {
     ingest(
         &h,
         SourceEvent::Updated {
+            guild_id: SOURCE_GUILD,
             channel_id: SOURCE,
             message_id: 6101,
             payload: payload("second"),

@@ -190,7 +190,9 @@ async fn bursts() {
         .call(
             Method::PUT,
             &format!("/api/v1/tenants/acme/connectors/signals/servers/{GUILD}"),
-            Some(json!({"seat_limit": 1_000, "enforcement_mode": "enforce"})),
+            Some(mirror_support::server_config(
+                json!({"seat_limit": 1_000, "enforcement_mode": "enforce"}),
+            )),
         )
         .await;
 

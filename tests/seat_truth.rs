@@ -128,7 +128,7 @@ async fn configure(admin: &Admin, limit: u64) {
         .call(
             Method::PUT,
             &server_path(),
-            Some(json!({"seat_limit": limit, "enforcement_mode": "enforce", "notify_channel_id": NOTICES.to_string()})),
+            Some(mirror_support::server_config(json!({"seat_limit": limit, "enforcement_mode": "enforce", "notify_channel_id": NOTICES.to_string()}))),
         )
         .await;
 }

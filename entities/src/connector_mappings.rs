@@ -23,6 +23,8 @@ pub struct Model {
     pub webhook_token: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Deleted (kept for the history and links until purged or aged out).
+    pub deleted_at: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

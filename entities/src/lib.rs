@@ -10,6 +10,8 @@ pub mod mirror_jobs;
 pub mod mirror_message_links;
 pub mod seat_enforcement_events;
 pub mod service_settings;
+pub mod service_webhooks;
+pub mod tenant_source_guilds;
 pub mod tenant_tokens;
 
 pub mod prelude {
@@ -22,5 +24,7 @@ pub mod prelude {
     pub use super::mirror_message_links::Entity as MirrorMessageLinks;
     pub use super::seat_enforcement_events::Entity as SeatEnforcementEvents;
     pub use super::service_settings::Entity as ServiceSettings;
+    pub use super::service_webhooks::Entity as ServiceWebhooks;
+    pub use super::tenant_source_guilds::Entity as TenantSourceGuilds;
     pub use super::tenant_tokens::Entity as TenantTokens;
 }

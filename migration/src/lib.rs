@@ -22,6 +22,7 @@ mod m20261125_000010_create_service_settings;
 mod m20261126_000011_queue_claim_indexes;
 mod m20261126_000012_link_linked_attachments;
 mod m20261201_000013_snapshot_counting_progress;
+mod m20261201_000014_tenant_walls;
 mod queue_columns;
 
 pub struct Migrator;
@@ -43,6 +44,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000011_queue_claim_indexes::Migration),
             Box::new(m20261126_000012_link_linked_attachments::Migration),
             Box::new(m20261201_000013_snapshot_counting_progress::Migration),
+            Box::new(m20261201_000014_tenant_walls::Migration),
         ]
     }
 }
@@ -59,6 +61,8 @@ pub const TABLES: &[&str] = &[
     "seat_enforcement_events",
     "tenant_tokens",
     "service_settings",
+    "tenant_source_guilds",
+    "service_webhooks",
 ];
 
 /// Every named index the migrations create.
@@ -82,4 +86,5 @@ pub const INDEXES: &[&str] = &[
     "seat_enforcement_events_by_tenant_connector_guild",
     "tenant_tokens_by_hash",
     "tenant_tokens_by_tenant",
+    "tenant_source_guilds_by_tenant_guild",
 ];

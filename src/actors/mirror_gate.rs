@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 
 use super::{
     seat_auditor::{AuditReason, AuditRequested},
+    snapshot_cache::ConnectorRun,
     snapshot_cache::SnapshotCache,
     ServerKey, Shutdown,
 };
@@ -45,8 +46,8 @@ use crate::{
     error::{AppError, AppResult, ErrorCode},
     store::{
         mirror::{
-            decode, ClaimedSends, MirrorStore, NewLink, Outcome, Settlement, CANCELLED, EXPIRED,
-            GATE_CODES,
+            decode, ClaimedSends, HeldScope, MirrorStore, NewLink, Outcome, Settlement, CANCELLED,
+            EXPIRED, HELD_CODES,
         },
         now_ms,
         queue::{ClaimStamp, FAILED},
@@ -97,7 +98,7 @@ impl GateInbox {
 /// held back for it should be looked at again now rather than at their retry time.
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "()")]
-pub struct HeldJobsMayResume(pub ServerKey);
+pub struct HeldJobsMayResume(pub HeldScope);
 
 #[derive(Debug, Clone)]
 pub struct MirrorGateConfig {
@@ -323,8 +324,8 @@ impl Handler<HeldJobsMayResume> for MirrorGate {
     }
 }
 
-/// Makes the jobs held for `server` due now.
-async fn release_held(store: &MirrorStore, server: &ServerKey) {
+/// Makes the jobs held in `scope` due now.
+async fn release_held(store: &MirrorStore, server: &HeldScope) {
     match store.release_held(server, now_ms()).await {
         Ok(n) if n > 0 => {
             tracing::info!(server = %server, jobs = n, "[mirror] server state changed; held jobs due now")
@@ -406,7 +407,7 @@ enum SettleMsg {
         resumes_seen: u64,
     },
     /// A server's held jobs are due now (written after everything sent before it).
-    ReleaseHeld(ServerKey),
+    ReleaseHeld(HeldScope),
     Flush(oneshot::Sender<()>),
 }
 
@@ -796,7 +797,7 @@ impl Worker {
     async fn settle_loop(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<SettleMsg>) {
         let mut batch: Vec<Settlement> = Vec::new();
         let mut flushes: Vec<oneshot::Sender<()>> = Vec::new();
-        let mut resumed: Vec<ServerKey> = Vec::new();
+        let mut resumed: Vec<HeldScope> = Vec::new();
         while let Some(first) = rx.recv().await {
             let mut next = Some(first);
             while let Some(msg) = next.take() {
@@ -902,6 +903,21 @@ impl Worker {
         ) {
             tracing::info!(job = job.id, "[mirror] {}", ErrorCode::MirrorJobExpired);
             return Ok(finish(EXPIRED, ErrorCode::MirrorJobExpired.as_str()));
+        }
+        if kind != JobKind::Delete {
+            // Deletes only remove copies: they go for a deleted or switched-off mapping too.
+            let run = self.cache.connector_run(&job.tenant_key, &job.connector_id);
+            let mapping = prepared.mapping.as_deref();
+            if run == ConnectorRun::Deleted || mapping.is_some_and(|m| m.deleted_at.is_some()) {
+                return Ok(finish(CANCELLED, "mapping_deleted"));
+            }
+            if run == ConnectorRun::Disabled || mapping.is_some_and(|m| !m.enabled) {
+                return Ok(Outcome::Release {
+                    run_after: now + self.cfg.held_retry.as_millis() as i64,
+                    code: Some(ErrorCode::MirrorDisabled.as_str().to_owned()),
+                    refund_attempt: true,
+                });
+            }
         }
         let key = ServerKey {
             tenant_key: job.tenant_key.clone(),
@@ -1044,12 +1060,12 @@ impl Worker {
 
     async fn remember_webhook(
         &self,
-        mapping_id: i64,
+        mapping: &connector_mappings::Model,
         creds: Option<WebhookCredentials>,
     ) -> AppResult<()> {
         self.store
             .set_webhook(
-                mapping_id,
+                mapping,
                 creds.as_ref().map(|c| (c.id, c.token.clone())),
                 now_ms(),
             )
@@ -1057,8 +1073,25 @@ impl Worker {
         self.webhooks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(mapping_id, creds);
+            .insert(mapping.id, creds);
         Ok(())
+    }
+
+    /// The credentials of the webhook that posted a copy: the mapping's own, or (the mapping
+    /// moved to another channel since) the one the service recorded when it created it.
+    async fn webhook_of_link(
+        &self,
+        mapping: &connector_mappings::Model,
+        linked: u64,
+    ) -> AppResult<Option<WebhookCredentials>> {
+        if let Some(current) = self.webhook_of(mapping).filter(|c| c.id == linked) {
+            return Ok(Some(current));
+        }
+        Ok(self
+            .store
+            .service_webhook(linked)
+            .await?
+            .map(|(id, token)| WebhookCredentials { id, token }))
     }
 
     async fn deliver(
@@ -1123,7 +1156,7 @@ impl Worker {
                         Some(c) => c,
                         None => match self.port.create_webhook(channel, "seatgate").await {
                             Ok(c) => {
-                                self.remember_webhook(mapping.id, Some(c.clone())).await?;
+                                self.remember_webhook(mapping, Some(c.clone())).await?;
                                 c
                             }
                             Err(e) => return Ok((classify(e, kind), LinkChange::None)),
@@ -1181,9 +1214,15 @@ impl Worker {
                     );
                     message.content = payload.rendered_content(&carry);
                 }
+                // Where the copy is, through what posted it: the mapping may have moved to
+                // another channel since.
+                let channel = snowflake::from_db(link.target_channel_id);
                 let target = snowflake::from_db(link.target_message_id);
                 let linked_webhook = link.webhook_id.map(snowflake::from_db);
-                let creds = webhook.filter(|c| Some(c.id) == linked_webhook);
+                let creds = match linked_webhook {
+                    Some(w) => self.webhook_of_link(mapping, w).await?,
+                    None => None,
+                };
                 let r = match (kind, linked_webhook, &creds) {
                     (JobKind::Edit, Some(_), Some(c)) => {
                         self.port.edit_webhook_message(c, target, &message).await
@@ -1210,7 +1249,7 @@ impl Worker {
         Ok(match result {
             Ok(change) => (Delivery::Done, change),
             Err(DiscordError::UnknownWebhook) => {
-                self.remember_webhook(mapping.id, None).await?;
+                self.remember_webhook(mapping, None).await?;
                 (Delivery::WebhookGone, LinkChange::None)
             }
             Err(e) => (classify(e, kind), LinkChange::None),
@@ -1346,7 +1385,7 @@ fn due_if_resumed_since(outcome: &mut Outcome, resumes_seen: u64, resumes: u64, 
         ..
     } = outcome
     {
-        let held = GATE_CODES.iter().any(|c| c.as_str() == code.as_str());
+        let held = HELD_CODES.iter().any(|c| c.as_str() == code.as_str());
         if held && resumes_seen < resumes {
             *run_after = now;
         }

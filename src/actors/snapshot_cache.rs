@@ -19,6 +19,7 @@ use crate::{
         freshness::{Freshness, FreshnessWindows},
         gate::{ServerPolicy, SnapshotView},
     },
+    store::mirror::HeldScope,
     store::now_ms,
 };
 
@@ -27,6 +28,8 @@ use crate::{
 pub struct SnapshotCache {
     snapshots: Arc<DashMap<ServerKey, SnapshotView>>,
     policies: Arc<DashMap<ServerKey, ServerPolicy>>,
+    /// Connectors switched off (`enabled: false`) or deleted: nothing new goes out for them.
+    stopped: Arc<DashMap<(String, String), ConnectorRun>>,
     kill_switch: Arc<AtomicBool>,
 }
 
@@ -47,6 +50,16 @@ impl SnapshotCache {
 
     pub fn kill_switch(&self) -> bool {
         self.kill_switch.load(Ordering::Relaxed)
+    }
+
+    /// Whether the connector runs, is switched off, or was deleted.
+    pub fn connector_run(&self, tenant_key: &str, connector_id: &str) -> ConnectorRun {
+        if self.stopped.is_empty() {
+            return ConnectorRun::Live;
+        }
+        self.stopped
+            .get(&(tenant_key.to_owned(), connector_id.to_owned()))
+            .map_or(ConnectorRun::Live, |r| *r)
     }
 
     pub fn len(&self) -> usize {
@@ -105,6 +118,24 @@ pub struct PolicyUpdated {
 #[rtype(result = "()")]
 pub struct KillSwitchSet(pub bool);
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectorRun {
+    Live,
+    /// `enabled: false`: its jobs wait (`mirror_disabled`).
+    Disabled,
+    /// Deleted: sends and edits are cancelled; deletes of its copies still go.
+    Deleted,
+}
+
+/// A connector was enabled, disabled or deleted. Enabled again, its held jobs may go.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct ConnectorState {
+    pub tenant_key: String,
+    pub connector_id: String,
+    pub run: ConnectorRun,
+}
+
 pub struct SnapshotCacheActor {
     cache: SnapshotCache,
     gate: Recipient<Wake>,
@@ -135,8 +166,12 @@ impl SnapshotCacheActor {
     }
 
     fn server_changed(&self, key: ServerKey) {
+        self.release(HeldScope::Server(key));
+    }
+
+    fn release(&self, scope: HeldScope) {
         match &self.resume {
-            Some(resume) => resume.do_send(HeldJobsMayResume(key)),
+            Some(resume) => resume.do_send(HeldJobsMayResume(scope)),
             None => self.gate.do_send(Wake),
         }
     }
@@ -173,21 +208,30 @@ impl Handler<PolicyUpdated> for SnapshotCacheActor {
     }
 }
 
+impl Handler<ConnectorState> for SnapshotCacheActor {
+    type Result = ();
+    fn handle(&mut self, msg: ConnectorState, _: &mut Self::Context) {
+        let key = (msg.tenant_key.clone(), msg.connector_id.clone());
+        if msg.run == ConnectorRun::Live {
+            if self.cache.stopped.remove(&key).is_some() {
+                self.release(HeldScope::Connector {
+                    tenant_key: msg.tenant_key,
+                    connector_id: msg.connector_id,
+                });
+            }
+        } else {
+            self.cache.stopped.insert(key, msg.run);
+        }
+    }
+}
+
 impl Handler<KillSwitchSet> for SnapshotCacheActor {
     type Result = ();
     fn handle(&mut self, msg: KillSwitchSet, _: &mut Self::Context) {
         let was = self.cache.kill_switch.swap(msg.0, Ordering::Relaxed);
         if msg.0 && !was {
             // Every server now behaves as `off`: whatever was held for one may go.
-            let keys: Vec<ServerKey> = self
-                .cache
-                .policies
-                .iter()
-                .map(|p| p.key().clone())
-                .collect();
-            for key in keys {
-                self.server_changed(key);
-            }
+            self.release(HeldScope::All);
         }
         self.gate.do_send(Wake);
     }

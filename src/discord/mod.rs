@@ -3,5 +3,6 @@
 
 pub mod cdn;
 pub mod connect;
+pub mod directory;
 pub mod port;
 pub mod rest;

@@ -209,6 +209,13 @@ pub trait DiscordPort: Send + Sync + 'static {
     ) -> DiscordResult<Vec<ChannelMessage>> {
         Ok(Vec::new())
     }
+
+    /// The guild a channel (or thread) belongs to, asked of Discord (`GET /channels/{id}`),
+    /// for one the gateway did not tell of (an archived thread); `None` when Discord does
+    /// not know it or the bot cannot see it. Adapters that cannot ask answer `None`.
+    async fn channel_guild(&self, _channel_id: u64) -> DiscordResult<Option<u64>> {
+        Ok(None)
+    }
 }
 
 /// A message as listed in a channel: enough to recognise one of our webhook sends.

@@ -337,6 +337,20 @@ impl DiscordPort for SerenityRest {
             .collect())
     }
 
+    async fn channel_guild(&self, channel_id: u64) -> DiscordResult<Option<u64>> {
+        use serenity::model::channel::Channel;
+        match self.http.get_channel(ChannelId::new(channel_id)).await {
+            Ok(Channel::Guild(c)) => Ok(Some(c.guild_id.get())),
+            Ok(_) => Ok(None),
+            Err(err) => match from_serenity(err) {
+                DiscordError::UnknownChannel
+                | DiscordError::MissingAccess
+                | DiscordError::MissingPermissions => Ok(None),
+                other => Err(other),
+            },
+        }
+    }
+
     async fn edit_webhook_message(
         &self,
         webhook: &WebhookCredentials,

@@ -1,12 +1,13 @@
 //! Connectors of a tenant: list, create, get, update, delete.
 
-use actix_web::{delete, get, post, put, web, HttpResponse};
+use actix_web::{delete, get, patch, post, put, web, HttpResponse};
 use entities::connectors;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{auth::Caller, openapi::ErrorBody, validate, AppState};
+use super::{auth::Caller, discord_checks, openapi::ErrorBody, validate, AppState, DeleteQuery};
 use crate::{
+    actors::snapshot_cache::{ConnectorRun, ConnectorState},
     domain::snowflake::from_db,
     error::{AppError, AppResult, ErrorCode},
     store::connectors::{ConnectorChanges, ConnectorStore, NewConnector},
@@ -51,13 +52,40 @@ pub struct CreateConnector {
     pub source_guild_id: String,
 }
 
+/// Body of `PUT .../connectors/{connector_id}`: the whole connector; a field left out is
+/// 422 `field_required`.
 #[derive(Deserialize, ToSchema)]
-pub struct UpdateConnector {
+pub struct PutConnector {
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = "^\\s*\\S",
+        required = true
+    )]
+    pub name: Option<String>,
+    #[schema(pattern = "^[1-9][0-9]{0,18}$", required = true)]
+    pub source_guild_id: Option<String>,
+    #[schema(required = true)]
+    pub enabled: Option<bool>,
+}
+
+/// Body of `PATCH .../connectors/{connector_id}`: only the fields given change.
+#[derive(Deserialize, ToSchema)]
+pub struct PatchConnector {
     #[schema(min_length = 1, max_length = 100, pattern = "^\\s*\\S")]
     pub name: Option<String>,
     #[schema(pattern = "^[1-9][0-9]{0,18}$")]
     pub source_guild_id: Option<String>,
     pub enabled: Option<bool>,
+}
+
+pub(super) fn required<T>(field: &str, v: Option<T>) -> AppResult<T> {
+    v.ok_or_else(|| {
+        AppError::new(
+            ErrorCode::FieldRequired,
+            format!("{field} is required: PUT replaces the whole resource (PATCH changes only the fields given)"),
+        )
+    })
 }
 
 /// Validates the path, checks the caller reaches the tenant, and loads the connector (404
@@ -123,6 +151,7 @@ pub async fn create_connector(
         name: validate::name("name", &body.name)?,
         source_guild_id: validate::guild_id("source_guild_id", &body.source_guild_id)?,
     };
+    discord_checks::source_guild(&state, &caller, &tenant_key, new.source_guild_id).await?;
     let row = ConnectorStore::new(state.db.clone())
         .create(&tenant_key, new)
         .await?;
@@ -150,19 +179,49 @@ pub async fn get_connector(
 #[utoipa::path(put, path = "/api/v1/tenants/{tenant_key}/connectors/{connector_id}", tag = "connectors",
     params(("tenant_key" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$"),
         ("connector_id" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$")),
-    request_body = UpdateConnector,
+    request_body = PutConnector,
     responses((status = 200, body = Connector), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 #[put("/api/v1/tenants/{tenant_key}/connectors/{connector_id}")]
-pub async fn update_connector(
+pub async fn put_connector(
     state: web::Data<AppState>,
     caller: Caller,
     path: web::Path<(String, String)>,
-    body: web::Json<UpdateConnector>,
+    body: web::Json<PutConnector>,
 ) -> AppResult<HttpResponse> {
     let (tenant_key, connector_id) = path.into_inner();
-    load(&state, &caller, &tenant_key, &connector_id).await?;
+    let row = load(&state, &caller, &tenant_key, &connector_id).await?;
+    let body = body.into_inner();
+    let changes = ConnectorChanges {
+        name: Some(validate::name("name", &required("name", body.name)?)?),
+        source_guild_id: Some(validate::guild_id(
+            "source_guild_id",
+            &required("source_guild_id", body.source_guild_id)?,
+        )?),
+        enabled: Some(required("enabled", body.enabled)?),
+    };
+    change(&state, &caller, row, changes).await
+}
+
+#[utoipa::path(patch, path = "/api/v1/tenants/{tenant_key}/connectors/{connector_id}", tag = "connectors",
+    params(("tenant_key" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$"),
+        ("connector_id" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$")),
+    request_body = PatchConnector,
+    responses((status = 200, body = Connector), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody)),
+    security(("bearer" = [])))]
+#[patch("/api/v1/tenants/{tenant_key}/connectors/{connector_id}")]
+pub async fn patch_connector(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String)>,
+    body: web::Json<PatchConnector>,
+) -> AppResult<HttpResponse> {
+    let (tenant_key, connector_id) = path.into_inner();
+    let row = load(&state, &caller, &tenant_key, &connector_id).await?;
     let body = body.into_inner();
     let changes = ConnectorChanges {
         name: body
@@ -177,18 +236,58 @@ pub async fn update_connector(
             .transpose()?,
         enabled: body.enabled,
     };
-    let row = ConnectorStore::new(state.db.clone())
+    change(&state, &caller, row, changes).await
+}
+
+/// Applies a connector change: a new source guild must be granted (and cannot be taken while
+/// mappings read the old one); switching it off holds its jobs, on again releases them.
+async fn change(
+    state: &AppState,
+    caller: &Caller,
+    row: connectors::Model,
+    changes: ConnectorChanges,
+) -> AppResult<HttpResponse> {
+    let (tenant_key, connector_id) = (row.tenant_key.clone(), row.connector_id.clone());
+    let store = ConnectorStore::new(state.db.clone());
+    if let Some(guild) = changes.source_guild_id {
+        if guild != from_db(row.source_guild_id) {
+            discord_checks::source_guild(state, caller, &tenant_key, guild).await?;
+            if !store.mappings(&tenant_key, &connector_id).await?.is_empty() {
+                return Err(AppError::new(
+                    ErrorCode::Conflict,
+                    "source_guild_id: the connector's mappings read channels of its source guild; delete them before changing it",
+                ));
+            }
+        }
+    }
+    let row = store
         .update(&tenant_key, &connector_id, changes)
         .await?
         .ok_or_else(|| AppError::new(ErrorCode::NotFound, "connector not found"))?;
-    tracing::info!(tenant = %tenant_key, connector = %connector_id, "[admin/discord-bot] connector updated");
+    tracing::info!(tenant = %tenant_key, connector = %connector_id, enabled = row.enabled, "[admin/discord-bot] connector updated");
+    state
+        .actors
+        .connector_state
+        .send(ConnectorState {
+            tenant_key: tenant_key.clone(),
+            connector_id: connector_id.clone(),
+            run: if row.enabled {
+                ConnectorRun::Live
+            } else {
+                ConnectorRun::Disabled
+            },
+        })
+        .await
+        .map_err(|err| {
+            AppError::new(ErrorCode::Internal, "the snapshot cache is not running").with_source(err)
+        })?;
     state.actors.wake.do_send(crate::actors::mirror_gate::Wake);
     Ok(HttpResponse::Ok().json(Connector::from(row)))
 }
 
 #[utoipa::path(delete, path = "/api/v1/tenants/{tenant_key}/connectors/{connector_id}", tag = "connectors",
     params(("tenant_key" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$"),
-        ("connector_id" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$")),
+        ("connector_id" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$"), DeleteQuery),
     responses((status = 204), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -197,15 +296,34 @@ pub async fn delete_connector(
     state: web::Data<AppState>,
     caller: Caller,
     path: web::Path<(String, String)>,
+    query: web::Query<DeleteQuery>,
 ) -> AppResult<HttpResponse> {
     let (tenant_key, connector_id) = path.into_inner();
-    load(&state, &caller, &tenant_key, &connector_id).await?;
+    caller.reach(&tenant_key)?;
+    validate::tenant_key(&tenant_key)?;
+    validate::connector_id(&connector_id)?;
+    let store = ConnectorStore::new(state.db.clone());
+    // A deleted connector can still be purged.
+    let purge = query.purge();
+    let found = match store.get_any(&tenant_key, &connector_id).await? {
+        Some(c) if c.deleted_at.is_none() || purge => c,
+        _ => return Err(AppError::new(ErrorCode::NotFound, "connector not found")),
+    };
     let servers = crate::store::servers::ServerStore::new(state.db.clone())
         .configs(&tenant_key, &connector_id)
         .await?;
-    ConnectorStore::new(state.db.clone())
-        .delete(&tenant_key, &connector_id)
+    store
+        .delete(&tenant_key, &found.connector_id, purge)
         .await?;
+    let _ = state
+        .actors
+        .connector_state
+        .send(ConnectorState {
+            tenant_key: tenant_key.clone(),
+            connector_id: connector_id.clone(),
+            run: ConnectorRun::Deleted,
+        })
+        .await;
     // The cache forgets the deleted servers' policies so the gate stops consulting them.
     for row in &servers {
         let _ = state
@@ -217,6 +335,6 @@ pub async fn delete_connector(
             })
             .await;
     }
-    tracing::info!(tenant = %tenant_key, connector = %connector_id, servers = servers.len(), "[admin/discord-bot] connector deleted");
+    tracing::info!(tenant = %tenant_key, connector = %connector_id, servers = servers.len(), purge, "[admin/discord-bot] connector deleted");
     Ok(HttpResponse::NoContent().finish())
 }

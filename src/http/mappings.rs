@@ -1,21 +1,31 @@
 //! Mappings of a connector: source channel -> target channel in a target guild. A change
 //! asks the auditor to recount the target server(s) and wakes the gate.
 
-use actix_web::{delete, get, post, put, web, HttpResponse};
+use actix_web::{delete, get, patch, post, put, web, HttpResponse};
 use entities::connector_mappings;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{auth::Caller, connectors, openapi::ErrorBody, validate, AppState};
+use super::{
+    auth::Caller,
+    connectors::{self, required},
+    discord_checks::{self, Warning},
+    openapi::ErrorBody,
+    validate, AppState, DeleteQuery,
+};
 use crate::{
     actors::{
-        mirror_gate::Wake,
+        mirror_gate::{HeldJobsMayResume, Wake},
         seat_auditor::{AuditReason, AuditRequested},
         ServerKey,
     },
+    discord::directory::PostMode,
     domain::snowflake::from_db,
     error::{AppError, AppResult, ErrorCode},
-    store::connectors::{ConnectorStore, MappingChanges, NewMapping},
+    store::{
+        connectors::{ConnectorStore, MappingChanges, NewMapping},
+        mirror::HeldScope,
+    },
 };
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -50,6 +60,9 @@ pub struct Mapping {
     pub broken_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Accepted, but worth knowing: `bot_cannot_post` when the bot lacks the permissions to
+    /// deliver there. Only on the answer to a write.
+    pub warnings: Vec<Warning>,
 }
 
 impl From<connector_mappings::Model> for Mapping {
@@ -66,6 +79,7 @@ impl From<connector_mappings::Model> for Mapping {
             broken_at: r.broken_at,
             created_at: r.created_at,
             updated_at: r.updated_at,
+            warnings: Vec::new(),
         }
     }
 }
@@ -87,8 +101,25 @@ pub struct CreateMapping {
     pub delivery_mode: Option<DeliveryMode>,
 }
 
+/// Body of `PUT .../mappings/{mapping_id}`: the whole mapping; a field left out is 422
+/// `field_required`.
 #[derive(Deserialize, ToSchema)]
-pub struct UpdateMapping {
+pub struct PutMapping {
+    #[schema(pattern = "^[1-9][0-9]{0,18}$", required = true)]
+    pub source_channel_id: Option<String>,
+    #[schema(pattern = "^[1-9][0-9]{0,18}$", required = true)]
+    pub target_guild_id: Option<String>,
+    #[schema(pattern = "^[1-9][0-9]{0,18}$", required = true)]
+    pub target_channel_id: Option<String>,
+    #[schema(required = true)]
+    pub delivery_mode: Option<DeliveryMode>,
+    #[schema(required = true)]
+    pub enabled: Option<bool>,
+}
+
+/// Body of `PATCH .../mappings/{mapping_id}`: only the fields given change.
+#[derive(Deserialize, ToSchema)]
+pub struct PatchMapping {
     #[schema(pattern = "^[1-9][0-9]{0,18}$")]
     pub source_channel_id: Option<String>,
     #[schema(pattern = "^[1-9][0-9]{0,18}$")]
@@ -97,6 +128,39 @@ pub struct UpdateMapping {
     pub target_channel_id: Option<String>,
     pub delivery_mode: Option<DeliveryMode>,
     pub enabled: Option<bool>,
+}
+
+/// The Discord ids of a mapping as it will be, checked: not its own source, the source
+/// channel in the connector's source guild, the target channel in the target guild. Answers
+/// the warnings (the bot cannot post there).
+async fn check(
+    state: &AppState,
+    source_guild: u64,
+    source_channel: u64,
+    target_guild: u64,
+    target_channel: u64,
+    mode: &str,
+) -> AppResult<Vec<Warning>> {
+    if source_channel == target_channel {
+        return Err(AppError::new(
+            ErrorCode::MappingLoop,
+            format!("target_channel_id: channel {target_channel} is this mapping's own source"),
+        ));
+    }
+    discord_checks::channel_in_guild(state, "source_channel_id", source_channel, source_guild)
+        .await?;
+    discord_checks::channel_in_guild(state, "target_channel_id", target_channel, target_guild)
+        .await?;
+    let post = if mode == "webhook" {
+        PostMode::Webhook
+    } else {
+        PostMode::Bot
+    };
+    Ok(
+        discord_checks::can_post(state, "target_channel_id", target_channel, post)
+            .into_iter()
+            .collect(),
+    )
 }
 
 /// Re-audit every target server the change touched, then wake the gate.
@@ -170,7 +234,7 @@ pub async fn create_mapping(
     body: web::Json<CreateMapping>,
 ) -> AppResult<HttpResponse> {
     let (tenant_key, connector_id) = path.into_inner();
-    connectors::load(&state, &caller, &tenant_key, &connector_id).await?;
+    let connector = connectors::load(&state, &caller, &tenant_key, &connector_id).await?;
     let body = body.into_inner();
     let new = NewMapping {
         source_channel_id: validate::snowflake("source_channel_id", &body.source_channel_id)?,
@@ -178,13 +242,24 @@ pub async fn create_mapping(
         target_channel_id: validate::snowflake("target_channel_id", &body.target_channel_id)?,
         delivery_mode: body.delivery_mode.unwrap_or_default().as_str().to_owned(),
     };
+    let warnings = check(
+        &state,
+        from_db(connector.source_guild_id),
+        new.source_channel_id,
+        new.target_guild_id,
+        new.target_channel_id,
+        &new.delivery_mode,
+    )
+    .await?;
     let target = new.target_guild_id;
     let row = ConnectorStore::new(state.db.clone())
         .create_mapping(&tenant_key, &connector_id, new)
         .await?;
     tracing::info!(tenant = %tenant_key, connector = %connector_id, mapping = row.id, "[admin/discord-bot] mapping created");
     notify(&state, &tenant_key, &connector_id, &[target]).await;
-    Ok(HttpResponse::Created().json(Mapping::from(row)))
+    let mut body = Mapping::from(row);
+    body.warnings = warnings;
+    Ok(HttpResponse::Created().json(body))
 }
 
 async fn load_mapping(
@@ -224,16 +299,59 @@ pub async fn get_mapping(
     params(("tenant_key" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$"),
         ("connector_id" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$"),
         ("mapping_id" = String, Path, pattern = "^[1-9][0-9]{0,17}$")),
-    request_body = UpdateMapping,
+    request_body = PutMapping,
     responses((status = 200, body = Mapping), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody)),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("bearer" = [])))]
 #[put("/api/v1/tenants/{tenant_key}/connectors/{connector_id}/mappings/{mapping_id}")]
-pub async fn update_mapping(
+pub async fn put_mapping(
     state: web::Data<AppState>,
     caller: Caller,
     path: web::Path<(String, String, String)>,
-    body: web::Json<UpdateMapping>,
+    body: web::Json<PutMapping>,
+) -> AppResult<HttpResponse> {
+    let (tenant_key, connector_id, mapping_id) = path.into_inner();
+    let row = load_mapping(&state, &caller, &tenant_key, &connector_id, &mapping_id).await?;
+    let body = body.into_inner();
+    let changes = MappingChanges {
+        source_channel_id: Some(validate::snowflake(
+            "source_channel_id",
+            &required("source_channel_id", body.source_channel_id)?,
+        )?),
+        target_guild_id: Some(validate::guild_id(
+            "target_guild_id",
+            &required("target_guild_id", body.target_guild_id)?,
+        )?),
+        target_channel_id: Some(validate::snowflake(
+            "target_channel_id",
+            &required("target_channel_id", body.target_channel_id)?,
+        )?),
+        delivery_mode: Some(
+            required("delivery_mode", body.delivery_mode)?
+                .as_str()
+                .to_owned(),
+        ),
+        enabled: Some(required("enabled", body.enabled)?),
+    };
+    change(&state, &caller, row, changes).await
+}
+
+#[utoipa::path(patch, path = "/api/v1/tenants/{tenant_key}/connectors/{connector_id}/mappings/{mapping_id}", tag = "mappings",
+    params(("tenant_key" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$"),
+        ("connector_id" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$"),
+        ("mapping_id" = String, Path, pattern = "^[1-9][0-9]{0,17}$")),
+    request_body = PatchMapping,
+    responses((status = 200, body = Mapping), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+#[patch("/api/v1/tenants/{tenant_key}/connectors/{connector_id}/mappings/{mapping_id}")]
+pub async fn patch_mapping(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String, String)>,
+    body: web::Json<PatchMapping>,
 ) -> AppResult<HttpResponse> {
     let (tenant_key, connector_id, mapping_id) = path.into_inner();
     let row = load_mapping(&state, &caller, &tenant_key, &connector_id, &mapping_id).await?;
@@ -257,25 +375,70 @@ pub async fn update_mapping(
         delivery_mode: body.delivery_mode.map(|m| m.as_str().to_owned()),
         enabled: body.enabled,
     };
+    change(&state, &caller, row, changes).await
+}
+
+/// Applies a mapping change after checking what it will be. A mapping enabled again lets its
+/// held jobs go; one moved to another channel posts there through a webhook of that channel.
+async fn change(
+    state: &AppState,
+    caller: &Caller,
+    row: connector_mappings::Model,
+    changes: MappingChanges,
+) -> AppResult<HttpResponse> {
+    let (tenant_key, connector_id) = (row.tenant_key.clone(), row.connector_id.clone());
+    let connector = connectors::load(state, caller, &tenant_key, &connector_id).await?;
+    let source = changes
+        .source_channel_id
+        .unwrap_or(from_db(row.source_channel_id));
+    let target_guild = changes
+        .target_guild_id
+        .unwrap_or(from_db(row.target_guild_id));
+    let target = changes
+        .target_channel_id
+        .unwrap_or(from_db(row.target_channel_id));
+    let mode = changes
+        .delivery_mode
+        .clone()
+        .unwrap_or(row.delivery_mode.clone());
+    let warnings = check(
+        state,
+        from_db(connector.source_guild_id),
+        source,
+        target_guild,
+        target,
+        &mode,
+    )
+    .await?;
     let old_target = from_db(row.target_guild_id);
+    let was_enabled = row.enabled;
     let row = ConnectorStore::new(state.db.clone())
         .update_mapping(row, changes)
         .await?;
-    tracing::info!(tenant = %tenant_key, connector = %connector_id, mapping = row.id, "[admin/discord-bot] mapping updated");
+    tracing::info!(tenant = %tenant_key, connector = %connector_id, mapping = row.id, enabled = row.enabled, "[admin/discord-bot] mapping updated");
+    if row.enabled && !was_enabled {
+        let _ = state
+            .actors
+            .release
+            .send(HeldJobsMayResume(HeldScope::Mapping(row.id)))
+            .await;
+    }
     notify(
-        &state,
+        state,
         &tenant_key,
         &connector_id,
         &[old_target, from_db(row.target_guild_id)],
     )
     .await;
-    Ok(HttpResponse::Ok().json(Mapping::from(row)))
+    let mut body = Mapping::from(row);
+    body.warnings = warnings;
+    Ok(HttpResponse::Ok().json(body))
 }
 
 #[utoipa::path(delete, path = "/api/v1/tenants/{tenant_key}/connectors/{connector_id}/mappings/{mapping_id}", tag = "mappings",
     params(("tenant_key" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$"),
         ("connector_id" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$"),
-        ("mapping_id" = String, Path, pattern = "^[1-9][0-9]{0,17}$")),
+        ("mapping_id" = String, Path, pattern = "^[1-9][0-9]{0,17}$"), DeleteQuery),
     responses((status = 204), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -284,11 +447,12 @@ pub async fn delete_mapping(
     state: web::Data<AppState>,
     caller: Caller,
     path: web::Path<(String, String, String)>,
+    query: web::Query<DeleteQuery>,
 ) -> AppResult<HttpResponse> {
     let (tenant_key, connector_id, mapping_id) = path.into_inner();
     let row = load_mapping(&state, &caller, &tenant_key, &connector_id, &mapping_id).await?;
     ConnectorStore::new(state.db.clone())
-        .delete_mapping(row.id)
+        .delete_mapping(row.id, query.purge())
         .await?;
     tracing::info!(tenant = %tenant_key, connector = %connector_id, mapping = row.id, "[admin/discord-bot] mapping deleted");
     notify(

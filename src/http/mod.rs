@@ -4,7 +4,9 @@
 
 pub mod auth;
 pub mod connectors;
+pub mod discord_checks;
 pub mod enforcement;
+pub mod grants;
 pub mod health;
 pub mod mappings;
 pub mod metrics;
@@ -21,12 +23,18 @@ use actix_web::{
     web, HttpRequest, HttpResponse,
 };
 
+use std::sync::Arc;
+
+use serde::Deserialize;
+use utoipa::IntoParams;
+
 use crate::{
     actors::{
-        mirror_gate::Wake,
+        mirror_gate::{HeldJobsMayResume, Wake},
         seat_auditor::{AuditRequested, CountedSeats},
-        snapshot_cache::{KillSwitchSet, PolicyUpdated, SnapshotCache},
+        snapshot_cache::{ConnectorState, KillSwitchSet, PolicyUpdated, SnapshotCache},
     },
+    discord::{directory::GuildDirectory, port::DiscordPort},
     domain::freshness::FreshnessWindows,
     error::{AppError, ErrorCode},
     store::{
@@ -51,6 +59,10 @@ pub struct ActorLinks {
     pub kill_switch: Recipient<KillSwitchSet>,
     /// Mirror gate: something changed that may unblock or create work.
     pub wake: Recipient<Wake>,
+    /// Mirror gate: jobs held for a mapping enabled again may go.
+    pub release: Recipient<HeldJobsMayResume>,
+    /// Snapshot cache actor: a connector was enabled, disabled or deleted.
+    pub connector_state: Recipient<ConnectorState>,
 }
 
 /// Shared state of every request handler.
@@ -64,6 +76,23 @@ pub struct AppState {
     pub audit_queue: AuditQueue,
     pub mirror_queue: MirrorQueue,
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
+    /// What the gateway told of the bot's guilds: checks the ids admins write.
+    pub directory: GuildDirectory,
+    /// Discord's REST API, for what the gateway did not tell (`None` without a token).
+    pub discord: Option<Arc<dyn DiscordPort>>,
+}
+
+/// `?purge=true` on a delete: remove the history and links at once instead of keeping them
+/// for the retention period.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct DeleteQuery {
+    pub purge: Option<bool>,
+}
+
+impl DeleteQuery {
+    pub fn purge(&self) -> bool {
+        self.purge.unwrap_or(false)
+    }
 }
 
 /// Registers every route with its state and extractor configuration.
@@ -81,19 +110,25 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
             .service(tokens::create_token)
             .service(tokens::list_tokens)
             .service(tokens::revoke_token)
+            .service(grants::list_source_guilds)
+            .service(grants::grant_source_guild)
+            .service(grants::revoke_source_guild)
             .service(connectors::list_connectors)
             .service(connectors::create_connector)
             .service(connectors::get_connector)
-            .service(connectors::update_connector)
+            .service(connectors::put_connector)
+            .service(connectors::patch_connector)
             .service(connectors::delete_connector)
             .service(mappings::list_mappings)
             .service(mappings::create_mapping)
             .service(mappings::get_mapping)
-            .service(mappings::update_mapping)
+            .service(mappings::put_mapping)
+            .service(mappings::patch_mapping)
             .service(mappings::delete_mapping)
             .service(servers::list_servers)
             .service(servers::get_server)
             .service(servers::put_server)
+            .service(servers::patch_server)
             .service(servers::delete_server)
             .service(servers::get_snapshot)
             .service(servers::request_audit)

@@ -7,7 +7,7 @@ use utoipa::{
     Modify, OpenApi, ToSchema,
 };
 
-use super::{connectors, enforcement, mappings, metrics, queues, servers, tokens};
+use super::{connectors, enforcement, grants, mappings, metrics, queues, servers, tokens};
 
 /// Every error: `{"error": {"code", "message"}}`.
 #[derive(Serialize, ToSchema)]
@@ -40,11 +40,12 @@ impl Modify for BearerAuth {
     modifiers(&BearerAuth),
     paths(
         tokens::create_token, tokens::list_tokens, tokens::revoke_token,
+        grants::list_source_guilds, grants::grant_source_guild, grants::revoke_source_guild,
         connectors::list_connectors, connectors::create_connector, connectors::get_connector,
-        connectors::update_connector, connectors::delete_connector,
+        connectors::put_connector, connectors::patch_connector, connectors::delete_connector,
         mappings::list_mappings, mappings::create_mapping, mappings::get_mapping,
-        mappings::update_mapping, mappings::delete_mapping,
-        servers::list_servers, servers::get_server, servers::put_server, servers::delete_server,
+        mappings::put_mapping, mappings::patch_mapping, mappings::delete_mapping,
+        servers::list_servers, servers::get_server, servers::put_server, servers::patch_server, servers::delete_server,
         servers::get_snapshot, servers::request_audit, servers::list_seats, servers::list_events,
         enforcement::get_enforcement, enforcement::put_enforcement,
         queues::get_queues, metrics::prometheus, openapi_json,

@@ -2,13 +2,19 @@
 
 use std::collections::BTreeMap;
 
-use actix_web::{delete, get, post, put, web, HttpResponse};
+use actix_web::{delete, get, patch, post, put, web, HttpResponse};
 use entities::{discord_server_configs, discord_server_seat_snapshots, seat_enforcement_events};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use super::{auth::Caller, connectors, openapi::ErrorBody, validate, AppState};
+use super::{
+    auth::Caller,
+    connectors::{self, required},
+    discord_checks::{self, Warning},
+    openapi::ErrorBody,
+    validate, AppState, DeleteQuery,
+};
 use crate::{
     actors::{
         seat_auditor::{AuditReason, AuditRequested, CountedSeats},
@@ -78,6 +84,9 @@ pub struct ServerConfig {
     pub notify_channel_id: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Accepted, but worth knowing (`bot_not_in_guild`, `bot_cannot_post` for the notice
+    /// channel). Only on the answer to a write.
+    pub warnings: Vec<Warning>,
 }
 
 fn id_string(v: Option<i64>) -> Option<String> {
@@ -107,6 +116,7 @@ impl From<&discord_server_configs::Model> for ServerConfig {
             notify_channel_id: id_string(r.notify_channel_id),
             created_at: r.created_at,
             updated_at: r.updated_at,
+            warnings: Vec::new(),
         }
     }
 }
@@ -209,7 +219,11 @@ pub fn seat_status(
     let Some(s) = snapshot else {
         return SeatStatus::Pending;
     };
-    if s.last_error.as_deref() == Some(ErrorCode::SeatAuditFailed.as_str()) {
+    // The auditor writes `seat_audit_failed: <cause>`.
+    if s.last_error
+        .as_deref()
+        .is_some_and(|e| e.starts_with(ErrorCode::SeatAuditFailed.as_str()))
+    {
         return SeatStatus::Failed;
     }
     if snapshot_status(s, windows, now) != Freshness::Fresh {
@@ -235,57 +249,129 @@ pub struct ServerList {
     pub items: Vec<Server>,
 }
 
-/// Body of `PUT .../servers/{guild_id}`. Ids are strings; blank role ids mean none.
+/// A field that is there, `null` included (`Some(Value::Null)`); absent is `None`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+/// Body of `PUT .../servers/{guild_id}`: the whole config, every field given (`null` for no
+/// role or no notice channel); one left out is 422 `field_required` (`seat_limit_required`
+/// for the limit). Ids are strings; blank role ids mean none.
 #[derive(Deserialize, ToSchema)]
 pub struct PutServerConfig {
-    /// Required, a whole number >= 0.
+    /// A whole number >= 0.
     #[schema(value_type = i64, minimum = 0, required = true)]
+    #[serde(default, deserialize_with = "present")]
     pub seat_limit: Option<Value>,
-    /// Default `off`.
+    #[schema(required = true)]
     pub enforcement_mode: Option<Mode>,
-    /// Default `none`.
+    #[serde(rename = "override")]
+    #[schema(rename = "override", required = true)]
+    pub override_mode: Option<Override>,
+    #[schema(required = true)]
+    pub stale_grace: Option<bool>,
+    #[schema(value_type = Option<String>, pattern = "^\\s*([1-9][0-9]{0,18})?\\s*$", required = true)]
+    #[serde(default, deserialize_with = "present")]
+    pub basic_role_id: Option<Value>,
+    #[schema(value_type = Option<String>, pattern = "^\\s*([1-9][0-9]{0,18})?\\s*$", required = true)]
+    #[serde(default, deserialize_with = "present")]
+    pub advanced_role_id: Option<Value>,
+    #[schema(value_type = Option<String>, pattern = "^\\s*([1-9][0-9]{0,18})?\\s*$", required = true)]
+    #[serde(default, deserialize_with = "present")]
+    pub pro_role_id: Option<Value>,
+    #[schema(value_type = Option<String>, pattern = "^\\s*([1-9][0-9]{0,18})?\\s*$", required = true)]
+    #[serde(default, deserialize_with = "present")]
+    pub notify_channel_id: Option<Value>,
+}
+
+/// Body of `PATCH .../servers/{guild_id}`: only the fields given change (`null` clears a
+/// role or the notice channel).
+#[derive(Deserialize, ToSchema)]
+pub struct PatchServerConfig {
+    #[schema(value_type = Option<i64>, minimum = 0)]
+    #[serde(default, deserialize_with = "present")]
+    pub seat_limit: Option<Value>,
+    pub enforcement_mode: Option<Mode>,
     #[serde(rename = "override")]
     #[schema(rename = "override")]
     pub override_mode: Option<Override>,
-    /// Default false.
     pub stale_grace: Option<bool>,
     #[schema(value_type = Option<String>, pattern = "^\\s*([1-9][0-9]{0,18})?\\s*$")]
+    #[serde(default, deserialize_with = "present")]
     pub basic_role_id: Option<Value>,
     #[schema(value_type = Option<String>, pattern = "^\\s*([1-9][0-9]{0,18})?\\s*$")]
+    #[serde(default, deserialize_with = "present")]
     pub advanced_role_id: Option<Value>,
     #[schema(value_type = Option<String>, pattern = "^\\s*([1-9][0-9]{0,18})?\\s*$")]
+    #[serde(default, deserialize_with = "present")]
     pub pro_role_id: Option<Value>,
     #[schema(value_type = Option<String>, pattern = "^\\s*([1-9][0-9]{0,18})?\\s*$")]
+    #[serde(default, deserialize_with = "present")]
     pub notify_channel_id: Option<Value>,
+}
+
+fn mode_of(m: Mode) -> EnforcementMode {
+    match m {
+        Mode::Off => EnforcementMode::Off,
+        Mode::Shadow => EnforcementMode::Shadow,
+        Mode::Enforce => EnforcementMode::Enforce,
+    }
+}
+
+fn override_of(o: Override) -> OverrideMode {
+    match o {
+        Override::None => OverrideMode::None,
+        Override::Allow => OverrideMode::Allow,
+        Override::Block => OverrideMode::Block,
+    }
 }
 
 impl PutServerConfig {
     fn validate(&self) -> AppResult<ServerConfigInput> {
+        let id = |field: &str, v: &Option<Value>| -> AppResult<Option<u64>> {
+            validate::optional_snowflake(field, Some(required(field, v.as_ref())?))
+        };
         Ok(ServerConfigInput {
             seat_limit: validate::seat_limit(self.seat_limit.as_ref())?,
-            mode: match self.enforcement_mode.unwrap_or(Mode::Off) {
-                Mode::Off => EnforcementMode::Off,
-                Mode::Shadow => EnforcementMode::Shadow,
-                Mode::Enforce => EnforcementMode::Enforce,
+            mode: mode_of(required("enforcement_mode", self.enforcement_mode)?),
+            override_mode: override_of(required("override", self.override_mode)?),
+            stale_grace: required("stale_grace", self.stale_grace)?,
+            basic_role_id: id("basic_role_id", &self.basic_role_id)?,
+            advanced_role_id: id("advanced_role_id", &self.advanced_role_id)?,
+            pro_role_id: id("pro_role_id", &self.pro_role_id)?,
+            notify_channel_id: id("notify_channel_id", &self.notify_channel_id)?,
+        })
+    }
+}
+
+impl PatchServerConfig {
+    /// The config after this patch.
+    fn apply(&self, old: ServerConfigInput) -> AppResult<ServerConfigInput> {
+        let id = |field: &str, v: &Option<Value>, old: Option<u64>| -> AppResult<Option<u64>> {
+            match v {
+                None => Ok(old),
+                Some(v) => validate::optional_snowflake(field, Some(v)),
+            }
+        };
+        Ok(ServerConfigInput {
+            seat_limit: match &self.seat_limit {
+                None => old.seat_limit,
+                Some(v) => validate::seat_limit(Some(v))?,
             },
-            override_mode: match self.override_mode.unwrap_or(Override::None) {
-                Override::None => OverrideMode::None,
-                Override::Allow => OverrideMode::Allow,
-                Override::Block => OverrideMode::Block,
-            },
-            stale_grace: self.stale_grace.unwrap_or(false),
-            basic_role_id: validate::optional_snowflake(
-                "basic_role_id",
-                self.basic_role_id.as_ref(),
-            )?,
-            advanced_role_id: validate::optional_snowflake(
+            mode: self.enforcement_mode.map_or(old.mode, mode_of),
+            override_mode: self.override_mode.map_or(old.override_mode, override_of),
+            stale_grace: self.stale_grace.unwrap_or(old.stale_grace),
+            basic_role_id: id("basic_role_id", &self.basic_role_id, old.basic_role_id)?,
+            advanced_role_id: id(
                 "advanced_role_id",
-                self.advanced_role_id.as_ref(),
+                &self.advanced_role_id,
+                old.advanced_role_id,
             )?,
-            pro_role_id: validate::optional_snowflake("pro_role_id", self.pro_role_id.as_ref())?,
-            notify_channel_id: validate::optional_snowflake(
+            pro_role_id: id("pro_role_id", &self.pro_role_id, old.pro_role_id)?,
+            notify_channel_id: id(
                 "notify_channel_id",
-                self.notify_channel_id.as_ref(),
+                &self.notify_channel_id,
+                old.notify_channel_id,
             )?,
         })
     }
@@ -436,6 +522,31 @@ async fn server_key(
     })
 }
 
+/// [`server_key`] for the pause/resume history: the operator reads it after the connector
+/// was deleted too (it is kept for the retention period).
+async fn history_key(
+    state: &AppState,
+    caller: &Caller,
+    path: (String, String, String),
+) -> AppResult<ServerKey> {
+    let (tenant_key, connector_id, guild_id) = path;
+    if *caller != Caller::Operator {
+        return server_key(state, caller, (tenant_key, connector_id, guild_id)).await;
+    }
+    validate::tenant_key(&tenant_key)?;
+    validate::connector_id(&connector_id)?;
+    ConnectorStore::new(state.db.clone())
+        .get_any(&tenant_key, &connector_id)
+        .await?
+        .ok_or_else(|| AppError::new(ErrorCode::NotFound, "connector not found"))?;
+    let guild_id = validate::guild_id("guild_id", &guild_id)?;
+    Ok(ServerKey {
+        tenant_key,
+        connector_id,
+        guild_id,
+    })
+}
+
 async fn require_config(
     state: &AppState,
     key: &ServerKey,
@@ -547,8 +658,73 @@ pub async fn put_server(
 ) -> AppResult<HttpResponse> {
     let key = server_key(&state, &caller, path.into_inner()).await?;
     let input = body.validate()?;
+    save(&state, &key, &input).await
+}
+
+#[utoipa::path(patch, path = "/api/v1/tenants/{tenant_key}/connectors/{connector_id}/servers/{guild_id}", tag = "servers",
+    params(("tenant_key" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$"),
+        ("connector_id" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$"),
+        ("guild_id" = String, Path, pattern = "^[1-9][0-9]{0,18}$")),
+    request_body = PatchServerConfig,
+    responses((status = 200, description = "updated", body = ServerConfig), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+#[patch("/api/v1/tenants/{tenant_key}/connectors/{connector_id}/servers/{guild_id}")]
+pub async fn patch_server(
+    state: web::Data<AppState>,
+    caller: Caller,
+    path: web::Path<(String, String, String)>,
+    body: web::Json<PatchServerConfig>,
+) -> AppResult<HttpResponse> {
+    let key = server_key(&state, &caller, path.into_inner()).await?;
+    let row = require_config(&state, &key).await?;
+    let input = body.apply(input_of(&row))?;
+    save(&state, &key, &input).await
+}
+
+/// The stored config as input, for a patch to change.
+fn input_of(row: &discord_server_configs::Model) -> ServerConfigInput {
+    let policy = policy_of(row);
+    ServerConfigInput {
+        seat_limit: row.seat_limit,
+        mode: policy.mode,
+        override_mode: policy.override_mode,
+        stale_grace: row.stale_grace,
+        basic_role_id: row.basic_role_id.map(from_db),
+        advanced_role_id: row.advanced_role_id.map(from_db),
+        pro_role_id: row.pro_role_id.map(from_db),
+        notify_channel_id: row.notify_channel_id.map(from_db),
+    }
+}
+
+/// Checks the notice channel against Discord, saves the config, updates the gate's policy
+/// before answering and asks for a recount.
+async fn save(
+    state: &AppState,
+    key: &ServerKey,
+    input: &ServerConfigInput,
+) -> AppResult<HttpResponse> {
+    let mut warnings = Vec::new();
+    if !state.directory.has_guild(key.guild_id) {
+        warnings.push(Warning {
+            code: ErrorCode::BotNotInGuild.as_str().to_owned(),
+            message: format!(
+                "the bot is not in guild {}, or has not received it from Discord yet: nothing is counted or delivered there until it is",
+                key.guild_id
+            ),
+        });
+    } else if let Some(channel) = input.notify_channel_id {
+        discord_checks::channel_in_guild(state, "notify_channel_id", channel, key.guild_id).await?;
+        warnings.extend(discord_checks::can_post(
+            state,
+            "notify_channel_id",
+            channel,
+            crate::discord::directory::PostMode::Bot,
+        ));
+    }
     let (row, created) = ServerStore::new(state.db.clone())
-        .upsert_config(&key, &input)
+        .upsert_config(key, input)
         .await?;
     tracing::info!(
         server = %key,
@@ -571,9 +747,10 @@ pub async fn put_server(
         .map_err(|err| {
             AppError::new(ErrorCode::Internal, "the snapshot cache is not running").with_source(err)
         })?;
-    let job = request_audit_for(&state, &key, AuditReason::ConfigChanged).await?;
+    let job = request_audit_for(state, key, AuditReason::ConfigChanged).await?;
     tracing::info!(server = %key, job = job.id, deduped = job.deduped, "[admin/discord-bot] audit requested after config change");
-    let body = ServerConfig::from(&row);
+    let mut body = ServerConfig::from(&row);
+    body.warnings = warnings;
     Ok(if created {
         HttpResponse::Created().json(body)
     } else {
@@ -584,7 +761,7 @@ pub async fn put_server(
 #[utoipa::path(delete, path = "/api/v1/tenants/{tenant_key}/connectors/{connector_id}/servers/{guild_id}", tag = "servers",
     params(("tenant_key" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$"),
         ("connector_id" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$"),
-        ("guild_id" = String, Path, pattern = "^[1-9][0-9]{0,18}$")),
+        ("guild_id" = String, Path, pattern = "^[1-9][0-9]{0,18}$"), DeleteQuery),
     responses((status = 204), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -593,10 +770,11 @@ pub async fn delete_server(
     state: web::Data<AppState>,
     caller: Caller,
     path: web::Path<(String, String, String)>,
+    query: web::Query<DeleteQuery>,
 ) -> AppResult<HttpResponse> {
     let key = server_key(&state, &caller, path.into_inner()).await?;
     if !ServerStore::new(state.db.clone())
-        .delete_config(&key)
+        .delete_config(&key, query.purge())
         .await?
     {
         return Err(AppError::new(
@@ -761,7 +939,7 @@ pub async fn list_events(
     path: web::Path<(String, String, String)>,
     query: web::Query<PageQuery>,
 ) -> AppResult<HttpResponse> {
-    let key = server_key(&state, &caller, path.into_inner()).await?;
+    let key = history_key(&state, &caller, path.into_inner()).await?;
     let limit = page_limit(&query)?;
     let rows = ServerStore::new(state.db.clone())
         .events(&key, limit, query.before)

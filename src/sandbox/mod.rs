@@ -217,6 +217,21 @@ impl SandboxHandle {
     pub fn remove_guild(&self, guild_id: u64) -> Result<Value, DiscordError> {
         self.core.mutate(|st| st.remove_guild(guild_id))
     }
+    /// The GUILD_CREATE payload a session with every intent gets for `guild_id` (what a
+    /// client's directory of guilds is built from).
+    pub fn guild_create_payload(&self, guild_id: u64) -> Option<Value> {
+        let params = gateway::hub::SessionParams {
+            intents: u64::MAX,
+            large_threshold: 250,
+            shard_id: 0,
+            shard_count: 1,
+        };
+        self.core.read(|st| {
+            st.guilds.get(&guild_id)?;
+            serde_json::from_str(&gateway::hub::render_guild_create(st, guild_id, &params)).ok()
+        })
+    }
+
     /// `update`: `{"name"?, "owner_id"?}`; emits GUILD_UPDATE.
     pub fn update_guild(&self, guild_id: u64, update: &Value) -> Result<Value, DiscordError> {
         self.core.mutate(|st| st.update_guild(guild_id, update))

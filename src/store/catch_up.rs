@@ -68,6 +68,8 @@ impl Default for CatchUpConfig {
 pub struct FetchedMessage {
     pub id: u64,
     pub author_id: u64,
+    /// The webhook that posted it, if one did.
+    pub webhook_id: Option<u64>,
     pub payload: MirrorPayload,
 }
 
@@ -87,6 +89,8 @@ pub trait MessageHistory: Send + Sync {
 /// bound it is above.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChannelPlan {
+    /// The source guild the mappings' connectors read (the channel must be in it).
+    pub guild_id: u64,
     pub channel_id: u64,
     pub after: u64,
     /// (mapping id, bound): messages at or below the bound are not for that mapping.
@@ -143,18 +147,37 @@ pub async fn plan(
     config: &CatchUpConfig,
 ) -> AppResult<Vec<ChannelPlan>> {
     let conn = store.db().conn();
-    let enabled = connector_mappings::Entity::find()
+    // Live connectors' source guilds: a mapping is caught up in its connector's guild.
+    let guilds: HashMap<(String, String), i64> = entities::connectors::Entity::find()
+        .filter(entities::connectors::Column::Enabled.eq(true))
+        .filter(entities::connectors::Column::DeletedAt.is_null())
+        .all(conn)
+        .await?
+        .into_iter()
+        .map(|c| ((c.tenant_key, c.connector_id), c.source_guild_id))
+        .collect();
+    let enabled: Vec<(i64, connector_mappings::Model)> = connector_mappings::Entity::find()
         .filter(connector_mappings::Column::Enabled.eq(true))
         .filter(connector_mappings::Column::BrokenCode.is_null())
+        .filter(connector_mappings::Column::DeletedAt.is_null())
         .all(conn)
-        .await?;
-    let mut channels: Vec<i64> = enabled.iter().map(|m| m.source_channel_id).collect();
+        .await?
+        .into_iter()
+        .filter_map(|m| {
+            let guild = *guilds.get(&(m.tenant_key.clone(), m.connector_id.clone()))?;
+            Some((guild, m))
+        })
+        .collect();
+    let mut channels: Vec<(i64, i64)> = enabled
+        .iter()
+        .map(|(g, m)| (*g, m.source_channel_id))
+        .collect();
     channels.sort_unstable();
     channels.dedup();
     let floor_ms = now.saturating_sub(config.max_age.as_millis() as i64);
     let cut = session_start.saturating_sub(config.margin.as_millis() as i64);
     let mut plans = Vec::new();
-    for channel in channels {
+    for (guild, channel) in channels {
         // Links are per mapping: every mapping of this source, enabled or not.
         let all_ids: Vec<i64> = connector_mappings::Entity::find()
             .filter(connector_mappings::Column::SourceChannelId.eq(channel))
@@ -187,7 +210,8 @@ pub async fn plan(
         let known = from_jobs.max(from_links).map(snowflake::from_db);
         let floors: Vec<(i64, u64)> = enabled
             .iter()
-            .filter(|m| m.source_channel_id == channel)
+            .filter(|(g, m)| *g == guild && m.source_channel_id == channel)
+            .map(|(_, m)| m)
             .map(|m| (m.id, snowflake::at_ms(floor_ms.max(m.created_at))))
             .collect();
         let mappings: Vec<(i64, u64)> = floors
@@ -201,6 +225,7 @@ pub async fn plan(
             continue;
         };
         plans.push(ChannelPlan {
+            guild_id: snowflake::from_db(guild),
             channel_id: snowflake::from_db(channel),
             after,
             mappings,
@@ -350,7 +375,7 @@ async fn channel(
         let known = known_pairs(store, &mapping_ids, &ids).await?;
         let mut enqueued_here = 0;
         for m in messages {
-            if m.author_id == own_user {
+            if m.author_id == own_user || m.webhook_id.is_some_and(|w| store.is_own_webhook(w)) {
                 report.own += 1;
                 continue;
             }
@@ -365,6 +390,7 @@ async fn channel(
                 continue;
             }
             let event = SourceEvent::Created {
+                guild_id: plan.guild_id,
                 channel_id: plan.channel_id,
                 message_id: m.id,
                 payload: m.payload,
@@ -444,6 +470,7 @@ async fn review(
                 continue;
             }
             let event = SourceEvent::Updated {
+                guild_id: plan.guild_id,
                 channel_id: plan.channel_id,
                 message_id: m.id,
                 payload: m.payload.clone(),
@@ -466,6 +493,7 @@ async fn review(
         }
         for (id, mappings) in gone {
             let event = SourceEvent::Deleted {
+                guild_id: plan.guild_id,
                 channel_id: plan.channel_id,
                 message_id: id,
             };

@@ -58,12 +58,26 @@ impl ConnectorStore {
     pub async fn list(&self, tenant_key: &str) -> AppResult<Vec<connectors::Model>> {
         Ok(Connectors::find()
             .filter(connectors::Column::TenantKey.eq(tenant_key))
+            .filter(connectors::Column::DeletedAt.is_null())
             .order_by_asc(connectors::Column::ConnectorId)
             .all(self.db.conn())
             .await?)
     }
 
+    /// A connector that is not deleted.
     pub async fn get(
+        &self,
+        tenant_key: &str,
+        connector_id: &str,
+    ) -> AppResult<Option<connectors::Model>> {
+        Ok(self
+            .get_any(tenant_key, connector_id)
+            .await?
+            .filter(|c| c.deleted_at.is_none()))
+    }
+
+    /// A connector, deleted or not (the operator reads a deleted one's history).
+    pub async fn get_any(
         &self,
         tenant_key: &str,
         connector_id: &str,
@@ -72,6 +86,18 @@ impl ConnectorStore {
             .filter(connectors::Column::TenantKey.eq(tenant_key))
             .filter(connectors::Column::ConnectorId.eq(connector_id))
             .one(self.db.conn())
+            .await?)
+    }
+
+    /// Every connector that is switched off or deleted, for the snapshot cache at start.
+    pub async fn stopped(&self) -> AppResult<Vec<connectors::Model>> {
+        Ok(Connectors::find()
+            .filter(
+                sea_orm::Condition::any()
+                    .add(connectors::Column::Enabled.eq(false))
+                    .add(connectors::Column::DeletedAt.is_not_null()),
+            )
+            .all(self.db.conn())
             .await?)
     }
 
@@ -87,11 +113,24 @@ impl ConnectorStore {
             .filter(connectors::Column::ConnectorId.eq(new.connector_id.as_str()))
             .one(&txn)
             .await?;
-        if exists.is_some() {
-            return Err(AppError::new(
-                ErrorCode::Conflict,
-                format!("connector {} already exists", new.connector_id),
-            ));
+        match exists {
+            Some(c) if c.deleted_at.is_some() => {
+                return Err(AppError::new(
+                    ErrorCode::Conflict,
+                    format!(
+                        "connector {} was deleted and keeps its history under this id until it is purged \
+                         (DELETE .../connectors/{}?purge=true) or ages out; pick another id",
+                        new.connector_id, new.connector_id
+                    ),
+                ))
+            }
+            Some(_) => {
+                return Err(AppError::new(
+                    ErrorCode::Conflict,
+                    format!("connector {} already exists", new.connector_id),
+                ))
+            }
+            None => {}
         }
         let now = now_ms();
         let row = connectors::ActiveModel {
@@ -133,22 +172,71 @@ impl ConnectorStore {
         Ok(Some(active.update(self.db.conn()).await?))
     }
 
-    /// Deletes a connector; its mappings and server configs go with it (foreign keys cascade).
-    pub async fn delete(&self, tenant_key: &str, connector_id: &str) -> AppResult<bool> {
+    /// Deletes a connector with its mappings and server configs. Kept (`deleted_at`) for the
+    /// history and the links until the pruner ages them out; `purge` removes them at once
+    /// (foreign keys cascade to snapshots, history and links go with their mappings).
+    pub async fn delete(
+        &self,
+        tenant_key: &str,
+        connector_id: &str,
+        purge: bool,
+    ) -> AppResult<bool> {
         let txn = self.db.begin_write().await?;
-        Mappings::delete_many()
+        let now = now_ms();
+        if purge {
+            let ids: Vec<i64> = Mappings::find()
+                .filter(connector_mappings::Column::TenantKey.eq(tenant_key))
+                .filter(connector_mappings::Column::ConnectorId.eq(connector_id))
+                .all(&txn)
+                .await?
+                .into_iter()
+                .map(|m| m.id)
+                .collect();
+            entities::mirror_message_links::Entity::delete_many()
+                .filter(entities::mirror_message_links::Column::MappingId.is_in(ids))
+                .exec(&txn)
+                .await?;
+            Mappings::delete_many()
+                .filter(connector_mappings::Column::TenantKey.eq(tenant_key))
+                .filter(connector_mappings::Column::ConnectorId.eq(connector_id))
+                .exec(&txn)
+                .await?;
+            entities::discord_server_configs::Entity::delete_many()
+                .filter(entities::discord_server_configs::Column::TenantKey.eq(tenant_key))
+                .filter(entities::discord_server_configs::Column::ConnectorId.eq(connector_id))
+                .exec(&txn)
+                .await?;
+            let res = Connectors::delete_many()
+                .filter(connectors::Column::TenantKey.eq(tenant_key))
+                .filter(connectors::Column::ConnectorId.eq(connector_id))
+                .exec(&txn)
+                .await?;
+            txn.commit().await?;
+            return Ok(res.rows_affected == 1);
+        }
+        use sea_orm::sea_query::Expr;
+        Mappings::update_many()
+            .col_expr(connector_mappings::Column::DeletedAt, Expr::value(now))
             .filter(connector_mappings::Column::TenantKey.eq(tenant_key))
             .filter(connector_mappings::Column::ConnectorId.eq(connector_id))
+            .filter(connector_mappings::Column::DeletedAt.is_null())
             .exec(&txn)
             .await?;
-        entities::discord_server_configs::Entity::delete_many()
+        entities::discord_server_configs::Entity::update_many()
+            .col_expr(
+                entities::discord_server_configs::Column::DeletedAt,
+                Expr::value(now),
+            )
             .filter(entities::discord_server_configs::Column::TenantKey.eq(tenant_key))
             .filter(entities::discord_server_configs::Column::ConnectorId.eq(connector_id))
+            .filter(entities::discord_server_configs::Column::DeletedAt.is_null())
             .exec(&txn)
             .await?;
-        let res = Connectors::delete_many()
+        let res = Connectors::update_many()
+            .col_expr(connectors::Column::DeletedAt, Expr::value(now))
             .filter(connectors::Column::TenantKey.eq(tenant_key))
             .filter(connectors::Column::ConnectorId.eq(connector_id))
+            .filter(connectors::Column::DeletedAt.is_null())
             .exec(&txn)
             .await?;
         txn.commit().await?;
@@ -163,6 +251,7 @@ impl ConnectorStore {
         Ok(Mappings::find()
             .filter(connector_mappings::Column::TenantKey.eq(tenant_key))
             .filter(connector_mappings::Column::ConnectorId.eq(connector_id))
+            .filter(connector_mappings::Column::DeletedAt.is_null())
             .order_by_asc(connector_mappings::Column::Id)
             .all(self.db.conn())
             .await?)
@@ -177,6 +266,7 @@ impl ConnectorStore {
         Ok(Mappings::find_by_id(mapping_id)
             .filter(connector_mappings::Column::TenantKey.eq(tenant_key))
             .filter(connector_mappings::Column::ConnectorId.eq(connector_id))
+            .filter(connector_mappings::Column::DeletedAt.is_null())
             .one(self.db.conn())
             .await?)
     }
@@ -188,6 +278,26 @@ impl ConnectorStore {
         new: NewMapping,
     ) -> AppResult<connector_mappings::Model> {
         let now = now_ms();
+        // The same mapping deleted earlier comes back with its links and webhook.
+        let deleted = Mappings::find()
+            .filter(connector_mappings::Column::TenantKey.eq(tenant_key))
+            .filter(connector_mappings::Column::ConnectorId.eq(connector_id))
+            .filter(connector_mappings::Column::SourceChannelId.eq(to_db(new.source_channel_id)))
+            .filter(connector_mappings::Column::TargetChannelId.eq(to_db(new.target_channel_id)))
+            .filter(connector_mappings::Column::DeletedAt.is_not_null())
+            .one(self.db.conn())
+            .await?;
+        if let Some(row) = deleted {
+            let mut active = row.into_active_model();
+            active.target_guild_id = Set(to_db(new.target_guild_id));
+            active.delivery_mode = Set(new.delivery_mode);
+            active.enabled = Set(true);
+            active.broken_code = Set(None);
+            active.broken_at = Set(None);
+            active.deleted_at = Set(None);
+            active.updated_at = Set(now);
+            return Ok(active.update(self.db.conn()).await?);
+        }
         Ok(connector_mappings::ActiveModel {
             tenant_key: Set(tenant_key.to_owned()),
             connector_id: Set(connector_id.to_owned()),
@@ -222,6 +332,12 @@ impl ConnectorStore {
             active.target_guild_id = Set(to_db(v));
         }
         if let Some(v) = changes.target_channel_id {
+            if to_db(v) != *active.target_channel_id.as_ref() {
+                // Another channel needs a webhook of its own; copies made before keep theirs
+                // (their links say which).
+                active.webhook_id = Set(None);
+                active.webhook_token = Set(None);
+            }
             active.target_channel_id = Set(to_db(v));
         }
         if let Some(v) = changes.delivery_mode {
@@ -236,8 +352,28 @@ impl ConnectorStore {
         Ok(active.update(self.db.conn()).await?)
     }
 
-    pub async fn delete_mapping(&self, id: i64) -> AppResult<bool> {
-        let res = Mappings::delete_by_id(id).exec(self.db.conn()).await?;
+    /// Deletes a mapping: kept (`deleted_at`) so that a later source delete still removes
+    /// its copies, until the pruner ages its links out; `purge` removes it and its links.
+    pub async fn delete_mapping(&self, id: i64, purge: bool) -> AppResult<bool> {
+        if purge {
+            let txn = self.db.begin_write().await?;
+            entities::mirror_message_links::Entity::delete_many()
+                .filter(entities::mirror_message_links::Column::MappingId.eq(id))
+                .exec(&txn)
+                .await?;
+            let res = Mappings::delete_by_id(id).exec(&txn).await?;
+            txn.commit().await?;
+            return Ok(res.rows_affected == 1);
+        }
+        let res = Mappings::update_many()
+            .col_expr(
+                connector_mappings::Column::DeletedAt,
+                sea_orm::sea_query::Expr::value(now_ms()),
+            )
+            .filter(connector_mappings::Column::Id.eq(id))
+            .filter(connector_mappings::Column::DeletedAt.is_null())
+            .exec(self.db.conn())
+            .await?;
         Ok(res.rows_affected == 1)
     }
 }

@@ -28,22 +28,34 @@ pub const EXPIRED: &str = "expired";
 #[derive(Debug, Clone, PartialEq)]
 pub enum SourceEvent {
     Created {
+        guild_id: u64,
         channel_id: u64,
         message_id: u64,
         payload: MirrorPayload,
     },
     Updated {
+        guild_id: u64,
         channel_id: u64,
         message_id: u64,
         payload: MirrorPayload,
     },
     Deleted {
+        guild_id: u64,
         channel_id: u64,
         message_id: u64,
     },
 }
 
 impl SourceEvent {
+    /// The source guild the message is in: mappings are matched by guild and channel.
+    pub fn guild_id(&self) -> u64 {
+        match self {
+            SourceEvent::Created { guild_id, .. }
+            | SourceEvent::Updated { guild_id, .. }
+            | SourceEvent::Deleted { guild_id, .. } => *guild_id,
+        }
+    }
+
     pub fn channel_id(&self) -> u64 {
         match self {
             SourceEvent::Created { channel_id, .. }
@@ -85,11 +97,17 @@ pub struct ClaimedSends {
 pub struct MirrorStore {
     db: Database,
     queue: MirrorQueue,
+    /// Webhooks the service created: their messages are never mirrored.
+    own_webhooks: std::sync::Arc<dashmap::DashMap<u64, ()>>,
 }
 
 impl MirrorStore {
     pub fn new(db: Database, queue: MirrorQueue) -> Self {
-        Self { db, queue }
+        Self {
+            db,
+            queue,
+            own_webhooks: Default::default(),
+        }
     }
 
     pub fn db(&self) -> &Database {
@@ -100,15 +118,41 @@ impl MirrorStore {
         &self.queue
     }
 
-    /// Enabled, unbroken mappings whose source is `channel_id`.
+    /// Unbroken mappings whose source is `channel_id` in `guild_id`: the channel must be in
+    /// the connector's source guild (a mapping naming another guild's channel gets nothing).
+    /// With `live`, only enabled mappings of enabled connectors, none deleted, whose tenant
+    /// is granted the guild (what new sends and edits go to); without, every one (a source delete still removes the
+    /// copies of a disabled or deleted mapping).
     pub async fn mappings_for_source<C: ConnectionTrait>(
         conn: &C,
+        guild_id: u64,
         channel_id: u64,
+        live: bool,
     ) -> AppResult<Vec<connector_mappings::Model>> {
-        Ok(connector_mappings::Entity::find()
+        let guild = snowflake::to_db(guild_id);
+        let mut query = connector_mappings::Entity::find()
             .filter(connector_mappings::Column::SourceChannelId.eq(snowflake::to_db(channel_id)))
-            .filter(connector_mappings::Column::Enabled.eq(true))
-            .filter(connector_mappings::Column::BrokenCode.is_null())
+            .filter(connector_mappings::Column::BrokenCode.is_null());
+        query = if live {
+            query
+                .filter(connector_mappings::Column::Enabled.eq(true))
+                .filter(connector_mappings::Column::DeletedAt.is_null())
+                .filter(Expr::cust_with_values(
+                    "EXISTS (SELECT 1 FROM connectors c WHERE c.tenant_key = connector_mappings.tenant_key \
+                     AND c.connector_id = connector_mappings.connector_id AND c.source_guild_id = ? \
+                     AND c.enabled = ? AND c.deleted_at IS NULL \
+                     AND EXISTS (SELECT 1 FROM tenant_source_guilds g \
+                                 WHERE g.tenant_key = c.tenant_key AND g.guild_id = c.source_guild_id))",
+                    [sea_orm::Value::from(guild), true.into()],
+                ))
+        } else {
+            query.filter(Expr::cust_with_values(
+                "EXISTS (SELECT 1 FROM connectors c WHERE c.tenant_key = connector_mappings.tenant_key \
+                 AND c.connector_id = connector_mappings.connector_id AND c.source_guild_id = ?)",
+                [guild],
+            ))
+        };
+        Ok(query
             .order_by_asc(connector_mappings::Column::Id)
             .all(conn)
             .await?)
@@ -120,13 +164,43 @@ impl MirrorStore {
             .await?)
     }
 
-    /// Whether any enabled mapping reads `channel_id`. Most messages the bot sees are not in
-    /// a source channel (customers talking, our own deliveries): a plain read turns them away
-    /// without taking the write lock.
-    pub async fn is_source(&self, channel_id: u64) -> AppResult<bool> {
-        Ok(!Self::mappings_for_source(self.db.read_conn(), channel_id)
-            .await?
-            .is_empty())
+    /// Whether any mapping reads `channel_id` of `guild_id`. Most messages the bot sees are
+    /// not in a source channel (customers talking, our own deliveries): a plain read turns
+    /// them away without taking the write lock.
+    pub async fn is_source(&self, guild_id: u64, channel_id: u64) -> AppResult<bool> {
+        Ok(
+            !Self::mappings_for_source(self.db.read_conn(), guild_id, channel_id, false)
+                .await?
+                .is_empty(),
+        )
+    }
+
+    /// Whether a message was posted by a webhook this service created (a copy of ours).
+    pub fn is_own_webhook(&self, webhook_id: u64) -> bool {
+        self.own_webhooks.contains_key(&webhook_id)
+    }
+
+    /// Remembers the webhooks the service created (at start; the gate adds the new ones).
+    pub async fn load_own_webhooks(&self) -> AppResult<usize> {
+        let rows = entities::service_webhooks::Entity::find()
+            .all(self.db.conn())
+            .await?;
+        for r in &rows {
+            self.own_webhooks
+                .insert(snowflake::from_db(r.webhook_id), ());
+        }
+        Ok(rows.len())
+    }
+
+    /// A webhook the service created, with its token (for a copy posted through a webhook
+    /// its mapping no longer uses).
+    pub async fn service_webhook(&self, webhook_id: u64) -> AppResult<Option<(u64, String)>> {
+        Ok(
+            entities::service_webhooks::Entity::find_by_id(snowflake::to_db(webhook_id))
+                .one(self.db.conn())
+                .await?
+                .map(|r| (snowflake::from_db(r.webhook_id), r.token)),
+        )
     }
 
     /// Writes the jobs for one source event in one transaction. Per mapping: a create adds a
@@ -135,7 +209,7 @@ impl MirrorStore {
     /// delete. A create for a mapping that already has a send for that message (in any state)
     /// writes nothing: see [`IngestOutcome::duplicates`].
     pub async fn ingest(&self, event: &SourceEvent, now: i64) -> AppResult<IngestOutcome> {
-        if !self.is_source(event.channel_id()).await? {
+        if !self.is_source(event.guild_id(), event.channel_id()).await? {
             return Ok(IngestOutcome::default());
         }
         self.ingest_for(event, now, None).await
@@ -183,7 +257,9 @@ impl MirrorStore {
             ))
             .await?;
         }
-        let mut mappings = Self::mappings_for_source(&txn, event.channel_id()).await?;
+        let live = !matches!(event, SourceEvent::Deleted { .. });
+        let mut mappings =
+            Self::mappings_for_source(&txn, event.guild_id(), event.channel_id(), live).await?;
         if let Some(only) = only {
             mappings.retain(|m| only.contains(&m.id));
         }
@@ -395,21 +471,39 @@ impl MirrorStore {
             .is_some())
     }
 
+    /// The mapping's webhook (or none after it was found gone). A new one is recorded as
+    /// the service's own, with its token, for good: copies it posted are edited and deleted
+    /// through it, and its messages are never mirrored.
     pub async fn set_webhook(
         &self,
-        mapping_id: i64,
+        mapping: &connector_mappings::Model,
         webhook: Option<(u64, String)>,
         now: i64,
     ) -> AppResult<()> {
-        let (id, token) = match webhook {
-            Some((id, token)) => (Some(snowflake::to_db(id)), Some(token)),
+        let (id, token) = match &webhook {
+            Some((id, token)) => (Some(snowflake::to_db(*id)), Some(token.clone())),
             None => (None, None),
         };
+        if let Some((webhook_id, token)) = &webhook {
+            self.own_webhooks.insert(*webhook_id, ());
+            let row = entities::service_webhooks::ActiveModel {
+                webhook_id: Set(snowflake::to_db(*webhook_id)),
+                token: Set(token.clone()),
+                guild_id: Set(mapping.target_guild_id),
+                channel_id: Set(mapping.target_channel_id),
+                mapping_id: Set(mapping.id),
+                created_at: Set(now),
+            };
+            entities::service_webhooks::Entity::insert(row)
+                .on_conflict_do_nothing_on([entities::service_webhooks::Column::WebhookId])
+                .exec(self.db.conn())
+                .await?;
+        }
         connector_mappings::Entity::update_many()
             .col_expr(connector_mappings::Column::WebhookId, Expr::value(id))
             .col_expr(connector_mappings::Column::WebhookToken, Expr::value(token))
             .col_expr(connector_mappings::Column::UpdatedAt, Expr::value(now))
-            .filter(connector_mappings::Column::Id.eq(mapping_id))
+            .filter(connector_mappings::Column::Id.eq(mapping.id))
             .exec(self.db.conn())
             .await?;
         Ok(())
@@ -549,18 +643,59 @@ impl MirrorStore {
     }
 
     /// Makes the jobs the gate held back for `server` due now, after its state changed.
-    pub async fn release_held(&self, server: &ServerKey, now: i64) -> AppResult<u64> {
-        let res = mirror_jobs::Entity::update_many()
+    /// Makes the held jobs in `scope` due now (holds of the gate, and of a disabled
+    /// connector or mapping).
+    pub async fn release_held(&self, scope: &HeldScope, now: i64) -> AppResult<u64> {
+        let mut update = mirror_jobs::Entity::update_many()
             .col_expr(mirror_jobs::Column::RunAfter, Expr::value(now))
-            .filter(mirror_jobs::Column::TenantKey.eq(server.tenant_key.as_str()))
-            .filter(mirror_jobs::Column::ConnectorId.eq(server.connector_id.as_str()))
-            .filter(mirror_jobs::Column::TargetGuildId.eq(snowflake::to_db(server.guild_id)))
             .filter(mirror_jobs::Column::Status.eq(PENDING))
             .filter(mirror_jobs::Column::RunAfter.gt(now))
-            .filter(mirror_jobs::Column::LastError.is_in(GATE_CODES.iter().map(|c| c.as_str())))
-            .exec(self.db.conn())
-            .await?;
-        Ok(res.rows_affected)
+            .filter(mirror_jobs::Column::LastError.is_in(HELD_CODES.iter().map(|c| c.as_str())));
+        update = match scope {
+            HeldScope::Server(server) => update
+                .filter(mirror_jobs::Column::TenantKey.eq(server.tenant_key.as_str()))
+                .filter(mirror_jobs::Column::ConnectorId.eq(server.connector_id.as_str()))
+                .filter(mirror_jobs::Column::TargetGuildId.eq(snowflake::to_db(server.guild_id))),
+            HeldScope::Connector {
+                tenant_key,
+                connector_id,
+            } => update
+                .filter(mirror_jobs::Column::TenantKey.eq(tenant_key.as_str()))
+                .filter(mirror_jobs::Column::ConnectorId.eq(connector_id.as_str())),
+            HeldScope::Mapping(id) => update.filter(mirror_jobs::Column::MappingId.eq(*id)),
+            HeldScope::All => update,
+        };
+        Ok(update.exec(self.db.conn()).await?.rows_affected)
+    }
+}
+
+/// Whose held jobs a change may let go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeldScope {
+    /// A server's seat state or policy changed.
+    Server(ServerKey),
+    /// A connector was enabled again.
+    Connector {
+        tenant_key: String,
+        connector_id: String,
+    },
+    /// A mapping was enabled again.
+    Mapping(i64),
+    /// Every held job (the kill switch turned on).
+    All,
+}
+
+impl std::fmt::Display for HeldScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HeldScope::Server(key) => write!(f, "server {key}"),
+            HeldScope::Connector {
+                tenant_key,
+                connector_id,
+            } => write!(f, "connector {tenant_key}/{connector_id}"),
+            HeldScope::Mapping(id) => write!(f, "mapping {id}"),
+            HeldScope::All => f.write_str("every server"),
+        }
     }
 }
 
@@ -694,11 +829,12 @@ pub fn send_dedupe_key(mapping_id: i64, source_message_id: u64) -> String {
 }
 
 /// Codes the gate leaves on jobs it holds back.
-pub const GATE_CODES: [ErrorCode; 4] = [
+pub const HELD_CODES: [ErrorCode; 5] = [
     ErrorCode::SeatLimitExceeded,
     ErrorCode::SeatCheckPending,
     ErrorCode::SeatAuditFailed,
     ErrorCode::SeatOverrideBlock,
+    ErrorCode::MirrorDisabled,
 ];
 
 /// The columns of one mirror job row.

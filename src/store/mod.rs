@@ -11,6 +11,7 @@ pub mod testing;
 
 pub use db::{now_ms, Database};
 pub mod connectors;
+pub mod grants;
 pub mod servers;
 pub mod settings;
 pub mod tokens;

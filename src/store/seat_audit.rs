@@ -96,11 +96,14 @@ impl SeatAuditStore {
     /// Every configured server with its mapped target channels.
     pub async fn servers(&self) -> AppResult<Vec<ServerSpec>> {
         let configs = discord_server_configs::Entity::find()
+            .filter(discord_server_configs::Column::DeletedAt.is_null())
             .order_by_asc(discord_server_configs::Column::Id)
             .all(self.db.conn())
             .await?;
+        // The channels members see a server's mirror in: enabled, not deleted mappings.
         let mappings = connector_mappings::Entity::find()
             .filter(connector_mappings::Column::Enabled.eq(true))
+            .filter(connector_mappings::Column::DeletedAt.is_null())
             .all(self.db.conn())
             .await?;
         let mut mapped: BTreeMap<(String, String, i64), Vec<u64>> = BTreeMap::new();

@@ -64,7 +64,10 @@ impl ServerStore {
 
     /// Every config, for loading policies into the snapshot cache at start.
     pub async fn all_configs(&self) -> AppResult<Vec<discord_server_configs::Model>> {
-        Ok(Configs::find().all(self.db.conn()).await?)
+        Ok(Configs::find()
+            .filter(discord_server_configs::Column::DeletedAt.is_null())
+            .all(self.db.conn())
+            .await?)
     }
 
     pub async fn configs(
@@ -75,6 +78,7 @@ impl ServerStore {
         Ok(Configs::find()
             .filter(discord_server_configs::Column::TenantKey.eq(tenant_key))
             .filter(discord_server_configs::Column::ConnectorId.eq(connector_id))
+            .filter(discord_server_configs::Column::DeletedAt.is_null())
             .order_by_asc(discord_server_configs::Column::GuildId)
             .all(self.db.conn())
             .await?)
@@ -88,6 +92,7 @@ impl ServerStore {
             .filter(discord_server_configs::Column::TenantKey.eq(key.tenant_key.as_str()))
             .filter(discord_server_configs::Column::ConnectorId.eq(key.connector_id.as_str()))
             .filter(discord_server_configs::Column::GuildId.eq(to_db(key.guild_id)))
+            .filter(discord_server_configs::Column::DeletedAt.is_null())
             .one(self.db.conn())
             .await?)
     }
@@ -106,7 +111,8 @@ impl ServerStore {
             .one(&txn)
             .await?;
         let now = now_ms();
-        let created = existing.is_none();
+        // A deleted config written again comes back with its history.
+        let created = existing.as_ref().is_none_or(|r| r.deleted_at.is_some());
         let mut active = match existing {
             Some(row) => row.into_active_model(),
             None => discord_server_configs::ActiveModel {
@@ -126,23 +132,39 @@ impl ServerStore {
         active.pro_role_id = Set(input.pro_role_id.map(to_db));
         active.notify_channel_id = Set(input.notify_channel_id.map(to_db));
         active.updated_at = Set(now);
-        let row = if created {
-            active.insert(&txn).await?
-        } else {
-            active.update(&txn).await?
+        active.deleted_at = Set(None);
+        let row = match active.id {
+            sea_orm::ActiveValue::Unchanged(_) | sea_orm::ActiveValue::Set(_) => {
+                active.update(&txn).await?
+            }
+            sea_orm::ActiveValue::NotSet => active.insert(&txn).await?,
         };
         txn.commit().await?;
         Ok((row, created))
     }
 
-    pub async fn delete_config(&self, key: &ServerKey) -> AppResult<bool> {
-        let res = Configs::delete_many()
-            .filter(discord_server_configs::Column::TenantKey.eq(key.tenant_key.as_str()))
-            .filter(discord_server_configs::Column::ConnectorId.eq(key.connector_id.as_str()))
-            .filter(discord_server_configs::Column::GuildId.eq(to_db(key.guild_id)))
-            .exec(self.db.conn())
-            .await?;
-        Ok(res.rows_affected >= 1)
+    /// Deletes a server config: kept (`deleted_at`) with its pause/resume history until the
+    /// pruner ages it out; `purge` removes it, its snapshot and its history at once.
+    pub async fn delete_config(&self, key: &ServerKey, purge: bool) -> AppResult<bool> {
+        let filter = |q: sea_orm::Select<Configs>| {
+            q.filter(discord_server_configs::Column::TenantKey.eq(key.tenant_key.as_str()))
+                .filter(discord_server_configs::Column::ConnectorId.eq(key.connector_id.as_str()))
+                .filter(discord_server_configs::Column::GuildId.eq(to_db(key.guild_id)))
+        };
+        let Some(row) = filter(Configs::find()).one(self.db.conn()).await? else {
+            return Ok(false);
+        };
+        if purge {
+            let res = Configs::delete_by_id(row.id).exec(self.db.conn()).await?;
+            return Ok(res.rows_affected == 1);
+        }
+        if row.deleted_at.is_some() {
+            return Ok(false);
+        }
+        let mut active = row.into_active_model();
+        active.deleted_at = Set(Some(now_ms()));
+        active.update(self.db.conn()).await?;
+        Ok(true)
     }
 
     pub async fn snapshot(

@@ -134,6 +134,10 @@ pub mod seed {
         }
         .insert(db.conn())
         .await?;
+        // As a connector written with the operator token does: its source guild is granted.
+        crate::store::grants::GrantStore::new(db.clone())
+            .grant(tenant, source_guild)
+            .await?;
         Ok(())
     }
 

@@ -43,12 +43,94 @@ pub async fn harness() -> Harness {
     let state = admin_state(&t.db, &settings, &actors)
         .await
         .expect("admin state");
+    know_the_world(&state.directory).await;
     Harness {
         t,
         settings,
         actors,
         state,
     }
+}
+
+pub const BOT: u64 = 990_000_000_000_000_001;
+
+/// A whole server config for `PUT .../servers/{guild_id}` (which replaces every field):
+/// seat limit 5, mode off, no override, strict, no roles, no notice channel, with `fields`
+/// laid over it.
+pub fn server_body(fields: Value) -> Value {
+    let mut body = serde_json::json!({
+        "seat_limit": 5, "enforcement_mode": "off", "override": "none", "stale_grace": false,
+        "basic_role_id": null, "advanced_role_id": null, "pro_role_id": null,
+        "notify_channel_id": null
+    });
+    if let (Some(b), Some(f)) = (body.as_object_mut(), fields.as_object()) {
+        for (k, v) in f {
+            b.insert(k.clone(), v.clone());
+        }
+    }
+    body
+}
+
+/// The guilds the admin tests name, each with its channels: `(guild, channels)`. The bot is
+/// in all of them and may view, send and manage webhooks everywhere.
+pub const WORLD: &[(u64, &[u64])] = &[
+    (1, &[10]),
+    (111, &[222, 223]),
+    (175928847299117063, &[175928847299117064]),
+    (500, &[11, 12]),
+    (501, &[13]),
+    (900, &[9003, 44]),
+    (901, &[9013]),
+    (1000, &[333, 334, 10003]),
+];
+
+/// The target channel of [`seed`]'s mapping into `guild`.
+pub fn target_channel(guild: u64) -> u64 {
+    guild * 10 + 3
+}
+
+/// The world as the gateway would tell it: the sandbox renders each guild's GUILD_CREATE,
+/// serenity decodes it, and the directory takes it as the ordered stream hands it over.
+pub async fn know_the_world(directory: &seatgate::discord::directory::GuildDirectory) {
+    use serenity::model::event::{Event, GuildCreateEvent};
+    const VIEW_SEND_HOOKS: u64 = (1 << 10) | (1 << 11) | (1 << 29);
+    let guilds: Vec<Value> = WORLD
+        .iter()
+        .map(|(g, channels)| {
+            let channels: Vec<Value> = channels
+                .iter()
+                .map(|c| serde_json::json!({"id": c.to_string(), "name": format!("ch{c}"), "type": 0}))
+                .collect();
+            serde_json::json!({
+                "id": g.to_string(), "name": format!("Guild {g}"), "owner_id": "700000000000000001",
+                "roles": [
+                    {"id": g.to_string(), "name": "@everyone", "permissions": VIEW_SEND_HOOKS.to_string()}
+                ],
+                "channels": channels,
+                "members": [{"user": {"id": "700000000000000001", "username": "owner"}, "roles": []}]
+            })
+        })
+        .collect();
+    let scenario = seatgate::sandbox::Scenario::from_json(
+        &serde_json::json!({"bot": {"id": BOT.to_string(), "username": "seatgate"}, "guilds": guilds}),
+    )
+    .expect("world scenario");
+    let sandbox = seatgate::sandbox::Sandbox::start(seatgate::sandbox::SandboxOptions {
+        scenario: Some(scenario),
+        ..Default::default()
+    })
+    .await
+    .expect("sandbox");
+    directory.set_bot_id(BOT);
+    for (g, _) in WORLD {
+        let payload = sandbox
+            .guild_create_payload(*g)
+            .expect("a guild of the world");
+        let event: GuildCreateEvent =
+            serde_json::from_value(payload).expect("serenity decodes GUILD_CREATE");
+        directory.apply(&Event::GuildCreate(event));
+    }
+    sandbox.shutdown().await;
 }
 
 /// Builds the app over `state`.
@@ -224,7 +306,7 @@ where
         "POST",
         &format!("/api/v1/tenants/{tenant}/connectors/c1/mappings"),
         Some(OPERATOR),
-        Some(serde_json::json!({"source_channel_id": "222", "target_guild_id": guild.to_string(), "target_channel_id": "333"})),
+        Some(serde_json::json!({"source_channel_id": "222", "target_guild_id": guild.to_string(), "target_channel_id": target_channel(guild).to_string()})),
     )
     .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
@@ -233,7 +315,9 @@ where
         "PUT",
         &format!("/api/v1/tenants/{tenant}/connectors/c1/servers/{guild}"),
         Some(OPERATOR),
-        Some(serde_json::json!({"seat_limit": 5, "enforcement_mode": "enforce"})),
+        Some(server_body(
+            serde_json::json!({"seat_limit": 5, "enforcement_mode": "enforce"}),
+        )),
     )
     .await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);

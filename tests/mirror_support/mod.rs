@@ -62,6 +62,22 @@ pub fn scenario(targets: u64) -> Value {
     json!({"bot": {"id": BOT.to_string(), "username": "seatgate"}, "guilds": guilds})
 }
 
+/// A whole server config for `PUT .../servers/{guild_id}` (which replaces every field):
+/// mode off, no override, strict, no roles, no notice channel, with `fields` laid over it.
+pub fn server_config(fields: Value) -> Value {
+    let mut body = json!({
+        "seat_limit": 1000, "enforcement_mode": "off", "override": "none", "stale_grace": false,
+        "basic_role_id": null, "advanced_role_id": null, "pro_role_id": null,
+        "notify_channel_id": null
+    });
+    if let (Some(b), Some(f)) = (body.as_object_mut(), fields.as_object()) {
+        for (k, v) in f {
+            b.insert(k.clone(), v.clone());
+        }
+    }
+    body
+}
+
 pub struct Admin {
     pub api: String,
     pub operator: String,

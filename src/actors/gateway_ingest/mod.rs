@@ -32,7 +32,7 @@ use super::{
 };
 use crate::{
     config::Secret,
-    discord::connect,
+    discord::{connect, directory::GuildDirectory},
     domain::mirror::{AttachmentRef, MirrorPayload},
     error::{AppError, AppResult, ErrorCode},
     store::{
@@ -64,7 +64,7 @@ impl GatewayIngest {
     pub fn new(auditor: Recipient<GuildChange>, api_url: String) -> Self {
         Self {
             handler: Arc::new(Handler {
-                ordered: ordered::OrderedChanges::new(auditor.clone()),
+                ordered: ordered::OrderedChanges::new(auditor.clone(), GuildDirectory::new()),
                 auditor,
                 mirror: None,
                 sessions: Arc::new(AtomicU32::new(0)),
@@ -75,6 +75,14 @@ impl GatewayIngest {
             api_url,
             shards: None,
         }
+    }
+
+    /// Where what the gateway says of guilds, channels and roles is kept for the admin API.
+    pub fn with_directory(mut self, directory: GuildDirectory) -> Self {
+        if let Some(h) = Arc::get_mut(&mut self.handler) {
+            h.ordered = ordered::OrderedChanges::new(h.auditor.clone(), directory);
+        }
+        self
     }
 
     /// Connects with this bot token when started.
@@ -197,11 +205,21 @@ impl Handler {
         self.auditor.do_send(change);
     }
 
-    async fn mirror(&self, ctx: &SerenityContext, event: SourceEvent, author: Option<&User>) {
+    /// Records a source message's event. Messages the bot posted, or a webhook the service
+    /// created, are never mirrored: a mapping whose target is another's source would loop.
+    async fn mirror(
+        &self,
+        ctx: &SerenityContext,
+        event: SourceEvent,
+        author: Option<&User>,
+        webhook: Option<u64>,
+    ) {
         let Some((store, gate)) = &self.mirror else {
             return;
         };
-        if author.is_some_and(|a| is_own(a.id, ctx.cache.current_user().id)) {
+        if author.is_some_and(|a| is_own(a.id, ctx.cache.current_user().id))
+            || webhook.is_some_and(|w| store.is_own_webhook(w))
+        {
             return;
         }
         let started = std::time::Instant::now();
@@ -232,7 +250,10 @@ impl Handler {
         gate: &GateInbox,
         event: &SourceEvent,
     ) -> AppResult<IngestOutcome> {
-        if !store.is_source(event.channel_id()).await? {
+        if !store
+            .is_source(event.guild_id(), event.channel_id())
+            .await?
+        {
             return Ok(IngestOutcome::default());
         }
         let stamp = match event {
@@ -349,6 +370,7 @@ impl MessageHistory for SerenityHistory {
             .map(|m| FetchedMessage {
                 id: m.id.get(),
                 author_id: m.author.id.get(),
+                webhook_id: m.webhook_id.map(|w| w.get()),
                 payload: payload_of(m),
             })
             .collect())
@@ -393,6 +415,7 @@ pub fn payload_of(message: &Message) -> MirrorPayload {
 impl EventHandler for Handler {
     async fn ready(&self, ctx: SerenityContext, ready: Ready) {
         // First: the later the collector, the more GUILD_CREATEs go by before it.
+        self.ordered.directory().set_bot_id(ready.user.id.get());
         self.ordered.attach(ctx.shard_id.0, &ctx.shard);
         let previous = self.sessions.fetch_add(1, Ordering::SeqCst);
         self.send(GuildChange::SessionStarted {
@@ -414,6 +437,10 @@ impl EventHandler for Handler {
     /// The guild itself reached the auditor through the ordered stream, unless that stream
     /// started after it.
     async fn guild_create(&self, ctx: SerenityContext, guild: Guild, _: Option<bool>) {
+        if !self.ordered.directory().has_guild(guild.id.get()) {
+            // The ordered stream missed it: the directory takes what the handler has.
+            self.ordered.directory().guild_available(&guild);
+        }
         self.ordered
             .check_guild_create(ctx.shard_id.0, guild.id.get());
     }
@@ -424,12 +451,18 @@ impl EventHandler for Handler {
             message_id = message.id.get(),
             "[mirror] gateway: message created"
         );
+        let Some(guild) = message.guild_id else {
+            return; // a direct message
+        };
         let event = SourceEvent::Created {
+            guild_id: guild.get(),
             channel_id: message.channel_id.get(),
             message_id: message.id.get(),
             payload: payload_of(&message),
         };
-        self.mirror(&ctx, event, Some(&message.author)).await;
+        let webhook = message.webhook_id.map(|w| w.get());
+        self.mirror(&ctx, event, Some(&message.author), webhook)
+            .await;
     }
 
     async fn message_update(
@@ -467,12 +500,21 @@ impl EventHandler for Handler {
             .as_ref()
             .map(|m| m.author.clone())
             .or(event.author.clone());
+        let webhook = new
+            .as_ref()
+            .and_then(|m| m.webhook_id)
+            .or(event.webhook_id.flatten())
+            .map(|w| w.get());
+        let Some(guild) = event.guild_id else {
+            return;
+        };
         let event = SourceEvent::Updated {
+            guild_id: guild.get(),
             channel_id: event.channel_id.get(),
             message_id: event.id.get(),
             payload,
         };
-        self.mirror(&ctx, event, author.as_ref()).await;
+        self.mirror(&ctx, event, author.as_ref(), webhook).await;
     }
 
     async fn message_delete(
@@ -480,13 +522,17 @@ impl EventHandler for Handler {
         ctx: SerenityContext,
         channel_id: ChannelId,
         message_id: MessageId,
-        _: Option<GuildId>,
+        guild: Option<GuildId>,
     ) {
+        let Some(guild) = guild else {
+            return;
+        };
         let event = SourceEvent::Deleted {
+            guild_id: guild.get(),
             channel_id: channel_id.get(),
             message_id: message_id.get(),
         };
-        self.mirror(&ctx, event, None).await;
+        self.mirror(&ctx, event, None, None).await;
     }
 
     async fn message_delete_bulk(
@@ -494,14 +540,18 @@ impl EventHandler for Handler {
         ctx: SerenityContext,
         channel_id: ChannelId,
         ids: Vec<MessageId>,
-        _: Option<GuildId>,
+        guild: Option<GuildId>,
     ) {
+        let Some(guild) = guild else {
+            return;
+        };
         for id in ids {
             let event = SourceEvent::Deleted {
+                guild_id: guild.get(),
                 channel_id: channel_id.get(),
                 message_id: id.get(),
             };
-            self.mirror(&ctx, event, None).await;
+            self.mirror(&ctx, event, None, None).await;
         }
     }
 }

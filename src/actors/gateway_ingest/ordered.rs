@@ -27,6 +27,7 @@ use serenity::{
 
 use crate::{
     actors::seat_auditor::GuildChange,
+    discord::directory::GuildDirectory,
     domain::seats::{guild_events, GuildSnapshot},
 };
 
@@ -56,15 +57,21 @@ impl Seen {
 #[derive(Clone)]
 pub(super) struct OrderedChanges {
     auditor: Recipient<GuildChange>,
+    directory: GuildDirectory,
     shards: Arc<Mutex<HashMap<u32, Arc<Seen>>>>,
 }
 
 impl OrderedChanges {
-    pub fn new(auditor: Recipient<GuildChange>) -> Self {
+    pub fn new(auditor: Recipient<GuildChange>, directory: GuildDirectory) -> Self {
         Self {
             auditor,
+            directory,
             shards: Arc::default(),
         }
+    }
+
+    pub fn directory(&self) -> &GuildDirectory {
+        &self.directory
     }
 
     /// Registers the ordered forwarder on the shard runner that dispatched READY (once per
@@ -76,7 +83,9 @@ impl OrderedChanges {
             .unwrap_or_else(|p| p.into_inner())
             .insert(shard_id, seen.clone());
         let auditor = self.auditor.clone();
+        let directory = self.directory.clone();
         messenger.add_collector(CollectorCallback(Box::new(move |event| {
+            directory.apply(event);
             forward(&auditor, &seen, event);
             true
         })));

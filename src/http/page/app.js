@@ -22,7 +22,12 @@ const SENTENCES = {
   auth_invalid: "That token is not valid (revoked or mistyped).",
   not_found: "Not found (or not yours).",
 };
-const sentence = (code, fallback) => SENTENCES[code] || fallback || code;
+// A stored error is `code` or `code: cause`; the sentence is the code's, the cause follows.
+function sentence(text, fallback) {
+  const [code, ...rest] = String(text).split(": ");
+  const said = SENTENCES[code] || fallback || code;
+  return rest.length ? `${said} (${rest.join(": ")})` : said;
+}
 
 function notice(text, isError) {
   const n = $("notice");
@@ -122,6 +127,7 @@ async function selectGuild(id) {
 }
 
 function fillForm(cfg) {
+  S.configured = !!cfg;
   $("seat_limit").value = cfg ? cfg.seat_limit : "";
   $("enforcement_mode").value = cfg ? cfg.enforcement_mode : "off";
   $("override").value = cfg ? cfg.override : "none";
@@ -323,12 +329,15 @@ function init() {
   $("config").addEventListener("submit", (e) => {
     e.preventDefault();
     guarded(async () => {
-      await api("PUT", serverPath(), readForm());
+      // A new config is written whole (PUT); an existing one changes only what the form
+      // holds (PATCH), so a field the page does not show is never reset.
+      await api(S.configured ? "PATCH" : "PUT", serverPath(), readForm());
       notice("Saved. A recount was requested.");
       await loadServers();
     });
   });
   $("clear").addEventListener("click", () => guarded(async () => {
+    if (!window.confirm(`Clear the seat config of ${S.guild}? Mirroring into it is no longer enforced; its pause/resume history is kept.`)) return;
     await api("DELETE", serverPath());
     notice("Config cleared for " + S.guild + ".");
     await loadServers();
