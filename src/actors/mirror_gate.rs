@@ -166,7 +166,8 @@ struct Worker {
     /// leases are renewed while they wait.
     held: std::sync::Mutex<HashMap<String, Held>>,
     /// Webhooks this worker created or found gone, newer than the mappings it read.
-    webhooks: std::sync::Mutex<HashMap<i64, Option<WebhookCredentials>>>,
+    /// By (mapping, channel): a retargeted mapping needs a webhook of its new channel.
+    webhooks: std::sync::Mutex<HashMap<(i64, u64), Option<WebhookCredentials>>>,
     fetcher: AttachmentFetcher,
     /// How many [`HeldJobsMayResume`] have arrived. A hold decided before the latest one
     /// may have read the snapshot from before the change, so it is not kept (see
@@ -1039,15 +1040,23 @@ impl Worker {
         }
     }
 
-    /// The mapping's webhook: this worker's latest word on it, else the stored one.
-    fn webhook_of(&self, mapping: &connector_mappings::Model) -> Option<WebhookCredentials> {
+    /// The mapping's webhook in `channel`: this worker's latest word on it, else the stored
+    /// one if the mapping still targets that channel.
+    fn webhook_of(
+        &self,
+        mapping: &connector_mappings::Model,
+        channel: u64,
+    ) -> Option<WebhookCredentials> {
         if let Some(known) = self
             .webhooks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&mapping.id)
+            .get(&(mapping.id, channel))
         {
             return known.clone();
+        }
+        if snowflake::from_db(mapping.target_channel_id) != channel {
+            return None;
         }
         match (mapping.webhook_id, mapping.webhook_token.clone()) {
             (Some(id), Some(token)) => Some(WebhookCredentials {
@@ -1061,19 +1070,24 @@ impl Worker {
     async fn remember_webhook(
         &self,
         mapping: &connector_mappings::Model,
+        channel: u64,
         creds: Option<WebhookCredentials>,
     ) -> AppResult<()> {
-        self.store
-            .set_webhook(
-                mapping,
-                creds.as_ref().map(|c| (c.id, c.token.clone())),
-                now_ms(),
-            )
-            .await?;
+        // The mapping row holds the webhook of the channel it targets now; one of an older
+        // channel is known from service_webhooks.
+        if snowflake::from_db(mapping.target_channel_id) == channel {
+            self.store
+                .set_webhook(
+                    mapping,
+                    creds.as_ref().map(|c| (c.id, c.token.clone())),
+                    now_ms(),
+                )
+                .await?;
+        }
         self.webhooks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(mapping.id, creds);
+            .insert((mapping.id, channel), creds);
         Ok(())
     }
 
@@ -1084,7 +1098,8 @@ impl Worker {
         mapping: &connector_mappings::Model,
         linked: u64,
     ) -> AppResult<Option<WebhookCredentials>> {
-        if let Some(current) = self.webhook_of(mapping).filter(|c| c.id == linked) {
+        let current = snowflake::from_db(mapping.target_channel_id);
+        if let Some(current) = self.webhook_of(mapping, current).filter(|c| c.id == linked) {
             return Ok(Some(current));
         }
         Ok(self
@@ -1112,7 +1127,7 @@ impl Worker {
             .payload
             .as_ref()
             .map_err(|e| AppError::new(ErrorCode::ValidationFailed, e.clone()))?;
-        let webhook = self.webhook_of(mapping);
+        let webhook = self.webhook_of(mapping, channel);
         let via_webhook = mapping.delivery_mode == "webhook";
         let carry = plan_attachments(&payload.attachments, self.cfg.attachment_limit_bytes);
         let mut message = OutgoingMessage {
@@ -1156,7 +1171,8 @@ impl Worker {
                         Some(c) => c,
                         None => match self.port.create_webhook(channel, "seatgate").await {
                             Ok(c) => {
-                                self.remember_webhook(mapping, Some(c.clone())).await?;
+                                self.remember_webhook(mapping, channel, Some(c.clone()))
+                                    .await?;
                                 c
                             }
                             Err(e) => return Ok((classify(e, kind), LinkChange::None)),
@@ -1249,7 +1265,7 @@ impl Worker {
         Ok(match result {
             Ok(change) => (Delivery::Done, change),
             Err(DiscordError::UnknownWebhook) => {
-                self.remember_webhook(mapping, None).await?;
+                self.remember_webhook(mapping, channel, None).await?;
                 (Delivery::WebhookGone, LinkChange::None)
             }
             Err(e) => (classify(e, kind), LinkChange::None),

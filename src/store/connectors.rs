@@ -349,7 +349,26 @@ impl ConnectorStore {
         active.broken_code = Set(None);
         active.broken_at = Set(None);
         active.updated_at = Set(now_ms());
-        Ok(active.update(self.db.conn()).await?)
+        let txn = self.db.begin_write().await?;
+        let updated = active.update(&txn).await?;
+        // Sends still queued go where the mapping points now (and the gate counts that
+        // guild); edits and deletes follow their copies, wherever those are.
+        entities::mirror_jobs::Entity::update_many()
+            .col_expr(
+                entities::mirror_jobs::Column::TargetGuildId,
+                sea_orm::sea_query::Expr::value(updated.target_guild_id),
+            )
+            .col_expr(
+                entities::mirror_jobs::Column::TargetChannelId,
+                sea_orm::sea_query::Expr::value(updated.target_channel_id),
+            )
+            .filter(entities::mirror_jobs::Column::MappingId.eq(updated.id))
+            .filter(entities::mirror_jobs::Column::Kind.eq("send"))
+            .filter(entities::mirror_jobs::Column::Status.eq("pending"))
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(updated)
     }
 
     /// Deletes a mapping: kept (`deleted_at`) so that a later source delete still removes

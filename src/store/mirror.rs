@@ -133,25 +133,51 @@ impl MirrorStore {
         let mut query = connector_mappings::Entity::find()
             .filter(connector_mappings::Column::SourceChannelId.eq(snowflake::to_db(channel_id)))
             .filter(connector_mappings::Column::BrokenCode.is_null());
-        query = if live {
-            query
+        // EXISTS subqueries built by sea-query: a custom SQL string would need `?` on SQLite
+        // and `$1` on PostgreSQL.
+        use entities::{connectors, tenant_source_guilds};
+        use sea_orm::sea_query::{Alias, ExprTrait, Query};
+        let c = Alias::new("c");
+        let mut connector = Query::select();
+        connector
+            .expr(Expr::val(1))
+            .from_as(connectors::Entity, c.clone())
+            .and_where(
+                Expr::col((c.clone(), connectors::Column::TenantKey)).equals((
+                    connector_mappings::Entity,
+                    connector_mappings::Column::TenantKey,
+                )),
+            )
+            .and_where(
+                Expr::col((c.clone(), connectors::Column::ConnectorId)).equals((
+                    connector_mappings::Entity,
+                    connector_mappings::Column::ConnectorId,
+                )),
+            )
+            .and_where(Expr::col((c.clone(), connectors::Column::SourceGuildId)).eq(guild));
+        if live {
+            let g = Alias::new("g");
+            let mut granted = Query::select();
+            granted
+                .expr(Expr::val(1))
+                .from_as(tenant_source_guilds::Entity, g.clone())
+                .and_where(
+                    Expr::col((g.clone(), tenant_source_guilds::Column::TenantKey))
+                        .equals((c.clone(), connectors::Column::TenantKey)),
+                )
+                .and_where(
+                    Expr::col((g, tenant_source_guilds::Column::GuildId))
+                        .equals((c.clone(), connectors::Column::SourceGuildId)),
+                );
+            connector
+                .and_where(Expr::col((c.clone(), connectors::Column::Enabled)).eq(true))
+                .and_where(Expr::col((c, connectors::Column::DeletedAt)).is_null())
+                .and_where(Expr::exists(granted));
+            query = query
                 .filter(connector_mappings::Column::Enabled.eq(true))
-                .filter(connector_mappings::Column::DeletedAt.is_null())
-                .filter(Expr::cust_with_values(
-                    "EXISTS (SELECT 1 FROM connectors c WHERE c.tenant_key = connector_mappings.tenant_key \
-                     AND c.connector_id = connector_mappings.connector_id AND c.source_guild_id = ? \
-                     AND c.enabled = ? AND c.deleted_at IS NULL \
-                     AND EXISTS (SELECT 1 FROM tenant_source_guilds g \
-                                 WHERE g.tenant_key = c.tenant_key AND g.guild_id = c.source_guild_id))",
-                    [sea_orm::Value::from(guild), true.into()],
-                ))
-        } else {
-            query.filter(Expr::cust_with_values(
-                "EXISTS (SELECT 1 FROM connectors c WHERE c.tenant_key = connector_mappings.tenant_key \
-                 AND c.connector_id = connector_mappings.connector_id AND c.source_guild_id = ?)",
-                [guild],
-            ))
-        };
+                .filter(connector_mappings::Column::DeletedAt.is_null());
+        }
+        let query = query.filter(Expr::exists(connector));
         Ok(query
             .order_by_asc(connector_mappings::Column::Id)
             .all(conn)

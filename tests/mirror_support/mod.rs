@@ -113,6 +113,27 @@ impl Admin {
         v
     }
 
+    /// Calls as `token` (the operator's when `None`) and returns the status and body, whatever
+    /// they are.
+    pub async fn try_call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        token: Option<&str>,
+    ) -> (reqwest::StatusCode, Value) {
+        let mut req = self
+            .client
+            .request(method, format!("{}{path}", self.api))
+            .bearer_auth(token.unwrap_or(&self.operator));
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("admin API reachable");
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
     /// Waits until `/healthz` answers (the service is up).
     pub async fn wait_up(&self, limit: Duration) {
         let start = Instant::now();
@@ -169,9 +190,15 @@ impl Admin {
 
 /// Posts `content` in the source channel as the provider; returns the message id.
 pub fn post(sandbox: &SandboxHandle, content: &str) -> u64 {
+    post_in(sandbox, SOURCE_CHANNEL, content)
+}
+
+/// Posts `content` in `channel` as the provider (a member of no guild: the sandbox does not
+/// ask); returns the message id.
+pub fn post_in(sandbox: &SandboxHandle, channel: u64, content: &str) -> u64 {
     let m = sandbox
         .post_message(
-            SOURCE_CHANNEL,
+            channel,
             &json!({"author": {"id": PROVIDER.to_string(), "username": "provider"}, "content": content}),
         )
         .expect("sandbox accepts the post");
