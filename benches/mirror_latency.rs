@@ -4,6 +4,8 @@
 //!
 //! `cargo bench --bench mirror_latency`. PostgreSQL comes from `SEATGATE_TEST_POSTGRES_URL`
 //! (default `postgres://postgres@127.0.0.1:5432/test`); `MIRROR_BENCH_BACKENDS=sqlite` skips it.
+//! `MIRROR_BENCH_NOISE=1` adds 1,000 wrong-token requests/s and a `/metrics` scrape per second
+//! during the steady load.
 //! Latency is read from Discord snowflakes: a target message's id carries the millisecond it
 //! was created, the source message's id the millisecond it was posted.
 
@@ -207,6 +209,14 @@ async fn backend(name: &str) -> Result<(), String> {
     let mut sources = std::collections::HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_micros(1_000_000 / rate));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    // `MIRROR_BENCH_NOISE=1`: meanwhile 1,000 requests/s with wrong bearer tokens and a
+    // `/metrics` scrape every second, as a scanner and Prometheus would send.
+    let noise = std::env::var("MIRROR_BENCH_NOISE").is_ok_and(|v| v == "1");
+    let stop_noise = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let noise_task = noise.then(|| {
+        let (client, api, stop) = (client.clone(), api.clone(), stop_noise.clone());
+        tokio::spawn(async move { make_noise(client, api, stop).await })
+    });
     let before = counts(&sandbox);
     let began = Instant::now();
     for i in 0..total {
@@ -218,6 +228,14 @@ async fn backend(name: &str) -> Result<(), String> {
     let posting = began.elapsed();
     if !wait_all(&sandbox, "steady", &before, total, Duration::from_secs(60)).await {
         return Err("steady load not fully delivered within 60 s".into());
+    }
+    stop_noise.store(true, std::sync::atomic::Ordering::Relaxed);
+    if let Some(task) = noise_task {
+        let (wrong, scrapes, elapsed) = task.await.map_err(|e| e.to_string())?;
+        println!(
+            "{name}: noise during the steady load: {wrong} wrong-token requests ({:.0}/s, all 401) and {scrapes} /metrics scrapes",
+            wrong as f64 / elapsed.as_secs_f64()
+        );
     }
     let mut lat: Vec<i64> = Vec::with_capacity(total * TARGETS as usize);
     for channel in delivered(&sandbox, "steady") {
@@ -293,6 +311,62 @@ async fn backend(name: &str) -> Result<(), String> {
     sandbox.shutdown().await;
     drop(t);
     Ok(())
+}
+
+/// 1,000 wrong-token requests per second and a `/metrics` scrape per second until `stop`;
+/// answers the wrong-token requests answered 401, the scrapes and the time it ran.
+async fn make_noise(
+    client: reqwest::Client,
+    api: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> (u64, u64, Duration) {
+    let began = Instant::now();
+    let wrong = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut scrapes = 0u64;
+    let mut last_scrape = Instant::now() - Duration::from_secs(1);
+    let mut n = 0u64;
+    let in_flight = std::sync::Arc::new(tokio::sync::Semaphore::new(64));
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        tick.tick().await;
+        n += 1;
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            break;
+        };
+        let (http, url, wrong) = (
+            client.clone(),
+            format!("{api}/api/v1/tenants/bench/connectors"),
+            wrong.clone(),
+        );
+        tokio::spawn(async move {
+            let r = http
+                .get(url)
+                .bearer_auth(format!("sgt_wrong_{n:064}"))
+                .send()
+                .await;
+            if r.is_ok_and(|r| r.status() == reqwest::StatusCode::UNAUTHORIZED) {
+                wrong.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            drop(permit);
+        });
+        if last_scrape.elapsed() >= Duration::from_secs(1) {
+            last_scrape = Instant::now();
+            if client
+                .get(format!("{api}/metrics"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
+                scrapes += 1;
+            }
+        }
+    }
+    (
+        wrong.load(std::sync::atomic::Ordering::Relaxed),
+        scrapes,
+        began.elapsed(),
+    )
 }
 
 fn gate_bench() {

@@ -2,6 +2,8 @@
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
+use crate::actors::retention_pruner::RetentionPruner;
+
 use actix::prelude::*;
 use actix_web::{App, HttpServer};
 
@@ -59,6 +61,7 @@ pub struct Running {
     pub cache_actor: Addr<SnapshotCacheActor>,
     pub ingest: Addr<GatewayIngest>,
     pub http: Addr<AdminHttp>,
+    pub pruner: Addr<RetentionPruner>,
 }
 
 impl Running {
@@ -68,6 +71,7 @@ impl Running {
         let _ = self.ingest.send(Shutdown).await;
         let _ = self.gate.send(Shutdown).await;
         let _ = self.auditor.send(Shutdown).await;
+        let _ = self.pruner.send(Shutdown).await;
         let _ = self.db.close().await;
         drop(self.lease);
     }
@@ -244,6 +248,8 @@ pub async fn admin_state(
         settings.operator_token.as_ref(),
         TokenStore::new(db.clone()),
     );
+    let tenant_tokens = auth.load().await?;
+    tracing::debug!(tenant_tokens, "tenant tokens loaded for checks in memory");
     if !auth.has_operator_token() {
         tracing::warn!("SEATGATE_OPERATOR_TOKEN is not set: only tenant tokens can use the admin API, and none can be created");
     }
@@ -270,6 +276,7 @@ pub async fn admin_state(
         metrics: http::metrics::install(),
         directory: actors.directory.clone(),
         discord: discord_rest(settings).map(|r| r as Arc<dyn DiscordPort>),
+        metrics_read_at: Arc::default(),
     })
 }
 
@@ -318,6 +325,12 @@ pub async fn start_with(settings: &Settings, exclusive: bool) -> AppResult<Runni
         }
     });
     tracing::info!(%bound, "admin HTTP listening");
+    let pruner = RetentionPruner::new(
+        db.clone(),
+        settings.retention_ages(),
+        Duration::from_secs(settings.retention_interval_secs),
+    )
+    .start();
     let Actors {
         cache,
         directory: _,
@@ -336,6 +349,7 @@ pub async fn start_with(settings: &Settings, exclusive: bool) -> AppResult<Runni
         cache_actor,
         ingest,
         http,
+        pruner,
     })
 }
 

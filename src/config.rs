@@ -48,8 +48,9 @@ pub enum LogFormat {
     Json,
 }
 
-/// Every setting, flat, so that `SEATGATE_<NAME>` maps onto `<name>` one to one.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Every setting, flat, so that `SEATGATE_<NAME>` maps onto `<name>` one to one. `Debug`
+/// prints what `seatgate config` prints: secrets and URL passwords redacted.
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     /// `sqlite://seatgate.db?mode=rwc` (embedded default) or `postgres://...`.
@@ -86,6 +87,26 @@ pub struct Settings {
     pub mirror_attachment_limit_bytes: u64,
     /// Starts the service with enforcement globally off (every server behaves as `off`).
     pub kill_switch: bool,
+    /// Finished mirror and audit jobs are removed this long after they finished.
+    pub retention_jobs_secs: u64,
+    /// Links from source messages to their copies are removed this long after the copy was
+    /// made: a later source edit or delete no longer reaches it.
+    pub retention_links_secs: u64,
+    /// Pause/resume history is removed after this long.
+    pub retention_events_secs: u64,
+    /// How often the pruner runs.
+    pub retention_interval_secs: u64,
+}
+
+impl Settings {
+    pub fn retention_ages(&self) -> crate::store::retention::RetentionAges {
+        let ms = |secs: u64| i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        crate::store::retention::RetentionAges {
+            jobs_ms: ms(self.retention_jobs_secs),
+            links_ms: ms(self.retention_links_secs),
+            events_ms: ms(self.retention_events_secs),
+        }
+    }
 }
 
 impl Default for Settings {
@@ -111,6 +132,10 @@ impl Default for Settings {
             mirror_catch_up_pages: 10,
             mirror_attachment_limit_bytes: crate::domain::mirror::DEFAULT_UPLOAD_LIMIT_BYTES,
             kill_switch: false,
+            retention_jobs_secs: 7 * 24 * 60 * 60,
+            retention_links_secs: 30 * 24 * 60 * 60,
+            retention_events_secs: 365 * 24 * 60 * 60,
+            retention_interval_secs: 60,
         }
     }
 }
@@ -165,6 +190,17 @@ impl Settings {
         if self.queue_lease_secs == 0 {
             return bad("queue_lease_secs", "must be at least 1");
         }
+        if self.retention_interval_secs == 0 {
+            return bad("retention_interval_secs", "must be at least 1");
+        }
+        if self.retention_jobs_secs < self.mirror_max_age_secs
+            || self.retention_links_secs < self.mirror_max_age_secs
+        {
+            return bad(
+                "retention_links_secs",
+                "retention_jobs_secs and retention_links_secs must be at least mirror_max_age_secs (a job still due needs its job row and its links)",
+            );
+        }
         if reqwest::Url::parse(&self.discord_api_url).is_err() {
             return bad("discord_api_url", "must be an absolute URL");
         }
@@ -184,6 +220,12 @@ impl Settings {
         let value = serde_json::to_value(self).unwrap_or_default();
         if let serde_json::Value::Object(map) = value {
             for (key, value) in map {
+                let value = match value {
+                    serde_json::Value::String(url) if key.ends_with("_url") => {
+                        serde_json::Value::String(crate::redact::url(&url))
+                    }
+                    other => other,
+                };
                 match value {
                     serde_json::Value::Null => out.push_str(&format!("# {key} = (unset)\n")),
                     other => out.push_str(&format!("{key} = {other}\n")),
@@ -191,6 +233,12 @@ impl Settings {
             }
         }
         out
+    }
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.to_redacted_toml())
     }
 }
 
@@ -254,6 +302,21 @@ mod tests {
         assert!(!printed.contains("op-secret"));
         assert!(printed.contains("discord_token = \"[redacted]\""));
         assert!(!format!("{s:?}").contains("very-secret"));
+    }
+
+    #[test]
+    fn a_password_in_the_database_url_is_not_printed() {
+        let s = Settings {
+            database_url: "postgres://u:secret@h/db".into(),
+            ..Settings::default()
+        };
+        let printed = s.to_redacted_toml();
+        assert!(!printed.contains("secret"), "{printed}");
+        assert!(
+            printed.contains("postgres://u:[redacted]@h/db"),
+            "{printed}"
+        );
+        assert!(!format!("{s:?}").contains("secret"));
     }
 
     #[test]

@@ -13,6 +13,7 @@ pub mod discord;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod redact;
 pub mod sandbox;
 pub mod store;
 pub mod telemetry;

@@ -55,6 +55,7 @@ fn config_prints_the_effective_configuration_with_secrets_redacted() {
         .env("SEATGATE_DISCORD_TOKEN", "MTIz.super-secret-token")
         .env("SEATGATE_OPERATOR_TOKEN", "operator-secret")
         .env("SEATGATE_RECHECK_SECS", "42")
+        .env("SEATGATE_DATABASE_URL", "postgres://u:secret@h/db")
         .output()
         .unwrap();
     assert!(out.status.success());
@@ -62,7 +63,13 @@ fn config_prints_the_effective_configuration_with_secrets_redacted() {
     assert!(text.contains("recheck_secs = 42"), "{text}");
     assert!(text.contains("discord_token = \"[redacted]\""), "{text}");
     assert!(
-        !text.contains("super-secret") && !text.contains("operator-secret"),
+        text.contains("database_url = \"postgres://u:[redacted]@h/db\""),
+        "{text}"
+    );
+    assert!(
+        !text.contains("super-secret")
+            && !text.contains("operator-secret")
+            && !text.contains("secret@"),
         "{text}"
     );
 }

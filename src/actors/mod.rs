@@ -7,10 +7,12 @@
 //! | [`snapshot_cache::SnapshotCacheActor`] | the shared snapshot map | snapshot and policy updates |
 //! | [`mirror_gate::MirrorGate`] | mirror queue worker | wake-ups |
 //! | [`admin_http::AdminHttp`] | the actix-web server | stop |
+//! | [`retention_pruner::RetentionPruner`] | nothing: deletes aged rows | its interval |
 
 pub mod admin_http;
 pub mod gateway_ingest;
 pub mod mirror_gate;
+pub mod retention_pruner;
 pub mod seat_auditor;
 pub mod snapshot_cache;
 

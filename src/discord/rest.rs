@@ -395,7 +395,8 @@ pub fn from_serenity(err: serenity::Error) -> DiscordError {
             None,
             false,
         ),
-        other => DiscordError::Transient(other.to_string()),
+        // A transport error quotes the URL, and a webhook's URL holds its token.
+        other => DiscordError::Transient(crate::redact::text(&other.to_string())),
     }
 }
 

@@ -16,6 +16,12 @@ use crate::{
     error::{AppError, AppResult, ErrorCode},
     store::tokens::{hash_token, TokenStore},
 };
+use dashmap::DashMap;
+use entities::tenant_tokens;
+use std::sync::{
+    atomic::{AtomicBool, Ordering},
+    Arc,
+};
 
 /// Who is calling.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,10 +53,17 @@ impl Caller {
 }
 
 /// Checks presented tokens against the operator token and the stored tenant tokens.
+/// Checks bearer tokens without the database: the operator's hash and every tenant token's
+/// hash are held in memory (a few per tenant), loaded at start and changed by the token
+/// routes, so a wrong token costs a hash and a map lookup, and a revoked one is refused at
+/// once. Until the load succeeds, tenant tokens are looked up in the database.
 #[derive(Clone)]
 pub struct Authenticator {
     operator_hash: Option<[u8; 32]>,
     tokens: TokenStore,
+    /// Token hash -> (tenant, token id).
+    known: Arc<DashMap<String, (String, i64)>>,
+    loaded: Arc<AtomicBool>,
 }
 
 impl Authenticator {
@@ -61,7 +74,31 @@ impl Authenticator {
         Self {
             operator_hash,
             tokens,
+            known: Arc::default(),
+            loaded: Arc::default(),
         }
+    }
+
+    /// Reads every tenant token's hash; from then on no token check reads the database.
+    pub async fn load(&self) -> AppResult<usize> {
+        let rows = self.tokens.all().await?;
+        self.known.clear();
+        for row in &rows {
+            self.remember(row);
+        }
+        self.loaded.store(true, Ordering::Release);
+        Ok(rows.len())
+    }
+
+    /// A token just created.
+    pub fn remember(&self, row: &tenant_tokens::Model) {
+        self.known
+            .insert(row.token_hash.clone(), (row.tenant_key.clone(), row.id));
+    }
+
+    /// A token just revoked: refused from now on.
+    pub fn forget(&self, token_id: i64) {
+        self.known.retain(|_, (_, id)| *id != token_id);
     }
 
     pub fn has_operator_token(&self) -> bool {
@@ -77,6 +114,13 @@ impl Authenticator {
             }
         }
         let hash = hash_token(token);
+        if self.loaded.load(Ordering::Acquire) {
+            // The map is keyed by the hash: a hit compares equal hashes.
+            return match self.known.get(&hash) {
+                Some(entry) => Ok(Caller::Tenant(entry.0.clone())),
+                None => Err(invalid()),
+            };
+        }
         if let Some(row) = self.tokens.find_by_hash(&hash).await? {
             if bool::from(row.token_hash.as_bytes().ct_eq(hash.as_bytes())) {
                 return Ok(Caller::Tenant(row.tenant_key));

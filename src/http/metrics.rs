@@ -111,7 +111,23 @@ fn describe() {
     }
 }
 
+/// A scraper every second (or several) reads the database at most this often; the queue
+/// depths it sees are at most this old. Counts run on the read pool, never on SQLite's one
+/// writer connection.
+pub const DB_READ_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
 async fn refresh(state: &AppState) -> AppResult<()> {
+    ::metrics::gauge!(KILL_SWITCH).set(if state.cache.kill_switch() { 1.0 } else { 0.0 });
+    {
+        let mut read_at = state
+            .metrics_read_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if read_at.is_some_and(|t| t.elapsed() < DB_READ_INTERVAL) {
+            return Ok(());
+        }
+        *read_at = Some(std::time::Instant::now());
+    }
     for q in queues::all_counts(state).await? {
         for (status, n) in [
             ("pending", q.pending),
@@ -140,7 +156,6 @@ async fn refresh(state: &AppState) -> AppResult<()> {
     ::metrics::gauge!(SNAPSHOTS, "status" => "fresh").set(f64::from(fresh));
     ::metrics::gauge!(SNAPSHOTS, "status" => "stale").set(f64::from(stale));
     ::metrics::gauge!(SNAPSHOTS, "status" => "expired").set(f64::from(expired));
-    ::metrics::gauge!(KILL_SWITCH).set(if state.cache.kill_switch() { 1.0 } else { 0.0 });
     Ok(())
 }
 

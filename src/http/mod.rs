@@ -80,6 +80,9 @@ pub struct AppState {
     pub directory: GuildDirectory,
     /// Discord's REST API, for what the gateway did not tell (`None` without a token).
     pub discord: Option<Arc<dyn DiscordPort>>,
+    /// When `/metrics` last read the queue depths and snapshots from the database: scrapes
+    /// closer together than [`metrics::DB_READ_INTERVAL`] are answered from memory.
+    pub metrics_read_at: Arc<std::sync::Mutex<Option<std::time::Instant>>>,
 }
 
 /// `?purge=true` on a delete: remove the history and links at once instead of keeping them

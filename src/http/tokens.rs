@@ -47,6 +47,7 @@ pub async fn create_token(
     let (row, token) = TokenStore::new(state.db.clone())
         .create(&tenant_key)
         .await?;
+    state.auth.remember(&row);
     tracing::info!(tenant = %tenant_key, token_id = row.id, "[admin/discord-bot] tenant token created");
     Ok(HttpResponse::Created().json(CreatedToken {
         token_id: row.id,
@@ -104,6 +105,7 @@ pub async fn revoke_token(
     {
         return Err(AppError::new(ErrorCode::NotFound, "token not found"));
     }
+    state.auth.forget(token_id);
     tracing::info!(tenant = %tenant_key, token_id, "[admin/discord-bot] tenant token revoked");
     Ok(HttpResponse::NoContent().finish())
 }

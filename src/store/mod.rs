@@ -6,6 +6,7 @@ pub mod db;
 pub mod instance;
 pub mod mirror;
 pub mod queue;
+pub mod retention;
 pub mod seat_audit;
 pub mod testing;
 

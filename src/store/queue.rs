@@ -739,7 +739,7 @@ where
              FROM {t} GROUP BY status",
             t = self.table
         );
-        let rows = self.db.conn().query_all_raw(p.statement(sql)).await?;
+        let rows = self.db.read_conn().query_all_raw(p.statement(sql)).await?;
         let mut counts = QueueCounts::default();
         for row in rows {
             let status: String = row.try_get("", "status")?;

@@ -195,7 +195,7 @@ impl ServerStore {
 
     /// Every snapshot (for the snapshots-by-status gauge).
     pub async fn all_snapshots(&self) -> AppResult<Vec<discord_server_seat_snapshots::Model>> {
-        Ok(Snapshots::find().all(self.db.conn()).await?)
+        Ok(Snapshots::find().all(self.db.read_conn()).await?)
     }
 
     /// Pause/resume history of a server, newest first, at most `limit` rows with id < `before`.

@@ -66,6 +66,14 @@ impl TokenStore {
         Ok(res.rows_affected == 1)
     }
 
+    /// Every tenant's tokens (hashes only), for the authenticator's memory.
+    pub async fn all(&self) -> AppResult<Vec<tenant_tokens::Model>> {
+        Ok(TenantTokens::find()
+            .order_by_asc(tenant_tokens::Column::Id)
+            .all(self.db.read_conn())
+            .await?)
+    }
+
     /// The row whose hash equals `hash`, if any.
     pub async fn find_by_hash(&self, hash: &str) -> AppResult<Option<tenant_tokens::Model>> {
         Ok(TenantTokens::find()
