@@ -690,3 +690,111 @@ async fn a_source_delete_after_its_connector_was_deleted_still_removes_the_copie
     assert!(live(&w.sandbox, channel).is_empty());
     w.stop().await;
 }
+
+/// A server config for a guild the bot was removed from shows `bot_not_in_guild` after one
+/// attempt, and is tried again at the recheck interval, not with the queue's 8 attempts:
+/// every try is an invalid request towards Discord's ban threshold.
+#[actix_web::test]
+async fn a_server_the_bot_is_not_in_shows_bot_not_in_guild_after_one_attempt() {
+    let w = world(1).await;
+    let (guild, _) = target(0);
+    w.admin.configure(&["bot"]).await;
+    let server = format!("/api/v1/tenants/{TENANT}/connectors/{CONNECTOR}/servers/{guild}");
+    w.admin
+        .call(
+            Method::PUT,
+            &server,
+            Some(server_config(
+                json!({"seat_limit": 10, "enforcement_mode": "enforce"}),
+            )),
+        )
+        .await;
+    let start = Instant::now();
+    loop {
+        let (_, s) = w
+            .admin
+            .try_call(Method::GET, &format!("{server}/snapshot"), None, None)
+            .await;
+        if s["status"] == "fresh" {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "never counted: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let before = audit_attempts(&w, guild).await;
+    w.sandbox.remove_guild(guild).expect("the bot is removed");
+    // An admin refresh, as the page's button sends.
+    let (status, body) = w
+        .admin
+        .try_call(Method::POST, &format!("{server}/audit"), None, None)
+        .await;
+    assert!(status.is_success(), "{status} {body}");
+    let start = Instant::now();
+    let snapshot = loop {
+        let (_, s) = w
+            .admin
+            .try_call(Method::GET, &format!("{server}/snapshot"), None, None)
+            .await;
+        if s["last_error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("bot_not_in_guild"))
+        {
+            break s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "never bot_not_in_guild: {s}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_ne!(snapshot["status"], "fresh", "{snapshot}");
+    // The page's chip for it.
+    let servers = w
+        .admin
+        .call(
+            Method::GET,
+            &format!("/api/v1/tenants/{TENANT}/connectors/{CONNECTOR}/servers"),
+            None,
+        )
+        .await;
+    let listed = servers["items"]
+        .as_array()
+        .and_then(|items| {
+            items
+                .iter()
+                .find(|s| s["guild_id"] == guild.to_string())
+                .cloned()
+        })
+        .unwrap_or_default();
+    assert_eq!(listed["seat_status"], "failed", "{servers}");
+    // The queue retries failures within 1-2 s here; nothing more is tried for a minute.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let (attempts, retrying) = audit_attempts(&w, guild).await;
+    assert_eq!(retrying, 0, "no retry with backoff");
+    assert!(
+        attempts - before.0 <= 2,
+        "{} attempts after the removal",
+        attempts - before.0
+    );
+    w.stop().await;
+}
+
+/// Attempts of every audit job of `guild`, and how many wait for a retry after a failure.
+async fn audit_attempts(w: &World, guild: u64) -> (i32, usize) {
+    let jobs: Vec<_> = entities::discord_seat_audit_jobs::Entity::find()
+        .all(w.t.db.conn())
+        .await
+        .expect("audit jobs")
+        .into_iter()
+        .filter(|j| seatgate::domain::snowflake::from_db(j.guild_id) == guild)
+        .collect();
+    (
+        jobs.iter().map(|j| j.attempts).sum(),
+        jobs.iter()
+            .filter(|j| j.status == "pending" && j.last_error.is_some())
+            .count(),
+    )
+}

@@ -219,11 +219,11 @@ pub fn seat_status(
     let Some(s) = snapshot else {
         return SeatStatus::Pending;
     };
-    // The auditor writes `seat_audit_failed: <cause>`.
-    if s.last_error
-        .as_deref()
-        .is_some_and(|e| e.starts_with(ErrorCode::SeatAuditFailed.as_str()))
-    {
+    // The auditor writes `seat_audit_failed: <cause>` or `bot_not_in_guild: <cause>`.
+    if s.last_error.as_deref().is_some_and(|e| {
+        e.starts_with(ErrorCode::SeatAuditFailed.as_str())
+            || e.starts_with(ErrorCode::BotNotInGuild.as_str())
+    }) {
         return SeatStatus::Failed;
     }
     if snapshot_status(s, windows, now) != Freshness::Fresh {

@@ -423,8 +423,14 @@ impl SeatAuditor {
     /// counted again at its `next_check_after`, until an audit succeeds.
     fn audit_failed(&mut self, key: &ServerKey, cause: &str) {
         let now = now_ms();
-        // Tried again after the queue's longest backoff, until an audit succeeds.
-        let retry_at = now + Self::ms(self.queue.policy().cap);
+        // Tried again after the queue's longest backoff, until an audit succeeds; a guild
+        // the bot is not in at the recheck interval (it may be invited any time).
+        let not_in_guild = cause.starts_with(ErrorCode::BotNotInGuild.as_str());
+        let retry_at = if not_in_guild {
+            now + Self::ms(self.cfg.recheck)
+        } else {
+            now + Self::ms(self.queue.policy().cap)
+        };
         let Some(st) = self.servers.get_mut(key) else {
             return;
         };
@@ -442,7 +448,11 @@ impl SeatAuditor {
             checked_at,
             next_check_after: retry_at,
             status: Freshness::Expired,
-            last_error: Some(format!("{}: {cause}", ErrorCode::SeatAuditFailed)),
+            last_error: Some(if not_in_guild {
+                cause.to_owned()
+            } else {
+                format!("{}: {cause}", ErrorCode::SeatAuditFailed)
+            }),
         };
         st.failed = true;
         st.recheck_at = Some(retry_at);

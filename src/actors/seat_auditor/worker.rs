@@ -19,9 +19,9 @@ use super::{
     SeatAuditor, SeatAuditorConfig,
 };
 use crate::{
-    discord::port::{DiscordResult, GuildReader},
+    discord::port::{DiscordError, DiscordResult, GuildReader},
     domain::{seats::GuildIndex, server_key::ServerKey, snowflake},
-    error::{AppError, AppResult},
+    error::{AppError, AppResult, ErrorCode},
     store::{
         now_ms,
         queue::{AuditQueue, FailOutcome},
@@ -119,6 +119,21 @@ impl AuditWorker {
                     "[seat-audit] recount done"
                 );
             }
+            Err(err) if bot_not_in_guild(&err) => {
+                // Retrying with backoff would only collect more 403/404s, which Discord
+                // counts towards its ban of 10,000 invalid requests per 10 minutes: one
+                // attempt, then the auditor tries again at its recheck interval.
+                let cause = format!("{}: {err}", ErrorCode::BotNotInGuild);
+                self.queue.complete(job.id, &token, now_ms()).await?;
+                metrics::counter!("seatgate_seat_audits_total", "result" => "failed").increment(1);
+                tracing::warn!(server = %key, cause = %cause, "[seat-audit] the bot is not in this guild or cannot see it");
+                self.auditor.do_send(RecountFailed {
+                    key,
+                    job_id: job.id,
+                    cause,
+                    for_good: true,
+                });
+            }
             Err(err) => {
                 let cause = format!("{}: {err}", err.code());
                 let outcome = self
@@ -188,4 +203,13 @@ impl AuditWorker {
         build += at.elapsed();
         Ok((index, build))
     }
+}
+
+/// Discord's answer for a guild the bot is not in (404 Unknown Guild, 10004) or cannot read
+/// (403 Missing Access, 50001).
+fn bot_not_in_guild(err: &DiscordError) -> bool {
+    matches!(
+        err,
+        DiscordError::MissingAccess | DiscordError::Rejected { code: 10004, .. }
+    )
 }
