@@ -798,3 +798,49 @@ async fn audit_attempts(w: &World, guild: u64) -> (i32, usize) {
             .count(),
     )
 }
+
+/// A notice channel the bot cannot post in is accepted, with a `warnings` entry saying so.
+#[actix_web::test]
+async fn a_notice_channel_the_bot_cannot_post_in_is_accepted_with_a_warning() {
+    let w = world(1).await;
+    let (guild, _) = target(0);
+    let bot_role = 850_000_000_000_000_000u64;
+    let muted = 861_000_000_000_000_001u64;
+    w.sandbox
+        .create_channel(
+            guild,
+            &json!({"id": muted.to_string(), "name": "owners-only", "type": 0,
+                "permission_overwrites": [{"id": bot_role.to_string(), "type": 0, "allow": "0", "deny": (1u64 << 11).to_string()}]}),
+        )
+        .expect("channel created");
+    w.admin.configure(&["bot"]).await;
+    let server = format!("/api/v1/tenants/{TENANT}/connectors/{CONNECTOR}/servers/{guild}");
+    let start = Instant::now();
+    let saved = loop {
+        let (status, body) = w
+            .admin
+            .try_call(
+                Method::PUT,
+                &server,
+                Some(server_config(
+                    json!({"notify_channel_id": muted.to_string()}),
+                )),
+                None,
+            )
+            .await;
+        // Until CHANNEL_CREATE reached the directory the channel is asked of REST.
+        if status.is_success() && body["warnings"].as_array().is_some_and(|w| !w.is_empty()) {
+            break body;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no warning: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(saved["warnings"][0]["code"], "bot_cannot_post", "{saved}");
+    assert_eq!(saved["notify_channel_id"], muted.to_string());
+    let read = w.admin.call(Method::GET, &server, None).await;
+    assert_eq!(read["warnings"][0]["code"], "bot_cannot_post", "{read}");
+    w.stop().await;
+}

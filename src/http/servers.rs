@@ -637,7 +637,9 @@ pub async fn get_server(
 ) -> AppResult<HttpResponse> {
     let key = server_key(&state, &caller, path.into_inner()).await?;
     let row = require_config(&state, &key).await?;
-    Ok(HttpResponse::Ok().json(ServerConfig::from(&row)))
+    let mut body = ServerConfig::from(&row);
+    body.warnings = standing_warnings(&state, &row);
+    Ok(HttpResponse::Ok().json(body))
 }
 
 #[utoipa::path(put, path = "/api/v1/tenants/{tenant_key}/connectors/{connector_id}/servers/{guild_id}", tag = "servers",
@@ -696,6 +698,35 @@ fn input_of(row: &discord_server_configs::Model) -> ServerConfigInput {
         pro_role_id: row.pro_role_id.map(from_db),
         notify_channel_id: row.notify_channel_id.map(from_db),
     }
+}
+
+/// What still stands against a stored config, from what the gateway told (no REST call on a
+/// read): the bot left the guild, or cannot post in the notice channel.
+fn standing_warnings(
+    state: &AppState,
+    row: &entities::discord_server_configs::Model,
+) -> Vec<Warning> {
+    let guild_id = from_db(row.guild_id);
+    if !state.directory.has_guild(guild_id) {
+        return vec![Warning {
+            code: ErrorCode::BotNotInGuild.as_str().to_owned(),
+            message: format!(
+                "the bot is not in guild {guild_id}, or has not received it from Discord yet"
+            ),
+        }];
+    }
+    row.notify_channel_id
+        .map(from_db)
+        .and_then(|channel| {
+            discord_checks::can_post(
+                state,
+                "notify_channel_id",
+                channel,
+                crate::discord::directory::PostMode::Bot,
+            )
+        })
+        .into_iter()
+        .collect()
 }
 
 /// Checks the notice channel against Discord, saves the config, updates the gate's policy

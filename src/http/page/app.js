@@ -35,6 +35,11 @@ function sentence(text, fallback) {
   return rest.length ? `${said} (${rest.join(": ")})` : said;
 }
 
+// `warnings` of a saved config: accepted, but the bot cannot post where it was told to.
+function warningText(warnings) {
+  return "Warning: " + warnings.map((w) => w.message).join(" ");
+}
+
 function notice(text, isError) {
   const n = $("notice");
   n.textContent = text;
@@ -146,6 +151,7 @@ async function loadPanel() {
   let cfg = null;
   try { cfg = await api("GET", serverPath()); } catch (e) { if (e.status !== 404) throw e; }
   fillForm(cfg);
+  if (cfg && cfg.warnings && cfg.warnings.length) notice(warningText(cfg.warnings), false);
   let snap = null;
   try { snap = await api("GET", serverPath() + "/snapshot"); } catch (e) { if (e.code !== "seat_snapshot_missing" && e.status !== 404) throw e; }
   renderSnapshot(snap, cfg);
@@ -337,9 +343,10 @@ function init() {
     guarded(async () => {
       // A new config is written whole (PUT); an existing one changes only what the form
       // holds (PATCH), so a field the page does not show is never reset.
-      await api(S.configured ? "PATCH" : "PUT", serverPath(), readForm());
-      notice("Saved. A recount was requested.");
+      const saved = await api(S.configured ? "PATCH" : "PUT", serverPath(), readForm());
       await loadServers();
+      const warned = saved && saved.warnings && saved.warnings.length;
+      notice(warned ? "Saved. " + warningText(saved.warnings) : "Saved. A recount was requested.", false);
     });
   });
   $("clear").addEventListener("click", () => guarded(async () => {
