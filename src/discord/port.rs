@@ -109,7 +109,7 @@ impl DiscordError {
     ) -> Self {
         match (status, code) {
             (429, _) => DiscordError::RateLimited {
-                retry_after: Duration::from_secs_f64(retry_after.unwrap_or(1.0).clamp(0.0, 3600.0)),
+                retry_after: crate::domain::backoff::rate_limit_wait(retry_after),
                 global,
             },
             (_, 10003) => DiscordError::UnknownChannel,

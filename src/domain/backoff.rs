@@ -89,3 +89,34 @@ mod tests {
         assert_eq!(p.decide(8, 0.0), RetryDecision::GiveUp);
     }
 }
+
+/// The wait a 429 asks for, made safe: Discord sends seconds as a float (`retry_after`,
+/// <https://discord.com/developers/docs/topics/rate-limits#exceeding-a-rate-limit>). A value
+/// that is missing, not a number, infinite or negative waits 1 s (a negative one would
+/// retry at once, thousands of invalid requests towards a ban); the wait is kept between
+/// 50 ms and 60 s, so a nonsense value cannot hold a channel for an hour: if the limit still
+/// holds after 60 s, Discord answers another 429 with the true rest.
+pub fn rate_limit_wait(retry_after: Option<f64>) -> Duration {
+    const DEFAULT: f64 = 1.0;
+    let secs = retry_after
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .unwrap_or(DEFAULT)
+        .clamp(0.05, 60.0);
+    Duration::from_secs_f64(secs)
+}
+
+#[cfg(test)]
+mod rate_limit_wait_tests {
+    use super::*;
+
+    #[test]
+    fn nonsense_retry_after_values_wait_a_sane_time_and_never_panic() {
+        assert_eq!(rate_limit_wait(Some(f64::NAN)), Duration::from_secs(1));
+        assert_eq!(rate_limit_wait(Some(-1.0)), Duration::from_secs(1));
+        assert_eq!(rate_limit_wait(Some(f64::INFINITY)), Duration::from_secs(1));
+        assert_eq!(rate_limit_wait(None), Duration::from_secs(1));
+        assert_eq!(rate_limit_wait(Some(1e308)), Duration::from_secs(60));
+        assert_eq!(rate_limit_wait(Some(0.0)), Duration::from_millis(50));
+        assert_eq!(rate_limit_wait(Some(2.5)), Duration::from_millis(2500));
+    }
+}
