@@ -765,7 +765,7 @@ async fn a_server_the_bot_is_not_in_shows_bot_not_in_guild_after_one_attempt() {
         .and_then(|items| {
             items
                 .iter()
-                .find(|s| s["guild_id"] == guild.to_string())
+                .find(|s| s["guild_id"].as_str() == Some(guild.to_string().as_str()))
                 .cloned()
         })
         .unwrap_or_default();
