@@ -434,6 +434,35 @@ async fn webhook_mappings_both_ways_give_one_copy_and_no_loop() {
         .await
         .expect("jobs");
     assert_eq!(jobs.len(), 1, "the copy in D made no job: {jobs:?}");
+    // Catch-up after a restart reads D's history, which holds our webhook's copy: it is
+    // not mirrored back into C either.
+    let World {
+        sandbox,
+        running,
+        admin: _,
+        t,
+    } = w;
+    running.shutdown().await;
+    let (running, admin) = start_service(&service_settings(&t, &sandbox, OPERATOR), OPERATOR).await;
+    admin.wait_up(Duration::from_secs(20)).await;
+    attached(&sandbox).await;
+    post_in(&sandbox, channel_c, "after the restart");
+    assert!(
+        until(Duration::from_secs(20), || live(&sandbox, channel_d).len()
+            == 2)
+        .await,
+        "the live message after the restart arrives: {:?}",
+        live(&sandbox, channel_d)
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(live(&sandbox, channel_d), vec!["ping", "after the restart"]);
+    assert_eq!(live(&sandbox, channel_c), vec!["ping", "after the restart"]);
+    let w = World {
+        sandbox,
+        running,
+        admin,
+        t,
+    };
     w.stop().await;
 }
 
