@@ -279,7 +279,7 @@ async fn a_member_list_failing_with_500_three_times_is_retried_then_counted() {
 }
 
 #[actix_web::test]
-async fn a_guild_the_bot_was_removed_from_ends_in_seat_audit_failed() {
+async fn a_guild_the_bot_was_removed_from_is_bot_not_in_guild_after_one_attempt() {
     let w = world(10, |s| {
         s.queue_backoff_base_secs = 1;
         s.queue_backoff_cap_secs = 1;
@@ -308,10 +308,19 @@ async fn a_guild_the_bot_was_removed_from_ends_in_seat_audit_failed() {
             .last_error
             .as_deref()
             .unwrap_or_default()
-            .starts_with("seat_audit_failed"),
+            .starts_with("bot_not_in_guild"),
         "{:?}",
         stored.last_error
     );
+    // One attempt: retrying a 404 Unknown Guild only adds to Discord's invalid-request count.
+    use sea_orm::{EntityTrait, QueryOrder};
+    let last = entities::discord_seat_audit_jobs::Entity::find()
+        .order_by_desc(entities::discord_seat_audit_jobs::Column::Id)
+        .one(w.t.db.conn())
+        .await
+        .unwrap()
+        .expect("an audit job");
+    assert_eq!(last.attempts, 1, "{last:?}");
     w.stop().await;
 }
 

@@ -56,10 +56,11 @@ impl SnapshotRecord {
             seats_used: self.count.seats_used,
             seat_limit: self.seat_limit,
             checked_at_ms: self.checked_at,
-            audit_failed: self
-                .last_error
-                .as_deref()
-                .is_some_and(|e| e.starts_with(ErrorCode::SeatAuditFailed.as_str())),
+            // A guild the bot is not in cannot be counted either: the gate holds it the same.
+            audit_failed: self.last_error.as_deref().is_some_and(|e| {
+                e.starts_with(ErrorCode::SeatAuditFailed.as_str())
+                    || e.starts_with(ErrorCode::BotNotInGuild.as_str())
+            }),
         }
     }
 }
@@ -336,5 +337,30 @@ impl SeatAuditStore {
             .order_by_asc(events::Column::Id)
             .all(self.db.conn())
             .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_error(last_error: Option<&str>) -> SnapshotView {
+        SnapshotRecord {
+            count: SeatCount::default(),
+            seat_limit: 10,
+            checked_at: 1,
+            next_check_after: 2,
+            status: Freshness::Expired,
+            last_error: last_error.map(str::to_owned),
+        }
+        .view()
+    }
+
+    #[test]
+    fn a_failed_audit_or_a_guild_the_bot_is_not_in_holds_the_gate() {
+        assert!(with_error(Some("seat_audit_failed: discord_unavailable: 503")).audit_failed);
+        assert!(with_error(Some("bot_not_in_guild: 404 code 10004: Unknown Guild")).audit_failed);
+        assert!(!with_error(None).audit_failed);
+        assert!(!with_error(Some("seat_check_pending")).audit_failed);
     }
 }
