@@ -53,10 +53,33 @@ struct Posted {
 struct FakeDiscord {
     channels: Mutex<HashMap<u64, Vec<Posted>>>,
     failures: Mutex<HashMap<u64, VecDeque<DiscordError>>>,
+    /// Sends to these channels panic (or never answer) this many times first.
+    panics: Mutex<HashMap<u64, u32>>,
+    hangs: Mutex<HashMap<u64, u32>>,
     next_id: Mutex<u64>,
 }
 
+fn take(counts: &Mutex<HashMap<u64, u32>>, channel: u64) -> bool {
+    let mut counts = counts.lock().unwrap();
+    match counts.get_mut(&channel) {
+        Some(n) if *n > 0 => {
+            *n -= 1;
+            true
+        }
+        _ => false,
+    }
+}
+
 impl FakeDiscord {
+    /// What a bug deep in a client library does: `from_secs_f64(NaN)` and the like.
+    async fn misbehave(&self, channel: u64) {
+        if take(&self.panics, channel) {
+            panic!("injected panic in the send to {channel}");
+        }
+        if take(&self.hangs, channel) {
+            std::future::pending::<()>().await;
+        }
+    }
     fn fail_next(&self, channel: u64, err: DiscordError) {
         self.failures
             .lock()
@@ -138,6 +161,7 @@ impl DiscordPort for FakeDiscord {
         m: &OutgoingMessage,
         nonce: &str,
     ) -> DiscordResult<u64> {
+        self.misbehave(channel_id).await;
         self.injected(channel_id)?;
         Ok(self.post(channel_id, &m.content, Some(nonce), false))
     }
@@ -172,6 +196,7 @@ impl DiscordPort for FakeDiscord {
         p: &Persona,
     ) -> DiscordResult<u64> {
         let channel = w.id - 700_000;
+        self.misbehave(channel).await;
         self.injected(channel)?;
         Ok(self.post(
             channel,
@@ -267,6 +292,7 @@ async fn build_harness(max_age: Duration, with_port: bool, poll: Duration) -> Ha
     cfg.poll = poll;
     cfg.held_retry = Duration::from_secs(30);
     cfg.max_age = max_age;
+    cfg.delivery_timeout = Duration::from_secs(2);
     let port = with_port.then(|| discord.clone() as Arc<dyn DiscordPort>);
     let gate = MirrorGate::new(store.clone(), cache.clone(), port, None, cfg).start();
     let cache_actor = SnapshotCacheActor::new(cache, gate.clone().recipient())
@@ -692,6 +718,68 @@ async fn server_errors_retry_with_backoff_and_deliver_once() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(h.discord.live(CHAN_A).len(), 1, "delivered once");
+}
+
+async fn a_delivery_that_never_comes_back_fails_its_job_and_frees_its_lane(hang: bool) {
+    let h = harness(Duration::from_secs(3600)).await;
+    let counts = if hang {
+        &h.discord.hangs
+    } else {
+        &h.discord.panics
+    };
+    counts.lock().unwrap().insert(CHAN_A, 1);
+    counts.lock().unwrap().insert(CHAN_B, 1);
+    for (id, text) in [(7101, "first"), (7102, "second")] {
+        ingest(
+            &h,
+            SourceEvent::Created {
+                guild_id: SOURCE_GUILD,
+                channel_id: SOURCE,
+                message_id: id,
+                payload: payload(text),
+            },
+        )
+        .await;
+    }
+    // (A job that fails is retried after its backoff, so "second" may land first.)
+    eventually("both messages on both targets", || {
+        let contents = |c| {
+            let mut v: Vec<String> = h.discord.live(c).into_iter().map(|p| p.content).collect();
+            v.sort();
+            v
+        };
+        contents(CHAN_A) == ["first", "second"]
+            && contents(CHAN_B) == ["Provider: first", "Provider: second"]
+    })
+    .await;
+    // The failed attempt counted, and nothing came twice.
+    all_done_after(&h, 7101, 2).await;
+    all_done_after(&h, 7102, 1).await;
+    // The lane and the worker's place in flight are free: a third message still arrives.
+    ingest(
+        &h,
+        SourceEvent::Created {
+            guild_id: SOURCE_GUILD,
+            channel_id: SOURCE,
+            message_id: 7103,
+            payload: payload("third"),
+        },
+    )
+    .await;
+    eventually("the third message", || {
+        h.discord.live(CHAN_A).len() == 3 && h.discord.live(CHAN_B).len() == 3
+    })
+    .await;
+}
+
+#[actix_web::test]
+async fn a_delivery_that_panics_fails_its_job_and_frees_its_lane() {
+    a_delivery_that_never_comes_back_fails_its_job_and_frees_its_lane(false).await;
+}
+
+#[actix_web::test]
+async fn a_delivery_that_hangs_times_out_and_frees_its_lane() {
+    a_delivery_that_never_comes_back_fails_its_job_and_frees_its_lane(true).await;
 }
 
 #[actix_web::test]

@@ -19,6 +19,7 @@ use std::{
 };
 
 use actix::prelude::*;
+use futures_util::FutureExt;
 use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 
 use super::{
@@ -120,6 +121,8 @@ pub struct MirrorGateConfig {
     /// Attachments up to this many bytes per message are uploaded again; the rest are linked
     /// (0 links every attachment).
     pub attachment_limit_bytes: u64,
+    /// A delivery (downloads, webhook creation, the send) that takes longer fails its job.
+    pub delivery_timeout: Duration,
 }
 
 impl MirrorGateConfig {
@@ -135,6 +138,7 @@ impl MirrorGateConfig {
             max_age: Duration::from_secs(3600),
             windows: FreshnessWindows::default(),
             attachment_limit_bytes: DEFAULT_UPLOAD_LIMIT_BYTES,
+            delivery_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -729,7 +733,7 @@ impl Worker {
             } else {
                 let _permit = self.delivering.acquire().await;
                 let resumes_seen = self.resumes.load(Ordering::SeqCst);
-                let outcome = self.process(&next).await;
+                let outcome = self.process_guarded(&next).await;
                 self.left_decided(next.job, Some(outcome), resumes_seen);
             }
         }
@@ -866,6 +870,43 @@ impl Worker {
                     tracing::error!(error = %err, jobs = batch.len(), "[mirror] outcomes not recorded; the jobs run again after their leases expire");
                 }
             }
+        }
+    }
+
+    /// [`Self::process`], but a delivery that panics or outlasts `delivery_timeout` fails its
+    /// job (retried with backoff) instead of taking its lane, its place in flight and its
+    /// lease renewal down with it.
+    async fn process_guarded(&self, prepared: &Prepared) -> Outcome {
+        let job = prepared.job.id;
+        let run = std::panic::AssertUnwindSafe(self.process(prepared)).catch_unwind();
+        let error = match tokio::time::timeout(self.cfg.delivery_timeout, run).await {
+            Ok(Ok(outcome)) => return outcome,
+            Ok(Err(panic)) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic".to_owned());
+                tracing::error!(job, panic = %what, "[mirror] delivery panicked; the job is retried with backoff");
+                format!("{}: {what}", ErrorCode::MirrorDeliveryPanicked)
+            }
+            Err(_) => {
+                tracing::warn!(
+                    job,
+                    timeout_s = self.cfg.delivery_timeout.as_secs_f64(),
+                    "[mirror] delivery timed out; the job is retried with backoff"
+                );
+                format!(
+                    "{}: no answer within {:?}",
+                    ErrorCode::MirrorDeliveryTimeout,
+                    self.cfg.delivery_timeout
+                )
+            }
+        };
+        metrics::counter!("seatgate_mirror_deliveries_aborted_total").increment(1);
+        Outcome::Fail {
+            error,
+            jitter: rand::random::<f64>(),
         }
     }
 
