@@ -40,7 +40,7 @@ use crate::{
         gate::{self, GateDecision, JobKind},
         mirror::{
             carry_as_sent, is_expired, linked_at_send, parse_kind, plan_attachments, send_nonce,
-            Carry, MirrorPayload, DEFAULT_UPLOAD_LIMIT_BYTES,
+            webhook_username, Carry, MirrorPayload, DEFAULT_UPLOAD_LIMIT_BYTES,
         },
         snowflake,
     },
@@ -381,6 +381,8 @@ enum Delivery {
     Broken(ErrorCode),
     /// Retry with backoff.
     Failed(String),
+    /// Discord refused the request itself (400): the same payload would be refused again.
+    Rejected(String),
     /// The webhook vanished; it is forgotten and the job runs again at once.
     WebhookGone,
 }
@@ -1056,6 +1058,14 @@ impl Worker {
                     broken: Some(code),
                 }
             }
+            Delivery::Rejected(error) => {
+                tracing::warn!(job = job.id, mapping = job.mapping_id, error = %error, "[mirror] Discord refused the message itself; the job ends without retries");
+                Outcome::Finish {
+                    status: FAILED,
+                    error,
+                    broken: None,
+                }
+            }
             Delivery::Failed(error) => {
                 tracing::info!(job = job.id, error = %error, attempt = job.attempts, "[mirror] delivery failed");
                 Outcome::Fail {
@@ -1220,11 +1230,7 @@ impl Worker {
                         },
                     };
                     let persona = Persona {
-                        username: if payload.author_name.is_empty() {
-                            "seatgate".into()
-                        } else {
-                            payload.author_name.clone()
-                        },
+                        username: webhook_username(&payload.author_name, "seatgate"),
                         avatar_url: payload.author_avatar_url.clone(),
                     };
                     Some((creds, persona))
@@ -1471,6 +1477,9 @@ fn classify(err: DiscordError, _kind: JobKind) -> Delivery {
         },
         e if e.breaks_target() => Delivery::Broken(e.code()),
         DiscordError::UnknownWebhook => Delivery::WebhookGone,
+        e @ DiscordError::Rejected {
+            status: 400 | 413, ..
+        } => Delivery::Rejected(format!("{}: {e}", ErrorCode::MirrorPayloadRejected)),
         e => Delivery::Failed(format!("{}: {e}", e.code())),
     }
 }

@@ -21,6 +21,71 @@ pub struct MirrorPayload {
     pub author_name: String,
     #[serde(default)]
     pub author_avatar_url: Option<String>,
+    /// Stickers cannot be sent by a bot or a webhook outside their own guild: they are
+    /// mirrored as their names and image links.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stickers: Vec<StickerRef>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StickerRef {
+    pub id: u64,
+    pub name: String,
+    /// Discord's sticker format type: 1 PNG, 2 APNG, 3 LOTTIE, 4 GIF.
+    pub format_type: u8,
+}
+
+impl StickerRef {
+    /// Where Discord serves the sticker
+    /// (https://discord.com/developers/docs/reference#image-formatting-cdn-endpoints:
+    /// `stickers/{sticker_id}.png|.gif|.json`; GIF stickers from media.discordapp.net).
+    pub fn url(&self) -> String {
+        match self.format_type {
+            4 => format!("https://media.discordapp.net/stickers/{}.gif", self.id),
+            3 => format!("https://cdn.discordapp.com/stickers/{}.json", self.id),
+            _ => format!("https://cdn.discordapp.com/stickers/{}.png", self.id),
+        }
+    }
+}
+
+/// Discord's limits on a webhook's name and on an execute's `username`
+/// (https://discord.com/developers/docs/resources/webhook#create-webhook): 1 to 80
+/// characters, and no `clyde` or `discord` in any case.
+pub const WEBHOOK_NAME_MAX_CHARS: usize = 80;
+
+/// A persona name Discord accepts for `name`: whitespace trimmed and runs of it collapsed,
+/// `clyde` and `discord` written with a Cyrillic letter that looks the same (`е`, `о`), cut
+/// to 80 characters; `fallback` when nothing is left.
+pub fn webhook_username(name: &str, fallback: &str) -> String {
+    let collapsed = name.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut out = collapsed;
+    for (word, at, look_alike) in [("clyde", 4, 'е'), ("discord", 4, 'о')] {
+        out = replace_ascii_ci(&out, word, at, look_alike);
+    }
+    let out: String = out.chars().take(WEBHOOK_NAME_MAX_CHARS).collect();
+    let out = out.trim_end().to_owned();
+    if out.is_empty() {
+        fallback.to_owned()
+    } else {
+        out
+    }
+}
+
+/// Every case-insensitive `word` in `s` with its `at`-th byte (ASCII) replaced by `with`.
+fn replace_ascii_ci(s: &str, word: &str, at: usize, with: char) -> String {
+    let lower = s.to_ascii_lowercase();
+    let mut out = String::with_capacity(s.len() + 2);
+    let mut rest = 0;
+    while let Some(found) = lower[rest..].find(word) {
+        let start = rest + found;
+        out.push_str(&s[rest..start + at]);
+        out.push(with);
+        rest = start + at + 1;
+        out.push_str(&s[rest..start + word.len()]);
+        rest = start + word.len();
+    }
+    out.push_str(&s[rest..]);
+    out
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,6 +211,12 @@ impl MirrorPayload {
                 out.push('\n');
             }
             out.push_str(&a.url);
+        }
+        for sticker in &self.stickers {
+            if !out.is_empty() {
+                out.push('\n');
+            }
+            out.push_str(&format!("[sticker: {}] {}", sticker.name, sticker.url()));
         }
         out
     }
@@ -278,6 +349,64 @@ mod tests {
         // A send that linked nothing records nothing, and its edits follow the plan.
         assert_eq!(linked_at_send(&sent, &[Carry::Upload; 3]), None);
         assert_eq!(carry_as_sent(&sent, planned.clone(), None), planned);
+    }
+
+    #[test]
+    fn webhook_usernames_are_made_valid_for_discord() {
+        let valid = |n: &str| {
+            let l = n.to_lowercase();
+            (1..=80).contains(&n.chars().count()) && !l.contains("discord") && !l.contains("clyde")
+        };
+        for name in [
+            "Discord Signals",
+            "my DISCORD and discord",
+            "Clyde",
+            "xclydex",
+            "  spaced   out  ",
+            "",
+            "   ",
+            &"a".repeat(200),
+            "Дiscord ünïcode",
+        ] {
+            let made = webhook_username(name, "seatgate");
+            assert!(valid(&made), "{name:?} -> {made:?}");
+        }
+        assert_eq!(webhook_username("Discord Signals", "x"), "Discоrd Signals");
+        assert_eq!(webhook_username("  Alpha   Desk ", "x"), "Alpha Desk");
+        assert_eq!(webhook_username("", "seatgate"), "seatgate");
+        assert_eq!(webhook_username("Provider", "x"), "Provider");
+        assert_eq!(webhook_username(&"é".repeat(100), "x").chars().count(), 80);
+    }
+
+    #[test]
+    fn stickers_are_rendered_as_names_and_links_after_the_text() {
+        let p = MirrorPayload {
+            stickers: vec![
+                StickerRef {
+                    id: 42,
+                    name: "wave".into(),
+                    format_type: 1,
+                },
+                StickerRef {
+                    id: 43,
+                    name: "dance".into(),
+                    format_type: 4,
+                },
+            ],
+            ..Default::default()
+        };
+        assert_eq!(
+            p.rendered_content(&[]),
+            "[sticker: wave] https://cdn.discordapp.com/stickers/42.png\n\
+             [sticker: dance] https://media.discordapp.net/stickers/43.gif"
+        );
+        let with_text = MirrorPayload {
+            content: "gm".into(),
+            ..p
+        };
+        assert!(with_text
+            .rendered_content(&[])
+            .starts_with("gm\n[sticker: wave]"));
     }
 
     #[test]

@@ -82,6 +82,8 @@ pub struct Message {
     pub content: String,
     pub embeds: Vec<Value>,
     pub attachments: Vec<Value>,
+    /// Sticker items (`id`, `name`, `format_type`): only users' posts carry them here.
+    pub sticker_items: Vec<Value>,
     pub timestamp: String,
     pub edited_timestamp: Option<String>,
     pub nonce: Option<Value>,
@@ -292,6 +294,9 @@ pub fn message_json(m: &Message, author: Value) -> Value {
         }
         if let Some(wh) = m.webhook_id {
             obj.insert("webhook_id".into(), json!(sf(wh)));
+        }
+        if !m.sticker_items.is_empty() {
+            obj.insert("sticker_items".into(), json!(m.sticker_items));
         }
     }
     v

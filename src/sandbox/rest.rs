@@ -568,11 +568,9 @@ fn handle(core: &Core, route: Route, call: &Call<'_>) -> DResult<Reply> {
                 .body
                 .get("name")
                 .and_then(Value::as_str)
-                .filter(|n| !n.is_empty() && n.chars().count() <= 80)
-                .ok_or_else(|| {
-                    DiscordError::invalid_form("name: must be between 1 and 80 in length")
-                })?
+                .unwrap_or_default()
                 .to_owned();
+            check_webhook_name("name", &name)?;
             let v = core.mutate(|st| {
                 bot_channel(st, cid, &[MANAGE_WEBHOOKS])?;
                 let bot = st.bot_id;
@@ -612,12 +610,13 @@ fn handle(core: &Core, route: Route, call: &Call<'_>) -> DResult<Reply> {
             let wait = call.query.get("wait").is_some_and(|w| w == "true");
             let v = core.mutate(|st| {
                 let w = st.webhook(id, call.param(1))?;
-                let name = call
-                    .body
-                    .get("username")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| w.name.clone());
+                let name = match call.body.get("username").and_then(Value::as_str) {
+                    Some(name) => {
+                        check_webhook_name("username", name)?;
+                        name.to_owned()
+                    }
+                    None => w.name.clone(),
+                };
                 let avatar = call
                     .body
                     .get("avatar_url")
@@ -670,4 +669,25 @@ fn handle(core: &Core, route: Route, call: &Call<'_>) -> DResult<Reply> {
             }
         }
     }
+}
+
+/// https://discord.com/developers/docs/resources/webhook#create-webhook: "A webhook name is
+/// valid if it does not contain the substrings `clyde` or `discord` (case-insensitive)" and
+/// is 1 to 80 characters; the same holds for an execute's `username` override.
+fn check_webhook_name(field: &str, name: &str) -> Result<(), DiscordError> {
+    let n = name.chars().count();
+    if n == 0 || n > 80 {
+        return Err(DiscordError::invalid_form(format!(
+            "{field}: must be between 1 and 80 in length"
+        )));
+    }
+    let lower = name.to_lowercase();
+    for word in ["clyde", "discord"] {
+        if lower.contains(word) {
+            return Err(DiscordError::invalid_form(format!(
+                "{field}: cannot contain \"{word}\""
+            )));
+        }
+    }
+    Ok(())
 }

@@ -656,11 +656,24 @@ impl State {
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_owned();
-        if content.chars().count() > 2000 {
-            return Err(DiscordError::invalid_form(
-                "content: must be 2000 or fewer in length",
-            ));
+        // https://discord.com/developers/docs/resources/message#create-message: content is
+        // "up to 2000 characters" for bots and webhooks; users with Nitro post up to 4,000.
+        let user_post = webhook.is_none() && author_id != self.bot_id;
+        let max_content = if user_post { 4000 } else { 2000 };
+        if content.chars().count() > max_content {
+            return Err(DiscordError::invalid_form(format!(
+                "content: must be {max_content} or fewer in length"
+            )));
         }
+        // Stickers a user sent; the bot's `sticker_ids` (guild stickers) are not modelled.
+        let sticker_items = if user_post {
+            v.get("sticker_items")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default()
+        } else {
+            Vec::new()
+        };
         let embeds = v
             .get("embeds")
             .and_then(Value::as_array)
@@ -671,7 +684,11 @@ impl State {
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
-        if content.is_empty() && embeds.is_empty() && attachments.is_empty() {
+        if content.is_empty()
+            && embeds.is_empty()
+            && attachments.is_empty()
+            && sticker_items.is_empty()
+        {
             return Err(DiscordError::empty_message());
         }
         let nonce = match v.get("nonce") {
@@ -721,6 +738,7 @@ impl State {
             content,
             embeds,
             attachments,
+            sticker_items,
             timestamp: now_iso(),
             edited_timestamp: None,
             nonce: if webhook.is_some() { None } else { nonce },
@@ -747,12 +765,18 @@ impl State {
     }
 
     pub fn edit_message(&mut self, cid: u64, mid: u64, v: &Value) -> DResult<Changed> {
-        self.live_message(cid, mid)?;
+        let m = self.live_message(cid, mid)?;
+        // As on create: 2,000 for the bot and webhooks, 4,000 for a (Nitro) user.
+        let max_content = if m.webhook_id.is_none() && m.author_id != self.bot_id {
+            4000
+        } else {
+            2000
+        };
         if let Some(c) = v.get("content").and_then(Value::as_str) {
-            if c.chars().count() > 2000 {
-                return Err(DiscordError::invalid_form(
-                    "content: must be 2000 or fewer in length",
-                ));
+            if c.chars().count() > max_content {
+                return Err(DiscordError::invalid_form(format!(
+                    "content: must be {max_content} or fewer in length"
+                )));
             }
         }
         let Some(m) = self.messages.get_mut(&mid) else {

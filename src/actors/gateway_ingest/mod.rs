@@ -33,7 +33,7 @@ use super::{
 use crate::{
     config::Secret,
     discord::{connect, directory::GuildDirectory},
-    domain::mirror::{AttachmentRef, MirrorPayload},
+    domain::mirror::{AttachmentRef, MirrorPayload, StickerRef},
     error::{AppError, AppResult, ErrorCode},
     store::{
         catch_up::{self, CatchUpConfig, FetchedMessage, MessageHistory},
@@ -408,6 +408,15 @@ pub fn payload_of(message: &Message) -> MirrorPayload {
             .clone()
             .unwrap_or_else(|| message.author.name.clone()),
         author_avatar_url: message.author.avatar_url(),
+        stickers: message
+            .sticker_items
+            .iter()
+            .map(|s| StickerRef {
+                id: s.id.get(),
+                name: s.name.clone(),
+                format_type: u8::from(s.format_type),
+            })
+            .collect(),
     }
 }
 
