@@ -22,6 +22,7 @@ use crate::{
     config::Settings,
     discord::{
         directory::GuildDirectory,
+        invalid_guard::InvalidRequestGuard,
         port::{DiscordPort, GuildReader},
         rest::SerenityRest,
     },
@@ -94,6 +95,8 @@ pub struct Actors {
     pub cache_actor: Addr<SnapshotCacheActor>,
     pub auditor: Addr<SeatAuditor>,
     pub ingest: Addr<GatewayIngest>,
+    /// Discord's REST API (`None` without a token), with the ban guard every call goes through.
+    pub rest: Option<Arc<SerenityRest>>,
 }
 
 /// Starts the gate, the snapshot cache, the auditor and gateway ingest. Must run inside an
@@ -115,6 +118,7 @@ pub fn start_actors_with(db: &Database, settings: &Settings, mirror_store: Mirro
     let auditor_ctx = Context::<SeatAuditor>::new();
     let auditor = auditor_ctx.address();
     let rest = discord_rest(settings);
+    let rest_for_api = rest.clone();
     let port = rest.clone().map(|r| r as Arc<dyn DiscordPort>);
     let mut gate_cfg = MirrorGateConfig::new(worker_id.clone());
     gate_cfg.lease = Duration::from_secs(settings.queue_lease_secs);
@@ -182,6 +186,7 @@ pub fn start_actors_with(db: &Database, settings: &Settings, mirror_store: Mirro
         cache_actor,
         auditor,
         ingest,
+        rest: rest_for_api,
     }
 }
 
@@ -189,7 +194,8 @@ pub fn start_actors_with(db: &Database, settings: &Settings, mirror_store: Mirro
 fn discord_rest(settings: &Settings) -> Option<Arc<SerenityRest>> {
     let token = settings.discord_token.as_ref().filter(|t| !t.is_empty())?;
     let http = crate::discord::connect::http(&settings.discord_api_url, token.expose());
-    Some(Arc::new(SerenityRest::new(Arc::new(http))))
+    let guard = Arc::new(InvalidRequestGuard::new(settings.discord_invalid_fraction));
+    Some(Arc::new(SerenityRest::new(Arc::new(http), guard)))
 }
 
 /// The admin API's state. Loads what the API persisted into the snapshot cache first: the
@@ -275,7 +281,8 @@ pub async fn admin_state(
         mirror_queue: MirrorQueue::mirror(db.clone(), policy),
         metrics: http::metrics::install(),
         directory: actors.directory.clone(),
-        discord: discord_rest(settings).map(|r| r as Arc<dyn DiscordPort>),
+        discord: actors.rest.clone().map(|r| r as Arc<dyn DiscordPort>),
+        invalid_requests: actors.rest.as_ref().map(|r| r.invalid_requests().clone()),
         metrics_read_at: Arc::default(),
     })
 }
@@ -338,6 +345,7 @@ pub async fn start_with(settings: &Settings, exclusive: bool) -> AppResult<Runni
         cache_actor,
         auditor,
         ingest,
+        rest: _,
     } = actors;
     Ok(Running {
         bound,

@@ -85,6 +85,10 @@ pub struct Settings {
     /// the mirrored message; larger ones are linked (0 links all). Discord's limit for a bot
     /// in a server without boosts is 10 MiB.
     pub mirror_attachment_limit_bytes: u64,
+    /// Share of Discord's 10,000 invalid requests (401, 403, 429) per 10 minutes at which the
+    /// service slows every new Discord request down to 5 a second, so that it never reaches
+    /// the IP ban. In (0, 1].
+    pub discord_invalid_fraction: f64,
     /// Starts the service with enforcement globally off (every server behaves as `off`).
     pub kill_switch: bool,
     /// Finished mirror and audit jobs are removed this long after they finished.
@@ -131,6 +135,7 @@ impl Default for Settings {
             mirror_max_age_secs: 60 * 60,
             mirror_catch_up_pages: 10,
             mirror_attachment_limit_bytes: crate::domain::mirror::DEFAULT_UPLOAD_LIMIT_BYTES,
+            discord_invalid_fraction: crate::domain::invalid_requests::DEFAULT_FRACTION,
             kill_switch: false,
             retention_jobs_secs: 7 * 24 * 60 * 60,
             retention_links_secs: 30 * 24 * 60 * 60,
@@ -183,6 +188,9 @@ impl Settings {
                 "stale_window_secs",
                 "must be greater than fresh_window_secs, which must be positive",
             );
+        }
+        if !(self.discord_invalid_fraction > 0.0 && self.discord_invalid_fraction <= 1.0) {
+            return bad("discord_invalid_fraction", "must be above 0 and at most 1");
         }
         if self.queue_max_attempts == 0 {
             return bad("queue_max_attempts", "must be at least 1");

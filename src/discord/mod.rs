@@ -4,5 +4,6 @@
 pub mod cdn;
 pub mod connect;
 pub mod directory;
+pub mod invalid_guard;
 pub mod port;
 pub mod rest;

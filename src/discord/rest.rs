@@ -14,6 +14,7 @@ use serenity::{
     model::id::{ChannelId, MessageId, WebhookId},
 };
 
+use super::invalid_guard::InvalidRequestGuard;
 use super::port::{
     ChannelMessage, DiscordError, DiscordPort, DiscordResult, OutgoingFile, OutgoingMessage,
     Persona, WebhookCredentials,
@@ -24,15 +25,24 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 pub struct SerenityRest {
     http: Arc<Http>,
     client: reqwest::Client,
+    guard: Arc<InvalidRequestGuard>,
 }
 
 impl SerenityRest {
-    pub fn new(http: Arc<Http>) -> Self {
+    pub fn new(http: Arc<Http>, guard: Arc<InvalidRequestGuard>) -> Self {
         let client = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .build()
             .unwrap_or_default();
-        Self { http, client }
+        Self {
+            http,
+            client,
+            guard,
+        }
+    }
+
+    pub fn invalid_requests(&self) -> &Arc<InvalidRequestGuard> {
+        &self.guard
     }
 
     async fn call(
@@ -61,7 +71,8 @@ impl SerenityRest {
             .params(params)
             .build(&self.client, self.http.token(), self.http.proxy.as_deref())
             .map_err(|err| DiscordError::Transient(format!("request not built: {err}")))?;
-        Self::read(request.send().await).await
+        self.guard.before_request().await;
+        self.read(request.send().await).await
     }
 
     fn json(bytes: &[u8]) -> Option<Value> {
@@ -108,21 +119,20 @@ impl SerenityRest {
             .header(reqwest::header::AUTHORIZATION, self.http.token())
             .header(reqwest::header::USER_AGENT, serenity::constants::USER_AGENT)
             .multipart(form);
-        Self::answer(request.send().await).await
-    }
-
-    async fn answer(
-        sent: Result<reqwest::Response, reqwest::Error>,
-    ) -> DiscordResult<Option<Value>> {
-        Ok(Self::json(&Self::read(sent).await?))
+        self.guard.before_request().await;
+        Ok(Self::json(&self.read(request.send().await).await?))
     }
 
     /// The body of a 2xx answer; anything else in the port's terms.
-    async fn read(sent: Result<reqwest::Response, reqwest::Error>) -> DiscordResult<bytes::Bytes> {
+    async fn read(
+        &self,
+        sent: Result<reqwest::Response, reqwest::Error>,
+    ) -> DiscordResult<bytes::Bytes> {
         let response = sent
             // Webhook URLs carry their token: never let one into a log line.
             .map_err(|err| DiscordError::Transient(err.without_url().to_string()))?;
         let status = response.status().as_u16();
+        self.guard.after_answer(status);
         let header_retry = response
             .headers()
             .get("retry-after")

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod backoff;
 pub mod freshness;
 pub mod gate;
+pub mod invalid_requests;
 pub mod mirror;
 pub mod permissions;
 pub mod seats;

@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 use super::{auth::Caller, openapi::ErrorBody, AppState};
 use crate::{
     actors::snapshot_cache::KillSwitchSet,
+    discord::invalid_guard::InvalidRequestStatus,
     error::{AppError, AppResult, ErrorCode},
     store::settings::SettingsStore,
 };
@@ -16,6 +17,10 @@ use crate::{
 pub struct Enforcement {
     /// True: enforcement is off for every server (configs are kept).
     pub kill_switch: bool,
+    /// (Answers only) Discord's 401/403/429 answers to this process in the last 10 minutes,
+    /// and whether the ban guard slows requests down; absent without a bot token.
+    #[serde(default, skip_deserializing, skip_serializing_if = "Option::is_none")]
+    pub discord_invalid_requests: Option<InvalidRequestStatus>,
 }
 
 #[utoipa::path(get, path = "/api/v1/enforcement", tag = "enforcement",
@@ -29,6 +34,7 @@ pub async fn get_enforcement(
     caller.require_operator()?;
     Ok(HttpResponse::Ok().json(Enforcement {
         kill_switch: state.cache.kill_switch(),
+        discord_invalid_requests: state.invalid_requests.as_ref().map(|g| g.status()),
     }))
 }
 
@@ -61,5 +67,8 @@ pub async fn put_enforcement(
     } else {
         tracing::info!("[admin/discord-bot] kill switch off: per-server enforcement modes apply");
     }
-    Ok(HttpResponse::Ok().json(Enforcement { kill_switch: on }))
+    Ok(HttpResponse::Ok().json(Enforcement {
+        kill_switch: on,
+        discord_invalid_requests: state.invalid_requests.as_ref().map(|g| g.status()),
+    }))
 }

@@ -101,6 +101,17 @@ fn describe() {
         ::metrics::counter!(AUDITS_TOTAL, "result" => result).increment(0);
     }
     ::metrics::counter!(AUDIT_DRIFT_TOTAL).increment(0);
+    use crate::discord::invalid_guard::{INVALID_REQUESTS, SLOWED};
+    ::metrics::describe_gauge!(
+        INVALID_REQUESTS,
+        "Discord's 401/403/429 answers in the last 10 minutes (Discord bans at 10,000)"
+    );
+    ::metrics::describe_gauge!(
+        SLOWED,
+        "1 while the ban guard slows Discord requests to 5/s"
+    );
+    ::metrics::gauge!(INVALID_REQUESTS).set(0.0);
+    ::metrics::gauge!(SLOWED).set(0.0);
     for reason in [
         "seat_limit_exceeded",
         "seat_check_pending",
@@ -118,6 +129,9 @@ pub const DB_READ_INTERVAL: std::time::Duration = std::time::Duration::from_secs
 
 async fn refresh(state: &AppState) -> AppResult<()> {
     ::metrics::gauge!(KILL_SWITCH).set(if state.cache.kill_switch() { 1.0 } else { 0.0 });
+    if let Some(guard) = &state.invalid_requests {
+        guard.status(); // sets its gauges, with answers older than 10 minutes gone
+    }
     {
         let mut read_at = state
             .metrics_read_at

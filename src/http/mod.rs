@@ -80,6 +80,8 @@ pub struct AppState {
     pub directory: GuildDirectory,
     /// Discord's REST API, for what the gateway did not tell (`None` without a token).
     pub discord: Option<Arc<dyn DiscordPort>>,
+    /// The ban guard's count of Discord's 401/403/429 answers (`None` without a token).
+    pub invalid_requests: Option<Arc<crate::discord::invalid_guard::InvalidRequestGuard>>,
     /// When `/metrics` last read the queue depths and snapshots from the database: scrapes
     /// closer together than [`metrics::DB_READ_INTERVAL`] are answered from memory.
     pub metrics_read_at: Arc<std::sync::Mutex<Option<std::time::Instant>>>,

@@ -275,8 +275,25 @@ async function loadMembers(cfg) {
 const LIVE_MS = 2000;
 let liveTimer = null;
 
+// The ban guard, for an operator's token (a tenant's gets 403 and sees nothing of it).
+let notOperator = false;
+async function showBanGuard() {
+  if (notOperator) return;
+  let e = null;
+  try { e = await apiCall("GET", "/api/v1/enforcement"); } catch (err) { if (err.status === 401 || err.status === 403) notOperator = true; }
+  const g = e && e.discord_invalid_requests;
+  const el = $("ban-guard");
+  el.hidden = !(g && g.slowed);
+  if (g && g.slowed) {
+    el.textContent = `Discord answered ${g.last_10_min} requests with 401/403/429 in the last 10 minutes ` +
+      `(it bans the IP at ${g.discord_limit}): requests are slowed to 5 a second until the count falls under ${g.slow_down_at}.`;
+  }
+}
+
 async function refreshLive() {
-  if (!S.tenant || !S.connector || busy > 0 || document.hidden) return;
+  if (!S.tenant || busy > 0 || document.hidden) return;
+  await showBanGuard();
+  if (!S.connector) return;
   const list = await api("GET", `${base()}/${enc(S.connector)}/servers`);
   S.servers = list.items;
   for (const s of list.items) {
@@ -327,6 +344,7 @@ function init() {
     S.tenant = $("tenant").value.trim();
     sessionStorage.setItem("seatgate.tenant", S.tenant);
     sessionStorage.setItem("seatgate.token", $("token").value.trim());
+    notOperator = false;
     guarded(async () => { notice(""); await loadConnectors(); notice("Connected."); startLive(); });
   });
   $("forget").addEventListener("click", () => { sessionStorage.removeItem("seatgate.token"); $("token").value = ""; notice("Token forgotten."); });
