@@ -52,6 +52,34 @@ async fn missing_or_wrong_token_is_401_in_discords_shape() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
+    // The control surface counted them: two invalid (401) of three, none rate limited.
+    let stats_url = format!("{}/stats", sb.control_url());
+    let stats: Value = c
+        .get(&stats_url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        stats,
+        json!({"requests": 3, "rate_limited": 0, "invalid": 2})
+    );
+    let reset = c.delete(&stats_url).send().await.unwrap();
+    assert_eq!(reset.status(), StatusCode::NO_CONTENT);
+    let stats: Value = c
+        .get(&stats_url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        stats,
+        json!({"requests": 0, "rate_limited": 0, "invalid": 0})
+    );
     sb.shutdown().await;
 }
 
@@ -422,6 +450,7 @@ async fn injected_faults_answer_the_next_matching_requests_then_stop() {
         retry_after: Some(2.5),
         global: Some(true),
         delay_ms: Some(50),
+        ..Fault::new("GET", "/users/@me", 429, 1)
     });
     assert_eq!(
         discord_error(ChannelId::new(GENERAL).say(&http, "a").await).0,

@@ -17,6 +17,7 @@
 //! | `GET /channels/{c}/messages` | | every message, oldest first, `deleted` flagged |
 //! | `POST /faults`, `DELETE /faults` | [`Fault`] | 201 / 204 |
 //! | `PUT /rate-limits` | `{"enabled": bool}` | 204 |
+//! | `GET /stats`, `DELETE /stats` | | `{"requests", "rate_limited", "invalid"}`: REST answers since start, 429s, and 401/403/429s (Discord's invalid requests) / 204, reset |
 //! | `PUT /upload-limit` | `{"max_upload_bytes": n}` (default 10 MiB) | 204; larger files answer 413 (40005) |
 //! | `POST /gateway/disconnect` | | `{"sessions": n}`; sockets closed with 4000, resumable |
 //! | `POST /gateway/invalidate-session` | | `{"sessions": n}`; op 9 `false` |
@@ -270,6 +271,16 @@ fn handle(core: &Core, method: &str, path: &str, body: &Value) -> DResult<HttpRe
             }
             "DELETE" => {
                 core.faults.clear();
+                Ok(no_content())
+            }
+            _ => Err(DiscordError::method_not_allowed()),
+        };
+    }
+    if m("/stats").is_some() {
+        return match method {
+            "GET" => Ok(okj(core.stats.json())),
+            "DELETE" => {
+                core.stats.reset();
                 Ok(no_content())
             }
             _ => Err(DiscordError::method_not_allowed()),

@@ -25,6 +25,43 @@ pub struct Core {
     max_upload_bytes: AtomicU64,
     /// Flips to true on shutdown; gateway connections close.
     pub shutdown: tokio::sync::watch::Sender<bool>,
+    /// What the REST API served since start (or the last reset).
+    pub stats: RequestStats,
+}
+
+/// Counts of REST answers: every request, the 429s, and the invalid ones Discord counts
+/// towards its IP ban (401, 403, 429).
+#[derive(Default)]
+pub struct RequestStats {
+    requests: AtomicU64,
+    rate_limited: AtomicU64,
+    invalid: AtomicU64,
+}
+
+impl RequestStats {
+    pub fn record(&self, status: u16) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        if status == 429 {
+            self.rate_limited.fetch_add(1, Ordering::Relaxed);
+        }
+        if matches!(status, 401 | 403 | 429) {
+            self.invalid.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "requests": self.requests.load(Ordering::Relaxed),
+            "rate_limited": self.rate_limited.load(Ordering::Relaxed),
+            "invalid": self.invalid.load(Ordering::Relaxed),
+        })
+    }
+
+    pub fn reset(&self) {
+        for c in [&self.requests, &self.rate_limited, &self.invalid] {
+            c.store(0, Ordering::Relaxed);
+        }
+    }
 }
 
 impl Core {
@@ -52,6 +89,7 @@ impl Core {
             control_url,
             max_upload_bytes: AtomicU64::new(DEFAULT_MAX_UPLOAD_BYTES),
             shutdown: tokio::sync::watch::channel(false).0,
+            stats: RequestStats::default(),
         }
     }
 

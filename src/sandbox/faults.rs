@@ -20,8 +20,17 @@ pub struct Fault {
     /// Seconds, for 429 bodies and `Retry-After`.
     #[serde(default)]
     pub retry_after: Option<f64>,
+    /// Any JSON value sent as a 429's `retry_after` as it is (a string, a huge number, a
+    /// negative one), overriding `retry_after`: for clients that must survive what a proxy or
+    /// a bug in front of Discord might send. The `Retry-After` header carries its text.
+    #[serde(default)]
+    pub retry_after_raw: Option<serde_json::Value>,
     #[serde(default)]
     pub global: Option<bool>,
+    /// A 429's `X-RateLimit-Scope` (`user`, `global` or `shared`); by default `global` for
+    /// a global fault and `user` otherwise.
+    #[serde(default)]
+    pub scope: Option<String>,
     #[serde(default)]
     pub delay_ms: Option<u64>,
 }
@@ -36,7 +45,9 @@ impl Fault {
             status,
             count,
             retry_after: None,
+            retry_after_raw: None,
             global: None,
+            scope: None,
             delay_ms: None,
         }
     }

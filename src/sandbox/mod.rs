@@ -408,6 +408,13 @@ impl SandboxHandle {
     pub fn clear_faults(&self) {
         self.core.faults.clear();
     }
+    /// `{"requests", "rate_limited", "invalid"}` the REST API answered since start or reset.
+    pub fn stats(&self) -> Value {
+        self.core.stats.json()
+    }
+    pub fn reset_stats(&self) {
+        self.core.stats.reset();
+    }
     pub fn set_rate_limits(&self, config: RateLimitConfig) {
         self.core.limits.set_config(config);
     }

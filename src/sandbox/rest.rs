@@ -200,7 +200,14 @@ pub async fn not_found() -> HttpResponse {
     DiscordError::not_found().to_response()
 }
 
+/// Serves one REST request and counts its answer in [`Core::stats`].
 pub async fn entry(req: HttpRequest, payload: web::Payload, core: web::Data<Core>) -> HttpResponse {
+    let resp = serve(req, payload, core.clone()).await;
+    core.stats.record(resp.status().as_u16());
+    resp
+}
+
+async fn serve(req: HttpRequest, payload: web::Payload, core: web::Data<Core>) -> HttpResponse {
     let body = match files::read_body(payload, core.body_limit()).await {
         Ok(b) => b,
         Err(e) => return e.to_response(),
@@ -364,6 +371,32 @@ pub fn too_many_requests(
 }
 
 pub(super) fn fault_response(f: &Fault) -> HttpResponse {
+    if f.status == 429 && (f.retry_after_raw.is_some() || f.scope.is_some()) {
+        let global = f.global.unwrap_or(false);
+        let retry_after = f
+            .retry_after_raw
+            .clone()
+            .unwrap_or_else(|| json!(f.retry_after.unwrap_or(1.0)));
+        let header = match &retry_after {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        let mut resp = HttpResponse::TooManyRequests().json(json!({
+            "message": "You are being rate limited.",
+            "retry_after": retry_after,
+            "global": global,
+        }));
+        let scope = f
+            .scope
+            .clone()
+            .unwrap_or_else(|| if global { "global" } else { "user" }.into());
+        let mut headers = vec![("Retry-After", header), ("X-RateLimit-Scope", scope)];
+        if global {
+            headers.push(("X-RateLimit-Global", "true".into()));
+        }
+        add_headers(&mut resp, &headers);
+        return resp;
+    }
     if f.status == 429 {
         return too_many_requests(
             f.retry_after.unwrap_or(1.0),
