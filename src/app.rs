@@ -124,6 +124,11 @@ pub fn start_actors_with(db: &Database, settings: &Settings, mirror_store: Mirro
     gate_cfg.lease = Duration::from_secs(settings.queue_lease_secs);
     gate_cfg.max_age = Duration::from_secs(settings.mirror_max_age_secs);
     gate_cfg.attachment_limit_bytes = settings.mirror_attachment_limit_bytes;
+    gate_cfg.cdn_hosts = reqwest::Url::parse(&settings.discord_api_url)
+        .ok()
+        .and_then(|u| crate::discord::cdn::host_key(&u))
+        .into_iter()
+        .collect();
     gate_cfg.windows =
         FreshnessWindows::from_secs(settings.fresh_window_secs, settings.stale_window_secs);
     let gate = MirrorGate::new(

@@ -207,3 +207,45 @@ async fn a_cdn_failing_for_a_moment_delays_the_upload_and_loses_nothing() {
     running.shutdown().await;
     sandbox.shutdown().await;
 }
+
+#[actix_web::test]
+async fn a_fan_out_downloads_each_file_once_and_fetches_only_discords_hosts() {
+    let t = TestDatabase::empty().await.unwrap();
+    let (sandbox, running, _admin) = start(&t, &["bot", "bot", "webhook"]).await;
+    sandbox.reset_stats();
+    // A URL on a host that is not Discord's (nor the configured API's): linked, never read.
+    let foreign = "http://127.0.0.2:9/attachments/1/2/elsewhere.png";
+    post_with(
+        &sandbox,
+        "two charts",
+        vec![
+            hosted("a.png", &bytes(2_000, 1)),
+            hosted("b.png", &bytes(2_500, 2)),
+            json!({"id": "3", "filename": "elsewhere.png", "size": 10, "url": foreign, "proxy_url": foreign}),
+        ],
+    );
+    for i in 0..3 {
+        let channel = target(i).1;
+        assert!(
+            until(Duration::from_secs(20), || live_messages(&sandbox, channel)
+                .len()
+                == 1)
+            .await,
+            "target {i} got nothing"
+        );
+        let copy = &live_messages(&sandbox, channel)[0];
+        assert_eq!(copy["attachments"].as_array().unwrap().len(), 2, "{copy}");
+        assert_eq!(
+            copy["content"],
+            format!("two charts\n{foreign}").as_str(),
+            "{copy}"
+        );
+    }
+    let stats = sandbox.stats();
+    assert_eq!(
+        stats["cdn_downloads"], 2,
+        "one download per file for 3 targets: {stats}"
+    );
+    running.shutdown().await;
+    sandbox.shutdown().await;
+}

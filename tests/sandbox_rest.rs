@@ -64,7 +64,7 @@ async fn missing_or_wrong_token_is_401_in_discords_shape() {
         .unwrap();
     assert_eq!(
         stats,
-        json!({"requests": 3, "rate_limited": 0, "invalid": 2})
+        json!({"requests": 3, "rate_limited": 0, "invalid": 2, "cdn_downloads": 0})
     );
     let reset = c.delete(&stats_url).send().await.unwrap();
     assert_eq!(reset.status(), StatusCode::NO_CONTENT);
@@ -78,7 +78,7 @@ async fn missing_or_wrong_token_is_401_in_discords_shape() {
         .unwrap();
     assert_eq!(
         stats,
-        json!({"requests": 0, "rate_limited": 0, "invalid": 0})
+        json!({"requests": 0, "rate_limited": 0, "invalid": 0, "cdn_downloads": 0})
     );
     sb.shutdown().await;
 }

@@ -121,6 +121,9 @@ pub struct MirrorGateConfig {
     /// Attachments up to this many bytes per message are uploaded again; the rest are linked
     /// (0 links every attachment).
     pub attachment_limit_bytes: u64,
+    /// Hosts (`host` or `host:port`) attachments may be fetched from besides Discord's CDN:
+    /// the configured API's, where the sandbox serves them.
+    pub cdn_hosts: Vec<String>,
     /// A delivery (downloads, webhook creation, the send) that takes longer fails its job.
     pub delivery_timeout: Duration,
 }
@@ -138,6 +141,7 @@ impl MirrorGateConfig {
             max_age: Duration::from_secs(3600),
             windows: FreshnessWindows::default(),
             attachment_limit_bytes: DEFAULT_UPLOAD_LIMIT_BYTES,
+            cdn_hosts: Vec::new(),
             delivery_timeout: Duration::from_secs(120),
         }
     }
@@ -246,7 +250,7 @@ impl MirrorGate {
                 recent_links: Default::default(),
                 held: Default::default(),
                 webhooks: Default::default(),
-                fetcher: AttachmentFetcher::new(),
+                fetcher: AttachmentFetcher::new(&cfg.cdn_hosts),
                 resumes: AtomicU64::new(0),
             })
         });

@@ -36,6 +36,8 @@ pub struct RequestStats {
     requests: AtomicU64,
     rate_limited: AtomicU64,
     invalid: AtomicU64,
+    /// Attachment downloads the CDN path served (not counted in `requests`).
+    cdn_downloads: AtomicU64,
 }
 
 impl RequestStats {
@@ -49,16 +51,26 @@ impl RequestStats {
         }
     }
 
+    pub fn record_cdn_download(&self) {
+        self.cdn_downloads.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn json(&self) -> serde_json::Value {
         serde_json::json!({
             "requests": self.requests.load(Ordering::Relaxed),
             "rate_limited": self.rate_limited.load(Ordering::Relaxed),
             "invalid": self.invalid.load(Ordering::Relaxed),
+            "cdn_downloads": self.cdn_downloads.load(Ordering::Relaxed),
         })
     }
 
     pub fn reset(&self) {
-        for c in [&self.requests, &self.rate_limited, &self.invalid] {
+        for c in [
+            &self.requests,
+            &self.rate_limited,
+            &self.invalid,
+            &self.cdn_downloads,
+        ] {
             c.store(0, Ordering::Relaxed);
         }
     }

@@ -245,7 +245,12 @@ pub async fn cdn_entry(req: HttpRequest, core: web::Data<Core>) -> HttpResponse 
             .map(|f| (f.content_type.clone(), f.data.clone()))
     });
     match file {
-        Some((content_type, data)) => HttpResponse::Ok().content_type(content_type).body(data),
+        Some((content_type, data)) => {
+            if method == "GET" {
+                core.stats.record_cdn_download();
+            }
+            HttpResponse::Ok().content_type(content_type).body(data)
+        }
         None => DiscordError::not_found().to_response(),
     }
 }
