@@ -115,3 +115,43 @@ async fn stickers_forbidden_persona_names_and_refused_payloads() {
     );
     running.shutdown().await;
 }
+
+#[actix_web::test]
+async fn two_edits_ten_ms_apart_end_on_the_second_everywhere() {
+    let t = TestDatabase::empty().await.unwrap();
+    let sandbox = start_sandbox(4, RateLimitConfig::disabled()).await;
+    let (running, admin) = start_service(&service_settings(&t, &sandbox, OPERATOR), OPERATOR).await;
+    admin.configure(&["bot", "bot", "webhook", "webhook"]).await;
+    attached(&sandbox).await;
+    let channels: Vec<u64> = (0..4).map(|i| target(i).1).collect();
+    for round in 0..5 {
+        let id = post(&sandbox, &format!("v0 of {round}"));
+        let (first, second) = (format!("v1 of {round}"), format!("v2 of {round}"));
+        sandbox
+            .edit_message(SOURCE_CHANNEL, id, &json!({"content": first}))
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        sandbox
+            .edit_message(SOURCE_CHANNEL, id, &json!({"content": second}))
+            .unwrap();
+        let shows_second = || {
+            channels.iter().all(|c| {
+                live(&sandbox, *c)
+                    .iter()
+                    .any(|m| m.ends_with(second.as_str()))
+            })
+        };
+        assert!(
+            until(Duration::from_secs(15), shows_second).await,
+            "{:?}",
+            channels
+                .iter()
+                .map(|c| live(&sandbox, *c))
+                .collect::<Vec<_>>()
+        );
+        // And stays there: no older edit lands after it.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(shows_second(), "round {round}");
+    }
+    running.shutdown().await;
+}

@@ -5,6 +5,7 @@
 //! start, and any later one: a gap that could not be resumed) starts a catch-up of the source
 //! channels' history ([`crate::store::catch_up`]).
 
+mod edit_order;
 mod ordered;
 
 use std::{
@@ -58,6 +59,8 @@ struct Handler {
     catch_up: CatchUpConfig,
     /// One catch-up at a time; a READY during one queues the next behind it.
     catching_up: Arc<tokio::sync::Mutex<()>>,
+    /// Source edits written in Discord's order, whatever order serenity's tasks run in.
+    edits: Arc<edit_order::EditOrder<Option<serenity::model::Timestamp>>>,
 }
 
 impl GatewayIngest {
@@ -70,6 +73,7 @@ impl GatewayIngest {
                 sessions: Arc::new(AtomicU32::new(0)),
                 catch_up: CatchUpConfig::default(),
                 catching_up: Arc::new(tokio::sync::Mutex::new(())),
+                edits: Arc::default(),
             }),
             token: None,
             api_url,
@@ -517,13 +521,26 @@ impl EventHandler for Handler {
         let Some(guild) = event.guild_id else {
             return;
         };
+        let edited = new
+            .as_ref()
+            .and_then(|m| m.edited_timestamp)
+            .or(event.edited_timestamp);
+        let message_id = event.id.get();
+        let Some(turn) = self.edits.turn(message_id, edited).await else {
+            tracing::debug!(
+                message_id,
+                "gateway: an edit older than one already written arrived late; not mirrored"
+            );
+            return;
+        };
         let event = SourceEvent::Updated {
             guild_id: guild.get(),
             channel_id: event.channel_id.get(),
-            message_id: event.id.get(),
+            message_id,
             payload,
         };
         self.mirror(&ctx, event, author.as_ref(), webhook).await;
+        turn.written();
     }
 
     async fn message_delete(
