@@ -59,9 +59,12 @@ impl InvalidRequestGuard {
         self.started.elapsed().as_secs()
     }
 
-    /// Waits for this request's turn while slowed down; returns at once otherwise.
+    /// Waits for this request's turn while slowed down; returns at once otherwise. Slowing
+    /// down starts only on an invalid answer ([`Self::after_answer`]), so the way in for the
+    /// mirror's every request is one atomic load; while slowed, the count is looked at again
+    /// to see whether old answers left the window.
     pub async fn before_request(&self) {
-        if !self.status().slowed {
+        if !self.slowed.load(Ordering::Relaxed) || !self.status().slowed {
             return;
         }
         let wait = {
