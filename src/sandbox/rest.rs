@@ -348,6 +348,23 @@ pub fn too_many_requests(
     global: bool,
     bucket: Option<&BucketInfo>,
 ) -> HttpResponse {
+    rate_limited(json!(retry_after), global, None, bucket)
+}
+
+/// A 429 in Discord's shape. `retry_after` goes into the body as given (a fault may send any
+/// JSON value); `Retry-After` is its whole seconds, or its text when it is not a number.
+/// `scope` defaults to `global` or `user`.
+fn rate_limited(
+    retry_after: Value,
+    global: bool,
+    scope: Option<&str>,
+    bucket: Option<&BucketInfo>,
+) -> HttpResponse {
+    let header = match &retry_after {
+        Value::Number(n) => (n.as_f64().unwrap_or(1.0).ceil() as u64).max(1).to_string(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
     let mut resp = HttpResponse::TooManyRequests().json(json!({
         "message": "You are being rate limited.",
         "retry_after": retry_after,
@@ -355,13 +372,12 @@ pub fn too_many_requests(
     }));
     let mut headers: Vec<(&'static str, String)> =
         bucket.map(BucketInfo::headers).unwrap_or_default();
-    headers.push((
-        "Retry-After",
-        (retry_after.ceil() as u64).max(1).to_string(),
-    ));
+    headers.push(("Retry-After", header));
     headers.push((
         "X-RateLimit-Scope",
-        if global { "global" } else { "user" }.into(),
+        scope
+            .unwrap_or(if global { "global" } else { "user" })
+            .to_owned(),
     ));
     if global {
         headers.push(("X-RateLimit-Global", "true".into()));
@@ -371,38 +387,13 @@ pub fn too_many_requests(
 }
 
 pub(super) fn fault_response(f: &Fault) -> HttpResponse {
-    if f.status == 429 && (f.retry_after_raw.is_some() || f.scope.is_some()) {
+    if f.status == 429 {
         let global = f.global.unwrap_or(false);
         let retry_after = f
             .retry_after_raw
             .clone()
             .unwrap_or_else(|| json!(f.retry_after.unwrap_or(1.0)));
-        let header = match &retry_after {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        let mut resp = HttpResponse::TooManyRequests().json(json!({
-            "message": "You are being rate limited.",
-            "retry_after": retry_after,
-            "global": global,
-        }));
-        let scope = f
-            .scope
-            .clone()
-            .unwrap_or_else(|| if global { "global" } else { "user" }.into());
-        let mut headers = vec![("Retry-After", header), ("X-RateLimit-Scope", scope)];
-        if global {
-            headers.push(("X-RateLimit-Global", "true".into()));
-        }
-        add_headers(&mut resp, &headers);
-        return resp;
-    }
-    if f.status == 429 {
-        return too_many_requests(
-            f.retry_after.unwrap_or(1.0),
-            f.global.unwrap_or(false),
-            None,
-        );
+        return rate_limited(retry_after, global, f.scope.as_deref(), None);
     }
     DiscordError::new(f.status, 0, format!("{}: injected fault", f.status)).to_response()
 }

@@ -656,10 +656,8 @@ impl State {
             .and_then(Value::as_str)
             .unwrap_or("")
             .to_owned();
-        // https://discord.com/developers/docs/resources/message#create-message: content is
-        // "up to 2000 characters" for bots and webhooks; users with Nitro post up to 4,000.
         let user_post = webhook.is_none() && author_id != self.bot_id;
-        let max_content = if user_post { 4000 } else { 2000 };
+        let max_content = max_content(user_post);
         if content.chars().count() > max_content {
             return Err(DiscordError::invalid_form(format!(
                 "content: must be {max_content} or fewer in length"
@@ -766,12 +764,7 @@ impl State {
 
     pub fn edit_message(&mut self, cid: u64, mid: u64, v: &Value) -> DResult<Changed> {
         let m = self.live_message(cid, mid)?;
-        // As on create: 2,000 for the bot and webhooks, 4,000 for a (Nitro) user.
-        let max_content = if m.webhook_id.is_none() && m.author_id != self.bot_id {
-            4000
-        } else {
-            2000
-        };
+        let max_content = max_content(m.webhook_id.is_none() && m.author_id != self.bot_id);
         if let Some(c) = v.get("content").and_then(Value::as_str) {
             if c.chars().count() > max_content {
                 return Err(DiscordError::invalid_form(format!(
@@ -1024,6 +1017,16 @@ impl State {
             self.upsert_user(u);
         }
         Ok(id)
+    }
+}
+
+/// https://discord.com/developers/docs/resources/message#create-message: content is "up to
+/// 2000 characters" for bots and webhooks; users with Nitro post up to 4,000.
+fn max_content(user_post: bool) -> usize {
+    if user_post {
+        4000
+    } else {
+        2000
     }
 }
 
