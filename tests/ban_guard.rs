@@ -63,15 +63,7 @@ async fn past_the_share_of_invalid_answers_requests_slow_to_five_a_second_and_no
         during["discord_invalid_requests"]["slowed"], true,
         "{during}"
     );
-    let metrics = admin
-        .client
-        .get(format!("{}/metrics", admin.api))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = admin.metrics().await;
     assert!(
         metrics.lines().any(|l| l == "seatgate_discord_slowed 1"),
         "{metrics}"

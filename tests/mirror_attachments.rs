@@ -75,6 +75,19 @@ async fn download(url: &str) -> Vec<u8> {
     r.bytes().await.unwrap().to_vec()
 }
 
+/// The one message target `i` shows, once it shows one.
+async fn the_copy(sandbox: &SandboxHandle, i: u64) -> Value {
+    let channel = target(i).1;
+    assert!(
+        until(Duration::from_secs(20), || live_messages(sandbox, channel)
+            .len()
+            == 1)
+        .await,
+        "target {i} got nothing"
+    );
+    live_messages(sandbox, channel).remove(0)
+}
+
 fn url_of(message: &Value, filename: &str) -> String {
     message["attachments"]
         .as_array()
@@ -110,15 +123,7 @@ async fn files_under_the_limit_are_uploaded_again_and_the_rest_linked_in_both_mo
     let expected = format!("chart\n{big_url}\n{lost_url}");
 
     for i in 0..2 {
-        let channel = target(i).1;
-        assert!(
-            until(Duration::from_secs(20), || live_messages(&sandbox, channel)
-                .len()
-                == 1)
-            .await,
-            "target {i} got nothing"
-        );
-        let copy = &live_messages(&sandbox, channel)[0];
+        let copy = &the_copy(&sandbox, i).await;
         assert_eq!(copy["content"], expected.as_str(), "target {i}: {copy}");
         let files = copy["attachments"].as_array().unwrap();
         assert_eq!(files.len(), 1, "only small.png goes up again: {copy}");
@@ -225,15 +230,7 @@ async fn a_fan_out_downloads_each_file_once_and_fetches_only_discords_hosts() {
         ],
     );
     for i in 0..3 {
-        let channel = target(i).1;
-        assert!(
-            until(Duration::from_secs(20), || live_messages(&sandbox, channel)
-                .len()
-                == 1)
-            .await,
-            "target {i} got nothing"
-        );
-        let copy = &live_messages(&sandbox, channel)[0];
+        let copy = &the_copy(&sandbox, i).await;
         assert_eq!(copy["attachments"].as_array().unwrap().len(), 2, "{copy}");
         assert_eq!(
             copy["content"],

@@ -32,15 +32,7 @@ async fn start(
 
 /// 429 answers the service received, from its own `/metrics`.
 async fn rate_limited_answers(admin: &Admin) -> f64 {
-    let text = admin
-        .client
-        .get(format!("{}/metrics", admin.api))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = admin.metrics().await;
     text.lines()
         .filter(|l| l.starts_with("seatgate_mirror_rate_limited_total"))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())

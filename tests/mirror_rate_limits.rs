@@ -17,6 +17,26 @@ use mirror_support::*;
 
 const OPERATOR: &str = "rate-limits-operator";
 
+/// Waits until every target shows exactly `expected` (sorted), each once.
+async fn every_target_shows(
+    sandbox: &seatgate::sandbox::SandboxHandle,
+    targets: &[u64],
+    expected: &[String],
+    limit: Duration,
+) {
+    assert!(
+        until(limit, || targets
+            .iter()
+            .all(|c| sorted(live(sandbox, *c)) == expected))
+        .await,
+        "{:?}",
+        targets
+            .iter()
+            .map(|c| live(sandbox, *c))
+            .collect::<Vec<_>>()
+    );
+}
+
 #[actix_web::test]
 async fn global_shared_and_unusable_429s_lose_nothing_and_stick_no_lane() {
     let t = TestDatabase::empty().await.unwrap();
@@ -58,31 +78,12 @@ async fn global_shared_and_unusable_429s_lose_nothing_and_stick_no_lane() {
         expected.push(text);
     }
     expected.sort();
-    let all_there = |expected: &Vec<String>| {
-        targets
-            .iter()
-            .all(|c| sorted(live(&sandbox, *c)) == *expected)
-    };
-    assert!(
-        until(Duration::from_secs(30), || all_there(&expected)).await,
-        "{:?}",
-        targets
-            .iter()
-            .map(|c| live(&sandbox, *c))
-            .collect::<Vec<_>>()
-    );
+    every_target_shows(&sandbox, &targets, &expected, Duration::from_secs(30)).await;
     // No lane stuck: the next message on every channel arrives.
     post(&sandbox, "after");
     expected.push("after".into());
     expected.sort();
-    assert!(
-        until(Duration::from_secs(15), || all_there(&expected)).await,
-        "{:?}",
-        targets
-            .iter()
-            .map(|c| live(&sandbox, *c))
-            .collect::<Vec<_>>()
-    );
+    every_target_shows(&sandbox, &targets, &expected, Duration::from_secs(15)).await;
     // 6 messages x 3 targets, plus one retry per injected 429: a -1 or NaN wait did not turn
     // into a storm of requests.
     let stats = sandbox.stats();

@@ -54,30 +54,23 @@ async fn missing_or_wrong_token_is_401_in_discords_shape() {
     assert_eq!(resp.status(), StatusCode::OK);
     // The control surface counted them: two invalid (401) of three, none rate limited.
     let stats_url = format!("{}/stats", sb.control_url());
-    let stats: Value = c
-        .get(&stats_url)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = || async {
+        c.get(&stats_url)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
     assert_eq!(
-        stats,
+        stats().await,
         json!({"requests": 3, "rate_limited": 0, "invalid": 2, "cdn_downloads": 0})
     );
     let reset = c.delete(&stats_url).send().await.unwrap();
     assert_eq!(reset.status(), StatusCode::NO_CONTENT);
-    let stats: Value = c
-        .get(&stats_url)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
     assert_eq!(
-        stats,
+        stats().await,
         json!({"requests": 0, "rate_limited": 0, "invalid": 0, "cdn_downloads": 0})
     );
     sb.shutdown().await;

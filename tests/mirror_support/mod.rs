@@ -176,6 +176,18 @@ impl Admin {
         }
     }
 
+    /// The service's `/metrics` text (no token needed).
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(format!("{}/metrics", self.api))
+            .send()
+            .await
+            .expect("/metrics answers")
+            .text()
+            .await
+            .expect("/metrics text")
+    }
+
     pub async fn mappings(&self) -> Vec<Value> {
         let v = self
             .call(
