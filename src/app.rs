@@ -174,6 +174,7 @@ pub fn start_actors_with(db: &Database, settings: &Settings, mirror_store: Mirro
         settings.discord_api_url.clone(),
     )
     .with_directory(directory.clone())
+    .with_rest(rest_for_api.clone())
     .with_mirror(mirror_store, GateInbox::of(&gate))
     .with_catch_up(CatchUpConfig {
         max_age: Duration::from_secs(settings.mirror_max_age_secs),
@@ -200,7 +201,11 @@ fn discord_rest(settings: &Settings) -> Option<Arc<SerenityRest>> {
     let token = settings.discord_token.as_ref().filter(|t| !t.is_empty())?;
     let http = crate::discord::connect::http(&settings.discord_api_url, token.expose());
     let guard = Arc::new(InvalidRequestGuard::new(settings.discord_invalid_fraction));
-    Some(Arc::new(SerenityRest::new(Arc::new(http), guard)))
+    Some(Arc::new(SerenityRest::new(
+        Arc::new(http),
+        guard,
+        settings.discord_global_rate,
+    )))
 }
 
 /// The admin API's state. Loads what the API persisted into the snapshot cache first: the

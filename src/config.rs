@@ -89,6 +89,10 @@ pub struct Settings {
     /// service slows every new Discord request down to 5 a second, so that it never reaches
     /// the IP ban. In (0, 1].
     pub discord_invalid_fraction: f64,
+    /// The bot token's global limit, requests per second, kept before any 429: Discord's is
+    /// 50 for every bot ("All bots can make up to 50 requests per second"); a large bot that
+    /// Discord granted more sets it here.
+    pub discord_global_rate: u32,
     /// Starts the service with enforcement globally off (every server behaves as `off`).
     pub kill_switch: bool,
     /// Finished mirror and audit jobs are removed this long after they finished.
@@ -136,6 +140,7 @@ impl Default for Settings {
             mirror_catch_up_pages: 10,
             mirror_attachment_limit_bytes: crate::domain::mirror::DEFAULT_UPLOAD_LIMIT_BYTES,
             discord_invalid_fraction: crate::domain::invalid_requests::DEFAULT_FRACTION,
+            discord_global_rate: crate::domain::rate_limits::DISCORD_GLOBAL_PER_SEC,
             kill_switch: false,
             retention_jobs_secs: 7 * 24 * 60 * 60,
             retention_links_secs: 30 * 24 * 60 * 60,
@@ -191,6 +196,9 @@ impl Settings {
         }
         if !(self.discord_invalid_fraction > 0.0 && self.discord_invalid_fraction <= 1.0) {
             return bad("discord_invalid_fraction", "must be above 0 and at most 1");
+        }
+        if self.discord_global_rate == 0 {
+            return bad("discord_global_rate", "must be at least 1");
         }
         if self.queue_max_attempts == 0 {
             return bad("queue_max_attempts", "must be at least 1");

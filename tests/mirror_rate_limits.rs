@@ -8,7 +8,7 @@ mod mirror_support;
 use std::time::Duration;
 
 use seatgate::{
-    sandbox::{Fault, RateLimitConfig},
+    sandbox::{Fault, Limit, RateLimitConfig},
     store::testing::TestDatabase,
 };
 use serde_json::json;
@@ -90,5 +90,53 @@ async fn global_shared_and_unusable_429s_lose_nothing_and_stick_no_lane() {
     assert_eq!(stats["rate_limited"], injected, "{stats}");
     let requests = stats["requests"].as_u64().unwrap_or(u64::MAX);
     assert!(requests <= 6 * 3 + injected + 2, "{stats}");
+    running.shutdown().await;
+}
+
+#[actix_web::test]
+async fn with_the_sandboxs_limits_on_a_burst_waits_for_the_headers_and_meets_no_429() {
+    let t = TestDatabase::empty().await.unwrap();
+    // Discord's shape, scaled down so the run stays short: 3 creates per second per channel,
+    // 3 executes per second per webhook, 12 requests per second for the token.
+    let limits = RateLimitConfig {
+        enabled: true,
+        global: Limit::new(12, Duration::from_secs(1)),
+        message_create: Limit::new(3, Duration::from_secs(1)),
+        webhook_execute: Limit::new(3, Duration::from_secs(1)),
+        default_route: Limit::new(50, Duration::from_secs(1)),
+    };
+    let sandbox = start_sandbox(2, limits).await;
+    let mut settings = service_settings(&t, &sandbox, OPERATOR);
+    settings.discord_global_rate = 12;
+    let (running, admin) = start_service(&settings, OPERATOR).await;
+    admin.configure(&["bot", "webhook"]).await;
+    attached(&sandbox).await;
+    let targets: Vec<u64> = (0..2).map(|i| target(i).1).collect();
+    // Configuration and recounts are done once the sandbox goes quiet.
+    let mut served = u64::MAX;
+    while sandbox.stats()["requests"].as_u64() != Some(served) {
+        served = sandbox.stats()["requests"].as_u64().unwrap_or(0);
+        tokio::time::sleep(Duration::from_millis(700)).await;
+    }
+    sandbox.reset_stats();
+    let expected: Vec<String> = (0..12).map(|i| format!("burst {i:02}")).collect();
+    for text in &expected {
+        post(&sandbox, text);
+    }
+    assert!(
+        until(Duration::from_secs(30), || targets
+            .iter()
+            .all(|c| live(&sandbox, *c) == expected))
+        .await,
+        "{:?}",
+        targets
+            .iter()
+            .map(|c| live(&sandbox, *c))
+            .collect::<Vec<_>>()
+    );
+    // Every request waited for its turn: not one 429, so nothing counts toward a ban.
+    let stats = sandbox.stats();
+    assert_eq!(stats["rate_limited"], 0, "{stats}");
+    assert_eq!(stats["invalid"], 0, "{stats}");
     running.shutdown().await;
 }

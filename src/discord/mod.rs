@@ -5,5 +5,6 @@ pub mod cdn;
 pub mod connect;
 pub mod directory;
 pub mod invalid_guard;
+pub mod limiter;
 pub mod port;
 pub mod rest;

@@ -15,21 +15,45 @@ use serenity::{
 };
 
 use super::invalid_guard::InvalidRequestGuard;
+use super::limiter::{headers_of, Priority, RestLimiter};
 use super::port::{
     ChannelMessage, DiscordError, DiscordPort, DiscordResult, OutgoingFile, OutgoingMessage,
     Persona, WebhookCredentials,
 };
+use crate::domain::rate_limits::{Limited, RouteKey};
 
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
+
+// The routes the service calls, as the rate limits name them (method and template).
+const MESSAGE_CREATE: &str = "POST /channels/{channel_id}/messages";
+const MESSAGE_EDIT: &str = "PATCH /channels/{channel_id}/messages/{message_id}";
+const MESSAGE_DELETE: &str = "DELETE /channels/{channel_id}/messages/{message_id}";
+const MESSAGES_READ: &str = "GET /channels/{channel_id}/messages";
+const CHANNEL_READ: &str = "GET /channels/{channel_id}";
+const WEBHOOK_CREATE: &str = "POST /channels/{channel_id}/webhooks";
+const WEBHOOK_EXECUTE: &str = "POST /webhooks/{webhook_id}/{webhook_token}";
+const WEBHOOK_MESSAGE_EDIT: &str =
+    "PATCH /webhooks/{webhook_id}/{webhook_token}/messages/{message_id}";
+const WEBHOOK_MESSAGE_DELETE: &str =
+    "DELETE /webhooks/{webhook_id}/{webhook_token}/messages/{message_id}";
+const GUILD_READ: &str = "GET /guilds/{guild_id}";
+const GUILD_CHANNELS_READ: &str = "GET /guilds/{guild_id}/channels";
+const MEMBERS_READ: &str = "GET /guilds/{guild_id}/members";
 
 pub struct SerenityRest {
     http: Arc<Http>,
     client: reqwest::Client,
     guard: Arc<InvalidRequestGuard>,
+    limiter: RestLimiter,
 }
 
+/// Member paging, guild structure and catch-up: they yield to deliveries.
+const BACKGROUND: Priority = Priority::Background;
+const DELIVERY: Priority = Priority::Delivery;
+
 impl SerenityRest {
-    pub fn new(http: Arc<Http>, guard: Arc<InvalidRequestGuard>) -> Self {
+    /// `global_per_sec`: the bot token's global limit (Discord's is 50 per second).
+    pub fn new(http: Arc<Http>, guard: Arc<InvalidRequestGuard>, global_per_sec: u32) -> Self {
         let client = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .build()
@@ -38,6 +62,7 @@ impl SerenityRest {
             http,
             client,
             guard,
+            limiter: RestLimiter::new(global_per_sec),
         }
     }
 
@@ -45,21 +70,73 @@ impl SerenityRest {
         &self.guard
     }
 
+    async fn channel(
+        &self,
+        channel_id: u64,
+        priority: Priority,
+    ) -> DiscordResult<serenity::model::channel::Channel> {
+        self.call_as(
+            (RouteKey::new(CHANNEL_READ, channel_id), priority),
+            Route::Channel {
+                channel_id: ChannelId::new(channel_id),
+            },
+            None,
+        )
+        .await
+    }
+
+    /// A source channel's messages after `after`, oldest first as Discord pages them (at most
+    /// `limit`), as serenity's model: for catch-up, through the limiter.
+    pub async fn history_after(
+        &self,
+        channel_id: u64,
+        after: u64,
+        limit: u8,
+    ) -> DiscordResult<Vec<serenity::model::channel::Message>> {
+        self.call_as(
+            (RouteKey::new(MESSAGES_READ, channel_id), BACKGROUND),
+            Route::ChannelMessages {
+                channel_id: ChannelId::new(channel_id),
+            },
+            Some(vec![
+                ("after", after.to_string()),
+                ("limit", limit.clamp(1, 100).to_string()),
+            ]),
+        )
+        .await
+    }
+
     async fn call(
         &self,
+        limit: (RouteKey, Priority),
         route: Route<'_>,
         method: LightMethod,
         body: Option<Value>,
         params: Option<Vec<(&'static str, String)>>,
     ) -> DiscordResult<Option<Value>> {
-        let bytes = self.call_bytes(route, method, body, params).await?;
+        let bytes = self.call_bytes(limit, route, method, body, params).await?;
         Ok(Self::json(&bytes))
+    }
+
+    /// [`Self::call`] read into a type of serenity's model.
+    async fn call_as<T: serde::de::DeserializeOwned>(
+        &self,
+        limit: (RouteKey, Priority),
+        route: Route<'_>,
+        params: Option<Vec<(&'static str, String)>>,
+    ) -> DiscordResult<T> {
+        let bytes = self
+            .call_bytes(limit, route, LightMethod::Get, None, params)
+            .await?;
+        serde_json::from_slice(&bytes)
+            .map_err(|err| DiscordError::Transient(format!("answer not understood: {err}")))
     }
 
     /// [`Self::call`] without reading the answer as JSON: for bodies read into types of
     /// their own (a page of 1000 members as `serde_json::Value` costs ten times its size).
     async fn call_bytes(
         &self,
+        (key, priority): (RouteKey, Priority),
         route: Route<'_>,
         method: LightMethod,
         body: Option<Value>,
@@ -72,7 +149,8 @@ impl SerenityRest {
             .build(&self.client, self.http.token(), self.http.proxy.as_deref())
             .map_err(|err| DiscordError::Transient(format!("request not built: {err}")))?;
         self.guard.before_request().await;
-        self.read(request.send().await).await
+        let permit = self.limiter.acquire(key, priority).await;
+        self.read(request.send().await, permit).await
     }
 
     fn json(bytes: &[u8]) -> Option<Value> {
@@ -88,6 +166,7 @@ impl SerenityRest {
     /// is serenity's route with the same base-URL rewrite its `Request::build` does.
     async fn call_with_files(
         &self,
+        key: RouteKey,
         route: Route<'_>,
         method: reqwest::Method,
         mut payload: Value,
@@ -120,13 +199,15 @@ impl SerenityRest {
             .header(reqwest::header::USER_AGENT, serenity::constants::USER_AGENT)
             .multipart(form);
         self.guard.before_request().await;
-        Ok(Self::json(&self.read(request.send().await).await?))
+        let permit = self.limiter.acquire(key, DELIVERY).await;
+        Ok(Self::json(&self.read(request.send().await, permit).await?))
     }
 
     /// The body of a 2xx answer; anything else in the port's terms.
     async fn read(
         &self,
         sent: Result<reqwest::Response, reqwest::Error>,
+        permit: super::limiter::Permit<'_>,
     ) -> DiscordResult<bytes::Bytes> {
         let response = sent
             // Webhook URLs carry their token: never let one into a log line.
@@ -139,11 +220,18 @@ impl SerenityRest {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<f64>().ok());
         let header_global = response.headers().contains_key("x-ratelimit-global");
+        let scope = response
+            .headers()
+            .get("x-ratelimit-scope")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let headers = response.headers().clone();
         let bytes = response
             .bytes()
             .await
             .map_err(|err| DiscordError::Transient(err.without_url().to_string()))?;
         if (200..300).contains(&status) {
+            permit.answered(&headers_of(&headers, None));
             return Ok(bytes);
         }
         let json = Self::json(&bytes);
@@ -157,7 +245,14 @@ impl SerenityRest {
             .or(header_retry);
         let global = field("global")
             .and_then(|v| v.as_bool())
-            .unwrap_or(header_global);
+            .unwrap_or(header_global)
+            || scope.as_deref() == Some("global");
+        let limited = (status == 429).then(|| Limited {
+            retry_after: crate::domain::backoff::rate_limit_wait(retry_after),
+            global,
+            shared: scope.as_deref() == Some("shared"),
+        });
+        permit.answered(&headers_of(&headers, limited));
         Err(DiscordError::from_status(
             status,
             code,
@@ -180,6 +275,11 @@ fn message_body(message: &OutgoingMessage) -> Value {
             json!({"message_id": reply.to_string(), "fail_if_not_exists": false});
     }
     body
+}
+
+/// An edit's body: the text and embeds, pinging no one (files stay as they were).
+fn edit_body(message: &OutgoingMessage) -> Value {
+    json!({"content": message.content, "embeds": message.embeds, "allowed_mentions": {"parse": []}})
 }
 
 fn message_id(json: Option<Value>) -> DiscordResult<u64> {
@@ -206,13 +306,26 @@ impl DiscordPort for SerenityRest {
         };
         if !message.files.is_empty() {
             return message_id(
-                self.call_with_files(route, reqwest::Method::POST, body, &message.files, &[])
-                    .await?,
+                self.call_with_files(
+                    RouteKey::new(MESSAGE_CREATE, channel_id),
+                    route,
+                    reqwest::Method::POST,
+                    body,
+                    &message.files,
+                    &[],
+                )
+                .await?,
             );
         }
         message_id(
-            self.call(route, LightMethod::Post, Some(body), None)
-                .await?,
+            self.call(
+                (RouteKey::new(MESSAGE_CREATE, channel_id), DELIVERY),
+                route,
+                LightMethod::Post,
+                Some(body),
+                None,
+            )
+            .await?,
         )
     }
 
@@ -226,10 +339,16 @@ impl DiscordPort for SerenityRest {
             channel_id: ChannelId::new(channel_id),
             message_id: MessageId::new(message_id),
         };
-        let body = json!({"content": message.content, "embeds": message.embeds, "allowed_mentions": {"parse": []}});
-        self.call(route, LightMethod::Patch, Some(body), None)
-            .await
-            .map(|_| ())
+        let body = edit_body(message);
+        self.call(
+            (RouteKey::new(MESSAGE_EDIT, channel_id), DELIVERY),
+            route,
+            LightMethod::Patch,
+            Some(body),
+            None,
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn delete_message(&self, channel_id: u64, message_id: u64) -> DiscordResult<()> {
@@ -237,9 +356,15 @@ impl DiscordPort for SerenityRest {
             channel_id: ChannelId::new(channel_id),
             message_id: MessageId::new(message_id),
         };
-        self.call(route, LightMethod::Delete, None, None)
-            .await
-            .map(|_| ())
+        self.call(
+            (RouteKey::new(MESSAGE_DELETE, channel_id), DELIVERY),
+            route,
+            LightMethod::Delete,
+            None,
+            None,
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn create_webhook(
@@ -251,7 +376,13 @@ impl DiscordPort for SerenityRest {
             channel_id: ChannelId::new(channel_id),
         };
         let json = self
-            .call(route, LightMethod::Post, Some(json!({"name": name})), None)
+            .call(
+                (RouteKey::new(WEBHOOK_CREATE, channel_id), DELIVERY),
+                route,
+                LightMethod::Post,
+                Some(json!({"name": name})),
+                None,
+            )
             .await?;
         let id = json
             .as_ref()
@@ -289,6 +420,7 @@ impl DiscordPort for SerenityRest {
         if !message.files.is_empty() {
             return message_id(
                 self.call_with_files(
+                    RouteKey::new(WEBHOOK_EXECUTE, webhook.id),
                     route,
                     reqwest::Method::POST,
                     body,
@@ -300,6 +432,7 @@ impl DiscordPort for SerenityRest {
         }
         let json = self
             .call(
+                (RouteKey::new(WEBHOOK_EXECUTE, webhook.id), DELIVERY),
                 route,
                 LightMethod::Post,
                 Some(body),
@@ -319,6 +452,7 @@ impl DiscordPort for SerenityRest {
         };
         let json = self
             .call(
+                (RouteKey::new(MESSAGES_READ, channel_id), BACKGROUND),
                 route,
                 LightMethod::Get,
                 None,
@@ -349,15 +483,15 @@ impl DiscordPort for SerenityRest {
 
     async fn channel_guild(&self, channel_id: u64) -> DiscordResult<Option<u64>> {
         use serenity::model::channel::Channel;
-        match self.http.get_channel(ChannelId::new(channel_id)).await {
+        match self.channel(channel_id, DELIVERY).await {
             Ok(Channel::Guild(c)) => Ok(Some(c.guild_id.get())),
             Ok(_) => Ok(None),
-            Err(err) => match from_serenity(err) {
+            Err(
                 DiscordError::UnknownChannel
                 | DiscordError::MissingAccess
-                | DiscordError::MissingPermissions => Ok(None),
-                other => Err(other),
-            },
+                | DiscordError::MissingPermissions,
+            ) => Ok(None),
+            Err(other) => Err(other),
         }
     }
 
@@ -372,10 +506,16 @@ impl DiscordPort for SerenityRest {
             token: &webhook.token,
             message_id: MessageId::new(message_id),
         };
-        let body = json!({"content": message.content, "embeds": message.embeds, "allowed_mentions": {"parse": []}});
-        self.call(route, LightMethod::Patch, Some(body), None)
-            .await
-            .map(|_| ())
+        let body = edit_body(message);
+        self.call(
+            (RouteKey::new(WEBHOOK_MESSAGE_EDIT, webhook.id), DELIVERY),
+            route,
+            LightMethod::Patch,
+            Some(body),
+            None,
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn delete_webhook_message(
@@ -388,9 +528,15 @@ impl DiscordPort for SerenityRest {
             token: &webhook.token,
             message_id: MessageId::new(message_id),
         };
-        self.call(route, LightMethod::Delete, None, None)
-            .await
-            .map(|_| ())
+        self.call(
+            (RouteKey::new(WEBHOOK_MESSAGE_DELETE, webhook.id), DELIVERY),
+            route,
+            LightMethod::Delete,
+            None,
+            None,
+        )
+        .await
+        .map(|_| ())
     }
 }
 
@@ -436,12 +582,20 @@ impl super::port::GuildReader for SerenityRest {
         use serenity::model::{channel::Channel, id::GuildId};
 
         let id = GuildId::new(guild_id);
-        let guild = self
-            .http
-            .get_guild_with_counts(id)
-            .await
-            .map_err(from_serenity)?;
-        let channels = self.http.get_channels(id).await.map_err(from_serenity)?;
+        let guild: serenity::model::guild::PartialGuild = self
+            .call_as(
+                (RouteKey::new(GUILD_READ, guild_id), BACKGROUND),
+                Route::Guild { guild_id: id },
+                Some(vec![("with_counts", "true".to_owned())]),
+            )
+            .await?;
+        let channels: Vec<serenity::model::channel::GuildChannel> = self
+            .call_as(
+                (RouteKey::new(GUILD_CHANNELS_READ, guild_id), BACKGROUND),
+                Route::GuildChannels { guild_id: id },
+                None,
+            )
+            .await?;
         let mut threads = Vec::new();
         // A target that is not a channel of the guild is a thread (judged by its parent), or
         // gone. Active threads come with GUILD_CREATE; an archived one only from here.
@@ -449,7 +603,7 @@ impl super::port::GuildReader for SerenityRest {
             if channels.iter().any(|c| c.id.get() == *target) {
                 continue;
             }
-            match self.http.get_channel(ChannelId::new(*target)).await {
+            match self.channel(*target, BACKGROUND).await {
                 Ok(Channel::Guild(c)) if c.guild_id == id => {
                     if let Some(parent) = c.parent_id {
                         threads.push(ThreadSnapshot {
@@ -459,12 +613,12 @@ impl super::port::GuildReader for SerenityRest {
                     }
                 }
                 Ok(_) => {}
-                Err(err) => match from_serenity(err) {
+                Err(
                     DiscordError::UnknownChannel
                     | DiscordError::MissingAccess
-                    | DiscordError::MissingPermissions => {}
-                    other => return Err(other),
-                },
+                    | DiscordError::MissingPermissions,
+                ) => {}
+                Err(other) => return Err(other),
             }
         }
         let snapshot = GuildSnapshot {
@@ -510,7 +664,13 @@ impl super::port::GuildReader for SerenityRest {
             ("after", after.to_string()),
         ];
         let bytes = self
-            .call_bytes(route, LightMethod::Get, None, Some(params))
+            .call_bytes(
+                (RouteKey::new(MEMBERS_READ, guild_id), BACKGROUND),
+                route,
+                LightMethod::Get,
+                None,
+                Some(params),
+            )
             .await?;
         let page: Vec<PageMember> = serde_json::from_slice(&bytes)
             .map_err(|err| DiscordError::Transient(format!("member page not understood: {err}")))?;

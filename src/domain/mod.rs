@@ -7,6 +7,7 @@ pub mod gate;
 pub mod invalid_requests;
 pub mod mirror;
 pub mod permissions;
+pub mod rate_limits;
 pub mod seats;
 pub mod server_key;
 pub mod snowflake;

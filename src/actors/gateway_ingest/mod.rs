@@ -33,7 +33,7 @@ use super::{
 };
 use crate::{
     config::Secret,
-    discord::{connect, directory::GuildDirectory},
+    discord::{connect, directory::GuildDirectory, rest::SerenityRest},
     domain::mirror::{AttachmentRef, MirrorPayload, StickerRef},
     error::{AppError, AppResult, ErrorCode},
     store::{
@@ -61,6 +61,8 @@ struct Handler {
     catching_up: Arc<tokio::sync::Mutex<()>>,
     /// Source edits written in Discord's order, whatever order serenity's tasks run in.
     edits: Arc<edit_order::EditOrder<Option<serenity::model::Timestamp>>>,
+    /// The service's REST adapter: catch-up reads history through its rate limiter.
+    rest: Option<Arc<SerenityRest>>,
 }
 
 impl GatewayIngest {
@@ -74,6 +76,7 @@ impl GatewayIngest {
                 catch_up: CatchUpConfig::default(),
                 catching_up: Arc::new(tokio::sync::Mutex::new(())),
                 edits: Arc::default(),
+                rest: None,
             }),
             token: None,
             api_url,
@@ -99,6 +102,15 @@ impl GatewayIngest {
     pub fn with_mirror(mut self, store: MirrorStore, gate: GateInbox) -> Self {
         if let Some(h) = Arc::get_mut(&mut self.handler) {
             h.mirror = Some((store, gate));
+        }
+        self
+    }
+
+    /// Catch-up reads history through this adapter (and its rate limiter) instead of the
+    /// gateway client's own REST client.
+    pub fn with_rest(mut self, rest: Option<Arc<SerenityRest>>) -> Self {
+        if let Some(h) = Arc::get_mut(&mut self.handler) {
+            h.rest = rest;
         }
         self
     }
@@ -294,9 +306,10 @@ impl Handler {
         let session_start = now_ms();
         let config = self.catch_up;
         let lock = self.catching_up.clone();
+        let rest = self.rest.clone();
         tokio::spawn(async move {
             let _one_at_a_time = lock.lock().await;
-            let history = SerenityHistory(http);
+            let history = SerenityHistory { http, rest };
             let wake = {
                 let gate = gate.wake.clone();
                 move || gate.do_send(Wake)
@@ -335,9 +348,12 @@ fn is_own(author: UserId, own_user: UserId) -> bool {
     author == own_user
 }
 
-/// A source channel's history through serenity's REST client (the one [`connect::http`]
-/// built, taken from the gateway context).
-struct SerenityHistory(Arc<Http>);
+/// A source channel's history through the service's REST adapter (its rate limiter), or
+/// without one through serenity's REST client taken from the gateway context.
+struct SerenityHistory {
+    http: Arc<Http>,
+    rest: Option<Arc<SerenityRest>>,
+}
 
 #[serenity::async_trait]
 impl MessageHistory for SerenityHistory {
@@ -353,22 +369,27 @@ impl MessageHistory for SerenityHistory {
         ) else {
             return Ok(Vec::new());
         };
-        let messages = self
-            .0
-            .get_messages(
-                ChannelId::from(channel),
-                Some(MessagePagination::After(MessageId::from(after))),
-                Some(limit),
+        let unavailable = |text: String| {
+            AppError::new(
+                ErrorCode::DiscordUnavailable,
+                format!("cannot read the history of channel {channel_id}: {text}"),
             )
-            .await
-            .map_err(|err| {
-                let text = err.to_string();
-                AppError::new(
-                    ErrorCode::DiscordUnavailable,
-                    format!("cannot read the history of channel {channel_id}: {text}"),
+        };
+        let messages = match &self.rest {
+            Some(rest) => rest
+                .history_after(channel.get(), after.get(), limit)
+                .await
+                .map_err(|err| unavailable(err.to_string()))?,
+            None => self
+                .http
+                .get_messages(
+                    ChannelId::from(channel),
+                    Some(MessagePagination::After(MessageId::from(after))),
+                    Some(limit),
                 )
-                .with_source(err)
-            })?;
+                .await
+                .map_err(|err| unavailable(crate::redact::text(&err.to_string())))?,
+        };
         Ok(messages
             .iter()
             .map(|m| FetchedMessage {
