@@ -1,6 +1,6 @@
 //! Source messages Discord would refuse as they are, end to end on the sandbox (its limits
-//! on): a sticker-only message, a persona whose name Discord forbids, and a message longer
-//! than a bot may send.
+//! on): a sticker-only message, a persona whose name Discord forbids, a request Discord
+//! refuses, and messages longer than a bot may send.
 
 mod mirror_support;
 
@@ -74,17 +74,24 @@ async fn stickers_forbidden_persona_names_and_refused_payloads() {
     assert!(!shown.to_lowercase().contains("discord"), "{shown}");
     assert_eq!(shown, "Discоrd Signals", "the same letters to the eye");
 
-    // 3,000 characters (a Nitro user's post): more than a bot may send. Until long messages
-    // are split, the job ends at once with Discord's error instead of 8 refused retries.
-    let long = post_json(
-        &sandbox,
-        json!({"author": {"id": PROVIDER.to_string(), "username": "provider"}, "content": "x".repeat(3000)}),
-    );
+    // A request Discord refuses as malformed (400) ends its job at once with Discord's
+    // error, instead of 8 refused retries.
+    sandbox.add_fault(seatgate::sandbox::Fault::new(
+        "POST",
+        "/channels/{id}/messages",
+        400,
+        1,
+    ));
+    let refused = post(&sandbox, "refused once");
     let jobs = || async {
         entities::mirror_jobs::Entity::find()
             .filter(
                 entities::mirror_jobs::Column::SourceMessageId
-                    .eq(seatgate::domain::snowflake::to_db(long)),
+                    .eq(seatgate::domain::snowflake::to_db(refused)),
+            )
+            .filter(
+                entities::mirror_jobs::Column::TargetChannelId
+                    .eq(seatgate::domain::snowflake::to_db(bot_channel)),
             )
             .all(t.db.conn())
             .await
@@ -93,26 +100,105 @@ async fn stickers_forbidden_persona_names_and_refused_payloads() {
     let start = std::time::Instant::now();
     let ended = loop {
         let js = jobs().await;
-        if js.len() == 2 && js.iter().all(|j| j.status == "failed") {
+        if js.len() == 1 && js[0].status == "failed" {
             break js;
         }
         assert!(start.elapsed() < Duration::from_secs(15), "{js:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    for j in &ended {
-        assert_eq!(j.attempts, 1, "{j:?}");
-        let err = j.last_error.as_deref().unwrap_or_default();
-        assert!(
-            err.starts_with("mirror_payload_rejected: 400 code 50035"),
-            "{err}"
-        );
-        assert!(err.contains("2000 or fewer"), "{err}");
-    }
-    assert_eq!(
-        live(&sandbox, bot_channel).len(),
-        2,
+    assert_eq!(ended[0].attempts, 1, "{:?}", ended[0]);
+    let err = ended[0].last_error.as_deref().unwrap_or_default();
+    assert!(err.starts_with("mirror_payload_rejected: 400"), "{err}");
+    assert!(
+        !live(&sandbox, bot_channel).contains(&"refused once".to_owned()),
         "nothing of it was sent"
     );
+    running.shutdown().await;
+}
+
+/// `n` characters of numbered lines, as a long signal reads.
+fn long_text(n: usize, tag: &str) -> String {
+    let mut text = String::new();
+    let mut i = 0;
+    while text.chars().count() < n {
+        text.push_str(&format!(
+            "{tag} line {i:04}: entry 97,500 target 99,000 stop 96,000\n"
+        ));
+        i += 1;
+    }
+    text.chars().take(n).collect()
+}
+
+/// A target's live messages, oldest first, joined as the split cut them (at line breaks).
+fn joined(sandbox: &seatgate::sandbox::SandboxHandle, channel: u64) -> (usize, String) {
+    let parts = live(sandbox, channel);
+    (parts.len(), parts.join("\n"))
+}
+
+#[actix_web::test]
+async fn long_messages_arrive_whole_in_parts_that_edits_and_deletes_follow() {
+    let t = TestDatabase::empty().await.unwrap();
+    let sandbox = start_sandbox(2, RateLimitConfig::default()).await;
+    let (running, admin) = start_service(&service_settings(&t, &sandbox, OPERATOR), OPERATOR).await;
+    admin.configure(&["bot", "webhook"]).await;
+    attached(&sandbox).await;
+    let channels = [target(0).1, target(1).1];
+    let every_target = |parts: usize, text: &str| {
+        channels
+            .iter()
+            .all(|c| joined(&sandbox, *c) == (parts, text.to_owned()))
+    };
+    let shown = || channels.map(|c| joined(&sandbox, c));
+
+    for (n, parts) in [(3000, 2), (4000, 3)] {
+        let text = long_text(n, &format!("n{n}"));
+        let id = post_json(
+            &sandbox,
+            json!({"author": {"id": PROVIDER.to_string(), "username": "provider"}, "content": text}),
+        );
+        assert!(
+            until(Duration::from_secs(20), || every_target(parts, &text)).await,
+            "{n} characters: {:?}",
+            shown()
+        );
+        for c in channels {
+            assert!(live(&sandbox, c).iter().all(|m| m.chars().count() <= 2000));
+        }
+
+        // An edit to a short text: the first part shows it, the others go.
+        sandbox
+            .edit_message(SOURCE_CHANNEL, id, &json!({"content": "closed at 98,000"}))
+            .unwrap();
+        assert!(
+            until(Duration::from_secs(20), || every_target(
+                1,
+                "closed at 98,000"
+            ))
+            .await,
+            "{:?}",
+            shown()
+        );
+        // Long again: the parts come back after it.
+        let again = long_text(n, &format!("again{n}"));
+        sandbox
+            .edit_message(SOURCE_CHANNEL, id, &json!({"content": again}))
+            .unwrap();
+        assert!(
+            until(Duration::from_secs(20), || every_target(parts, &again)).await,
+            "{:?}",
+            shown()
+        );
+        // A delete of the source takes every part.
+        sandbox.delete_message(SOURCE_CHANNEL, id).unwrap();
+        assert!(
+            until(Duration::from_secs(20), || channels
+                .iter()
+                .all(|c| live(&sandbox, *c).is_empty()))
+            .await,
+            "{:?}",
+            shown()
+        );
+    }
     running.shutdown().await;
 }
 

@@ -14,6 +14,9 @@ pub struct Model {
     pub created_at: i64,
     /// The source attachments the delivery linked rather than uploaded, one URL per line.
     pub linked_attachments: Option<String>,
+    /// A source message delivered as several messages: the ids after the first
+    /// (`target_message_id`), space-separated, in order.
+    pub part_message_ids: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -23,6 +23,7 @@ mod m20261126_000011_queue_claim_indexes;
 mod m20261126_000012_link_linked_attachments;
 mod m20261201_000013_snapshot_counting_progress;
 mod m20261201_000014_tenant_walls;
+mod m20261202_000015_link_parts;
 mod queue_columns;
 
 pub struct Migrator;
@@ -45,6 +46,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000012_link_linked_attachments::Migration),
             Box::new(m20261201_000013_snapshot_counting_progress::Migration),
             Box::new(m20261201_000014_tenant_walls::Migration),
+            Box::new(m20261202_000015_link_parts::Migration),
         ]
     }
 }

@@ -239,6 +239,51 @@ pub fn parse_kind(s: &str) -> Option<JobKind> {
     }
 }
 
+/// Discord's limit on a bot's or webhook's message content, in characters
+/// (<https://discord.com/developers/docs/resources/message#create-message>: "up to 2000
+/// characters"). A source message may hold 4,000 (Nitro), and linked attachments add to it.
+pub const MESSAGE_CONTENT_LIMIT: usize = 2000;
+
+/// `text` cut into parts of at most `limit` characters, each cut at the last line break
+/// inside the limit, else the last space, else mid-word (a run of `limit` characters without
+/// either). Line breaks and spaces at a cut are dropped; nothing else is. Text within the
+/// limit is one part, as is empty text.
+pub fn split_content(text: &str, limit: usize) -> Vec<String> {
+    let limit = limit.max(1);
+    let mut parts = Vec::new();
+    let mut rest = text;
+    while rest.chars().count() > limit {
+        // Byte offset just past the `limit`-th character.
+        let end = rest
+            .char_indices()
+            .nth(limit)
+            .map_or(rest.len(), |(i, _)| i);
+        let window = &rest[..end];
+        let (cut, skip) = match window.rfind('\n').or_else(|| window.rfind(' ')) {
+            Some(i) if i > 0 => (i, 1),
+            _ => (end, 0),
+        };
+        parts.push(rest[..cut].to_owned());
+        rest = &rest[cut + skip..];
+    }
+    parts.push(rest.to_owned());
+    parts
+}
+
+/// Nonce for part `part` of a split send (part 0 is [`send_nonce`]): the same on every retry.
+pub fn part_nonce(mapping_id: i64, source_message_id: u64, part: usize) -> String {
+    let first = send_nonce(mapping_id, source_message_id);
+    if part == 0 {
+        return first;
+    }
+    let nonce = format!("{first}.{part}");
+    if nonce.chars().count() <= 25 {
+        return nonce;
+    }
+    let folded = source_message_id.wrapping_add((part as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    format!("p{}", &send_nonce(mapping_id, folded)[1..])
+}
+
 /// Nonce for the bot-mode send of `source_message_id` through `mapping_id`: the same on
 /// every retry and after a restart, unique per target, at most 25 characters.
 pub fn send_nonce(mapping_id: i64, source_message_id: u64) -> String {
@@ -490,5 +535,44 @@ mod tests {
             p.rendered_content(&plan),
             "https://cdn/a.png\nhttps://cdn/b.png"
         );
+    }
+
+    #[test]
+    fn text_within_the_limit_is_one_part_and_longer_text_is_cut_at_lines_then_words() {
+        assert_eq!(split_content("short", 2000), vec!["short"]);
+        assert_eq!(split_content("", 2000), vec![""]);
+        assert_eq!(split_content("aaa\nbbb ccc", 8), vec!["aaa", "bbb ccc"]);
+        assert_eq!(split_content("aaa bbb ccc", 8), vec!["aaa bbb", "ccc"]);
+        assert_eq!(split_content("abcdefghij", 4), vec!["abcd", "efgh", "ij"]);
+    }
+
+    #[test]
+    fn every_part_of_a_4000_character_message_fits_and_together_they_keep_every_word() {
+        let line = "BUY BTC 97,500 target 99,000 stop 96,000 — ünïcödé ✓\n";
+        let text: String = line.repeat(4000 / line.chars().count() + 1);
+        let text: String = text.chars().take(4000).collect();
+        let parts = split_content(&text, MESSAGE_CONTENT_LIMIT);
+        assert_eq!(
+            parts.len(),
+            3,
+            "{:?}",
+            parts.iter().map(|p| p.chars().count()).collect::<Vec<_>>()
+        );
+        assert!(parts
+            .iter()
+            .all(|p| p.chars().count() <= MESSAGE_CONTENT_LIMIT));
+        assert_eq!(parts.join("\n"), text);
+    }
+
+    #[test]
+    fn parts_have_nonces_of_their_own_within_discords_25_characters() {
+        let source = 1_300_000_000_000_000_000;
+        assert_eq!(part_nonce(7, source, 0), send_nonce(7, source));
+        let nonces: Vec<String> = (0..3).map(|p| part_nonce(7, source, p)).collect();
+        assert_ne!(nonces[1], nonces[0]);
+        assert_ne!(nonces[2], nonces[1]);
+        let huge = part_nonce(i64::MAX, u64::MAX, 2);
+        assert!(huge.chars().count() <= 25, "{huge}");
+        assert_ne!(huge, part_nonce(i64::MAX, u64::MAX, 1));
     }
 }

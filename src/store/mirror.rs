@@ -597,6 +597,23 @@ impl MirrorStore {
                 _ => None,
             })
             .collect();
+        // Removed links first: an edit that changed how many parts a message has replaces
+        // its link (removed and added in one settlement).
+        for s in settlements {
+            if let Outcome::Complete {
+                unlink: Some((mapping_id, source)),
+                ..
+            } = &s.outcome
+            {
+                mirror_message_links::Entity::delete_many()
+                    .filter(mirror_message_links::Column::MappingId.eq(*mapping_id))
+                    .filter(
+                        mirror_message_links::Column::SourceMessageId.eq(snowflake::to_db(*source)),
+                    )
+                    .exec(&txn)
+                    .await?;
+            }
+        }
         for chunk in links.chunks(200) {
             insert_links(&txn, chunk, now).await?;
         }
@@ -604,17 +621,7 @@ impl MirrorStore {
         for s in settlements {
             let token = s.job.claim_token.as_deref().unwrap_or_default();
             match &s.outcome {
-                Outcome::Complete { unlink, .. } => {
-                    if let Some((mapping_id, source)) = unlink {
-                        mirror_message_links::Entity::delete_many()
-                            .filter(mirror_message_links::Column::MappingId.eq(*mapping_id))
-                            .filter(
-                                mirror_message_links::Column::SourceMessageId
-                                    .eq(snowflake::to_db(*source)),
-                            )
-                            .exec(&txn)
-                            .await?;
-                    }
+                Outcome::Complete { .. } => {
                     completes.entry(token).or_default().push(s.job.id);
                 }
                 Outcome::Release {
@@ -781,6 +788,7 @@ async fn insert_links<C: ConnectionTrait>(conn: &C, links: &[&NewLink], now: i64
         webhook_id: Set(l.webhook_id.map(snowflake::to_db)),
         created_at: Set(now),
         linked_attachments: Set(l.linked_attachments.clone()),
+        part_message_ids: Set(part_ids_to_db(&l.part_message_ids)),
         ..Default::default()
     });
     // A second link for the same pair (a retried send that Discord deduplicated by nonce)
@@ -809,6 +817,25 @@ pub struct NewLink {
     pub webhook_id: Option<u64>,
     /// See [`crate::domain::mirror::linked_at_send`].
     pub linked_attachments: Option<String>,
+    /// The messages after the first of a source message delivered in parts.
+    pub part_message_ids: Vec<u64>,
+}
+
+fn part_ids_to_db(ids: &[u64]) -> Option<String> {
+    (!ids.is_empty()).then(|| ids.iter().map(u64::to_string).collect::<Vec<_>>().join(" "))
+}
+
+/// Every target message of a link, the first one first.
+pub fn link_message_ids(link: &mirror_message_links::Model) -> Vec<u64> {
+    let mut ids = vec![snowflake::from_db(link.target_message_id)];
+    ids.extend(
+        link.part_message_ids
+            .as_deref()
+            .unwrap_or_default()
+            .split_whitespace()
+            .filter_map(snowflake::parse),
+    );
+    ids
 }
 
 /// How one claimed job ends this time.
