@@ -87,6 +87,7 @@ async fn a_foreign_tenant_token_sees_nothing_of_another_tenant() {
         ("POST", format!("{s}/audit"), None),
         ("GET", format!("{s}/seats"), None),
         ("GET", format!("{s}/events"), None),
+        ("GET", format!("{s}/failed-jobs"), None),
     ];
     let secrets = ["acme news", "900", "222", "333", "111"];
     for (method, path, body) in &tenant_scoped {

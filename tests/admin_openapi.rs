@@ -80,6 +80,10 @@ const ROUTES: &[(&str, &str)] = &[
         "/api/v1/tenants/{tenant_key}/connectors/{connector_id}/servers/{guild_id}/events",
     ),
     (
+        "get",
+        "/api/v1/tenants/{tenant_key}/connectors/{connector_id}/servers/{guild_id}/failed-jobs",
+    ),
+    (
         "patch",
         "/api/v1/tenants/{tenant_key}/connectors/{connector_id}",
     ),

@@ -113,6 +113,44 @@ async fn stickers_forbidden_persona_names_and_refused_payloads() {
         !live(&sandbox, bot_channel).contains(&"refused once".to_owned()),
         "nothing of it was sent"
     );
+    // The admin reads why, for that server.
+    let listed = admin
+        .call(
+            reqwest::Method::GET,
+            &format!(
+                "/api/v1/tenants/{TENANT}/connectors/{CONNECTOR}/servers/{}/failed-jobs",
+                target(0).0
+            ),
+            None,
+        )
+        .await;
+    let items = listed["items"].as_array().cloned().unwrap_or_default();
+    assert_eq!(items.len(), 1, "{listed}");
+    assert_eq!(
+        items[0]["source_message_id"],
+        refused.to_string(),
+        "{listed}"
+    );
+    assert_eq!(items[0]["kind"], "send");
+    assert_eq!(items[0]["attempts"], 1);
+    assert!(
+        items[0]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("mirror_payload_rejected: 400")),
+        "{listed}"
+    );
+    // The webhook target's server failed nothing.
+    let other = admin
+        .call(
+            reqwest::Method::GET,
+            &format!(
+                "/api/v1/tenants/{TENANT}/connectors/{CONNECTOR}/servers/{}/failed-jobs",
+                target(1).0
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(other["items"], json!([]), "{other}");
     running.shutdown().await;
 }
 

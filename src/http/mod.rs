@@ -6,6 +6,7 @@ pub mod auth;
 pub mod connectors;
 pub mod discord_checks;
 pub mod enforcement;
+pub mod failed_jobs;
 pub mod grants;
 pub mod health;
 pub mod mappings;
@@ -139,6 +140,7 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
             .service(servers::request_audit)
             .service(servers::list_seats)
             .service(servers::list_events)
+            .service(failed_jobs::list_failed_jobs)
             .service(enforcement::get_enforcement)
             .service(enforcement::put_enforcement)
             .service(queues::get_queues)

@@ -7,7 +7,9 @@ use utoipa::{
     Modify, OpenApi, ToSchema,
 };
 
-use super::{connectors, enforcement, grants, mappings, metrics, queues, servers, tokens};
+use super::{
+    connectors, enforcement, failed_jobs, grants, mappings, metrics, queues, servers, tokens,
+};
 
 /// Every error: `{"error": {"code", "message"}}`.
 #[derive(Serialize, ToSchema)]
@@ -47,6 +49,7 @@ impl Modify for BearerAuth {
         mappings::put_mapping, mappings::patch_mapping, mappings::delete_mapping,
         servers::list_servers, servers::get_server, servers::put_server, servers::patch_server, servers::delete_server,
         servers::get_snapshot, servers::request_audit, servers::list_seats, servers::list_events,
+        failed_jobs::list_failed_jobs,
         enforcement::get_enforcement, enforcement::put_enforcement,
         queues::get_queues, metrics::prometheus, openapi_json,
     ),

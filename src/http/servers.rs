@@ -524,7 +524,7 @@ async fn server_key(
 
 /// [`server_key`] for the pause/resume history: the operator reads it after the connector
 /// was deleted too (it is kept for the retention period).
-async fn history_key(
+pub(super) async fn history_key(
     state: &AppState,
     caller: &Caller,
     path: (String, String, String),
@@ -945,7 +945,7 @@ pub async fn list_seats(
     }))
 }
 
-fn page_limit(q: &PageQuery) -> AppResult<u64> {
+pub(super) fn page_limit(q: &PageQuery) -> AppResult<u64> {
     let limit = q.limit.unwrap_or(100);
     if !(1..=500).contains(&limit) || q.before.is_some_and(|b| b < 1) {
         return Err(AppError::new(

@@ -807,6 +807,29 @@ async fn insert_links<C: ConnectionTrait>(conn: &C, links: &[&NewLink], now: i64
     Ok(())
 }
 
+/// A server's mirror jobs that ended failed (retries spent, or refused by Discord as they
+/// were), newest first, with ids below `before`.
+pub async fn failed_jobs(
+    db: &Database,
+    key: &ServerKey,
+    limit: u64,
+    before: Option<i64>,
+) -> AppResult<Vec<mirror_jobs::Model>> {
+    use sea_orm::QuerySelect;
+    let mut q = mirror_jobs::Entity::find()
+        .filter(mirror_jobs::Column::Status.eq(super::queue::FAILED))
+        .filter(mirror_jobs::Column::TenantKey.eq(key.tenant_key.as_str()))
+        .filter(mirror_jobs::Column::ConnectorId.eq(key.connector_id.as_str()))
+        .filter(mirror_jobs::Column::TargetGuildId.eq(snowflake::to_db(key.guild_id)));
+    if let Some(before) = before {
+        q = q.filter(mirror_jobs::Column::Id.lt(before));
+    }
+    Ok(q.order_by_desc(mirror_jobs::Column::Id)
+        .limit(limit)
+        .all(db.conn())
+        .await?)
+}
+
 /// Where a delivered source message landed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewLink {

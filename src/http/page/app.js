@@ -8,6 +8,9 @@ const S = { tenant: "", connector: "", guild: "", servers: [] };
 
 // Error codes as sentences an admin can act on (the same codes as the API and the logs).
 const SENTENCES = {
+  mirror_payload_rejected: "Discord refused this message as it was; it was not retried.",
+  mirror_delivery_timeout: "The delivery took too long; it was retried until its attempts ran out.",
+  mirror_delivery_panicked: "The delivery failed inside the service; it was retried until its attempts ran out.",
   seat_limit_exceeded: "More people can see the mirrored channels than this server pays for; mirroring is paused until members leave or the limit is raised.",
   seat_check_pending: "The seat count is not current yet; mirroring waits for a fresh count.",
   seat_snapshot_missing: "This server has not been counted yet. Press Refresh count.",
@@ -159,6 +162,7 @@ async function loadPanel() {
   try { events = await api("GET", serverPath() + "/events?limit=200"); } catch (_) { /* shown empty */ }
   renderPlot(events.items, snap, cfg);
   await loadMembers(cfg);
+  await loadFailed();
 }
 
 function renderSnapshot(snap, cfg) {
@@ -270,6 +274,29 @@ async function loadMembers(cfg) {
   }
 }
 
+// Jobs that ended failed, with Discord's word on each: why a message did not arrive here.
+async function loadFailed() {
+  const box = $("failed");
+  let page = { items: [] };
+  try { page = await api("GET", serverPath() + "/failed-jobs?limit=20"); } catch (e) { box.textContent = e.message; return; }
+  if (!page.items.length) { box.textContent = "none"; return; }
+  const ul = document.createElement("ul");
+  for (const j of page.items) {
+    const li = document.createElement("li");
+    li.dataset.job = String(j.id);
+    const when = document.createElement("span");
+    when.className = "mono";
+    when.textContent = new Date(j.failed_at).toISOString().replace("T", " ").slice(0, 19);
+    li.append(when, ` ${j.kind} of message ${j.source_message_id} after ${j.attempts} attempt(s): `);
+    const why = document.createElement("span");
+    why.className = "error";
+    why.textContent = j.last_error ? sentence(j.last_error) : "no error recorded";
+    li.appendChild(why);
+    ul.appendChild(li);
+  }
+  box.replaceChildren(ul);
+}
+
 // Live view: every few seconds, while connected and idle, the chips, the readout, the plot
 // and the member list follow the service (the form is left alone, so typing is not undone).
 const LIVE_MS = 2000;
@@ -312,6 +339,7 @@ async function refreshLive() {
   try { events = await api("GET", serverPath() + "/events?limit=200"); } catch (_) { /* shown empty */ }
   renderPlot(events.items, snap, cfg);
   await loadMembers(cfg);
+  await loadFailed();
 }
 
 function startLive() {
