@@ -25,7 +25,7 @@ pub struct RestLimiter {
     book: Mutex<RateLimitBook>,
     /// Woken by every answer: a request waiting for a bucket's first answer goes on.
     answered: Notify,
-    sends: Mutex<u64>,
+    sends: std::sync::atomic::AtomicU64,
 }
 
 /// A place taken for one request; [`RestLimiter::answered`] gives it back with what the
@@ -42,7 +42,7 @@ impl RestLimiter {
         Self {
             book: Mutex::new(RateLimitBook::new(global_per_sec)),
             answered: Notify::new(),
-            sends: Mutex::new(0),
+            sends: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -97,9 +97,11 @@ impl RestLimiter {
     }
 
     fn count_send(&self) {
-        let mut sends = self.sends.lock().unwrap_or_else(|p| p.into_inner());
-        *sends += 1;
-        if (*sends).is_multiple_of(4096) {
+        let sends = self
+            .sends
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        if sends.is_multiple_of(4096) {
             self.book().prune(Instant::now());
         }
     }

@@ -31,7 +31,7 @@ pub(super) enum LinkChange {
 
 /// Where a delivered copy is and what posted it (its webhook, when the mapping's still knows
 /// it; else the bot edits and deletes it).
-pub(super) struct Copy {
+pub(super) struct PlacedCopy {
     channel: u64,
     webhook: Option<WebhookCredentials>,
 }
@@ -232,7 +232,7 @@ impl Worker {
                     Some(w) => self.webhook_of_link(mapping, w).await?,
                     None => None,
                 };
-                let copy = Copy {
+                let copy = PlacedCopy {
                     channel,
                     webhook: linked_webhook.and(creds),
                 };
@@ -307,7 +307,7 @@ impl Worker {
                 }
                 Err(e) => {
                     if let Some((creds, _)) = webhook {
-                        let copy = Copy {
+                        let copy = PlacedCopy {
                             channel,
                             webhook: Some(creds.clone()),
                         };
@@ -323,7 +323,7 @@ impl Worker {
     }
 
     /// Deletes every message of a copy; one already gone counts as deleted.
-    async fn delete_parts(&self, copy: &Copy, ids: &[u64]) -> Result<(), DiscordError> {
+    async fn delete_parts(&self, copy: &PlacedCopy, ids: &[u64]) -> Result<(), DiscordError> {
         for id in ids {
             let r = match &copy.webhook {
                 Some(c) => self.port.delete_webhook_message(c, *id).await,
@@ -343,7 +343,7 @@ impl Worker {
     async fn edit_parts(
         &self,
         job: &MirrorJob,
-        copy: &Copy,
+        copy: &PlacedCopy,
         persona: &Persona,
         ids: &[u64],
         message: &OutgoingMessage,
