@@ -451,55 +451,6 @@ impl Worker {
         }
         Ok((carry, files))
     }
-
-    /// A retried webhook send whose earlier attempt may have reached Discord without its
-    /// answer reaching us (a crash between the two): the earliest message of our webhook with
-    /// this content, sent after the job was written and not linked to another source message,
-    /// is taken as that attempt's. Listing failures are ignored: the send goes out again.
-    pub(super) async fn landed_earlier(
-        &self,
-        job: &MirrorJob,
-        mapping_id: i64,
-        channel: u64,
-        creds: &WebhookCredentials,
-        message: &OutgoingMessage,
-    ) -> AppResult<Option<u64>> {
-        // The job may have waited in the queue while the channel filled up: page forward
-        // (Discord gives the 100 messages right after `after`), bounded.
-        let mut after = snowflake::at_ms(job.created_at - 1_000);
-        let mut candidates: Vec<u64> = Vec::new();
-        for _ in 0..20 {
-            let page = match self.port.messages_after(channel, after).await {
-                Ok(list) => list,
-                Err(err) => {
-                    tracing::debug!(job = job.id, error = %err, "[mirror] could not list the target channel before a retried webhook send");
-                    return Ok(None);
-                }
-            };
-            let full = page.len() >= 100;
-            after = page.iter().map(|m| m.id).max().unwrap_or(after);
-            candidates.extend(
-                page.into_iter()
-                    .filter(|m| m.webhook_id == Some(creds.id) && m.content == message.content)
-                    .map(|m| m.id),
-            );
-            if !full {
-                break;
-            }
-        }
-        candidates.sort_unstable();
-        for id in candidates {
-            if !self.store.is_linked_target(mapping_id, id).await? {
-                tracing::info!(
-                    job = job.id,
-                    target_message = id,
-                    "[mirror] an earlier attempt's webhook message found; not sending again"
-                );
-                return Ok(Some(id));
-            }
-        }
-        Ok(None)
-    }
 }
 
 /// Discord's answer to files over the target's upload limit.

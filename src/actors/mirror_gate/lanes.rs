@@ -58,6 +58,8 @@ impl Worker {
                     Some(p) => p,
                     None => {
                         lanes.remove(&channel);
+                        drop(lanes);
+                        self.forget_scan(snowflake::from_db(channel));
                         return;
                     }
                 }

@@ -32,7 +32,8 @@ use crate::{
     discord::{
         cdn::{AttachmentFetcher, Fetched},
         port::{
-            DiscordError, DiscordPort, OutgoingFile, OutgoingMessage, Persona, WebhookCredentials,
+            ChannelMessage, DiscordError, DiscordPort, OutgoingFile, OutgoingMessage, Persona,
+            WebhookCredentials,
         },
     },
     domain::{
@@ -60,6 +61,7 @@ use entities::{connector_mappings, mirror_jobs::Model as MirrorJob, mirror_messa
 mod claim;
 mod decide;
 mod delivery;
+mod earlier;
 mod lanes;
 mod settler;
 
@@ -186,6 +188,8 @@ struct Worker {
     /// Webhooks this worker created or found gone, newer than the mappings it read.
     /// By (mapping, channel): a retargeted mapping needs a webhook of its new channel.
     webhooks: std::sync::Mutex<HashMap<(i64, u64), Option<WebhookCredentials>>>,
+    /// What each lane read of its channel looking for retried sends' earlier attempts.
+    scans: std::sync::Mutex<HashMap<u64, earlier::ChannelScan>>,
     fetcher: AttachmentFetcher,
     /// How many [`HeldJobsMayResume`] have arrived. A hold decided before the latest one
     /// may have read the snapshot from before the change, so it is not kept (see
@@ -230,6 +234,7 @@ impl MirrorGate {
                 recent_links: Default::default(),
                 held: Default::default(),
                 webhooks: Default::default(),
+                scans: Default::default(),
                 fetcher: AttachmentFetcher::new(&cfg.cdn_hosts),
                 resumes: AtomicU64::new(0),
             })
