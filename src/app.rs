@@ -307,6 +307,12 @@ pub async fn start(settings: &Settings) -> AppResult<Running> {
 /// does): a second process on the database stops with `instance_already_running` before it
 /// connects to Discord.
 pub async fn start_with(settings: &Settings, exclusive: bool) -> AppResult<Running> {
+    crate::redact::hide_all(
+        [&settings.discord_token, &settings.operator_token]
+            .into_iter()
+            .flatten()
+            .map(|s| s.expose().trim_start_matches("Bot ")),
+    );
     let db = Database::connect(&settings.database_url).await?;
     db.migrate().await?;
     let lease = if exclusive {

@@ -1,7 +1,59 @@
 //! Secrets inside URLs and error texts: a password in a database URL, a webhook token in a
 //! Discord path. Everything printed or logged that may hold a URL goes through here.
 
+use std::sync::RwLock;
+
+use aho_corasick::AhoCorasick;
+
 const REDACTED: &str = "[redacted]";
+
+/// Secrets the process holds (the bot token, the operator token, its webhooks' tokens),
+/// hidden wherever they appear in a log line, whatever wrote it: a dependency's debug line
+/// may print a route or a header in its own way.
+#[derive(Default)]
+struct Known {
+    secrets: Vec<String>,
+    matcher: Option<AhoCorasick>,
+}
+
+static KNOWN: RwLock<Known> = RwLock::new(Known {
+    secrets: Vec::new(),
+    matcher: None,
+});
+
+/// Shorter values are not hidden: they would match ordinary words.
+const MIN_SECRET_LEN: usize = 8;
+
+/// Hides `secrets` in every log line from now on.
+pub fn hide_all<'a>(secrets: impl IntoIterator<Item = &'a str>) {
+    let mut known = KNOWN.write().unwrap_or_else(|p| p.into_inner());
+    let before = known.secrets.len();
+    for s in secrets {
+        let s = s.trim();
+        if s.len() >= MIN_SECRET_LEN && !known.secrets.iter().any(|k| k == s) {
+            known.secrets.push(s.to_owned());
+        }
+    }
+    if known.secrets.len() != before {
+        known.matcher = AhoCorasick::new(&known.secrets).ok();
+    }
+}
+
+/// Hides one secret in every log line from now on.
+pub fn hide(secret: &str) {
+    hide_all([secret]);
+}
+
+/// `text` with every secret given to [`hide`] replaced, then [`text`]'s patterns.
+pub fn line(line: &str) -> String {
+    let known = KNOWN.read().unwrap_or_else(|p| p.into_inner());
+    let hidden = match &known.matcher {
+        Some(m) if m.is_match(line) => m.replace_all(line, &vec![REDACTED; known.secrets.len()]),
+        _ => line.to_owned(),
+    };
+    drop(known);
+    text(&hidden)
+}
 
 /// `scheme://user:password@host/...` keeps the user and hides the password; query parameters
 /// that name a secret (`password`, `token`, `secret`, `key`) are hidden too.
@@ -89,6 +141,17 @@ fn webhook_tokens(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hidden_secret_is_replaced_wherever_it_appears_and_short_values_are_left_alone() {
+        hide("tok-abcdefgh-1234");
+        hide("short");
+        let shown = line(r#"Route { token: "tok-abcdefgh-1234" } postgres://u:pw@h/db short"#);
+        assert_eq!(
+            shown,
+            r#"Route { token: "[redacted]" } postgres://u:[redacted]@h/db short"#
+        );
+    }
 
     #[test]
     fn a_database_password_is_hidden_and_the_rest_kept() {

@@ -1,7 +1,9 @@
 //! Tracing setup: human-readable by default, JSON lines with `SEATGATE_LOG_FORMAT=json`.
 //! The filter comes from `RUST_LOG` (default `info`).
 
-use tracing_subscriber::{fmt, EnvFilter};
+use std::io::Write;
+
+use tracing_subscriber::{fmt, fmt::MakeWriter, EnvFilter};
 
 use crate::config::LogFormat;
 
@@ -14,10 +16,109 @@ pub fn init(format: LogFormat) {
 pub fn init_with_default(format: LogFormat, default_filter: &str) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = fmt()
+        .with_env_filter(filter)
+        .with_writer(Redacting(std::io::stderr));
     // A second init (tests, demo) keeps the first subscriber.
     let _ = match format {
         LogFormat::Human => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
     };
+}
+
+/// A writer maker whose lines are redacted ([`crate::redact::line`]) before they reach
+/// `M`'s writer: every log line of the process, the dependencies' included, goes through it.
+#[derive(Clone)]
+pub struct Redacting<M>(pub M);
+
+impl<'a, M: MakeWriter<'a>> MakeWriter<'a> for Redacting<M> {
+    type Writer = RedactedLine<M::Writer>;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        RedactedLine {
+            inner: self.0.make_writer(),
+            buf: Vec::new(),
+        }
+    }
+}
+
+/// One event's formatted line, written out redacted when the formatter is done with it.
+pub struct RedactedLine<W: Write> {
+    inner: W,
+    buf: Vec<u8>,
+}
+
+impl<W: Write> Write for RedactedLine<W> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<W: Write> Drop for RedactedLine<W> {
+    fn drop(&mut self) {
+        if self.buf.is_empty() {
+            return;
+        }
+        let line = crate::redact::line(&String::from_utf8_lossy(&self.buf));
+        let _ = self.inner.write_all(line.as_bytes());
+        let _ = self.inner.flush();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Buf {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .map_err(|_| std::io::Error::other("poisoned"))?
+                .extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl<'a> MakeWriter<'a> for Buf {
+        type Writer = Buf;
+        fn make_writer(&'a self) -> Buf {
+            self.clone()
+        }
+    }
+
+    #[test]
+    fn a_line_that_prints_a_secret_its_own_way_is_written_redacted() {
+        let buf = Buf::default();
+        let subscriber = fmt()
+            .with_writer(Redacting(buf.clone()))
+            .with_ansi(false)
+            .finish();
+        crate::redact::hide("webhook-token-0123456789");
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(
+                route = ?("WebhookWithToken", "webhook-token-0123456789"),
+                url = "postgres://seatgate:db-secret@db/seatgate",
+                "a dependency's line"
+            );
+        });
+        let text = String::from_utf8(buf.0.lock().map(|b| b.clone()).unwrap_or_default())
+            .unwrap_or_default();
+        assert!(text.contains("a dependency's line"), "{text}");
+        assert!(!text.contains("webhook-token-0123456789"), "{text}");
+        assert!(!text.contains("db-secret"), "{text}");
+        assert!(text.contains("postgres://seatgate:[redacted]@db"), "{text}");
+    }
 }

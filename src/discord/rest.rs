@@ -395,7 +395,10 @@ impl DiscordPort for SerenityRest {
             .and_then(|v| v.as_str())
             .map(str::to_owned);
         match (id, token) {
-            (Some(id), Some(token)) => Ok(WebhookCredentials { id, token }),
+            (Some(id), Some(token)) => {
+                crate::redact::hide(&token);
+                Ok(WebhookCredentials { id, token })
+            }
             _ => Err(DiscordError::Transient(
                 "webhook response without id or token".into(),
             )),

@@ -215,6 +215,7 @@ impl MirrorStore {
             self.own_webhooks
                 .insert(snowflake::from_db(r.webhook_id), ());
         }
+        crate::redact::hide_all(rows.iter().map(|r| r.token.as_str()));
         Ok(rows.len())
     }
 

@@ -37,6 +37,7 @@ impl TokenStore {
     /// it exists outside the caller's hands).
     pub async fn create(&self, tenant_key: &str) -> AppResult<(tenant_tokens::Model, String)> {
         let token = generate_token();
+        crate::redact::hide(&token);
         let row = tenant_tokens::ActiveModel {
             tenant_key: Set(tenant_key.to_owned()),
             token_hash: Set(hash_token(&token)),
