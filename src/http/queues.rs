@@ -36,13 +36,25 @@ fn depth(name: &str, c: QueueCounts) -> QueueDepth {
     }
 }
 
-/// Both queues' counts, for the API and the metrics.
+/// Both queues' live counts, for the metrics (`done` 0: finished rows are not counted).
 pub async fn all_counts(state: &AppState) -> AppResult<Vec<QueueDepth>> {
     let now = now_ms();
     Ok(vec![
         depth("audit", state.audit_queue.counts(now).await?),
         depth("mirror", state.mirror_queue.counts(now).await?),
     ])
+}
+
+/// [`all_counts`] with the finished jobs counted too, for the operator's API.
+async fn all_counts_with_done(state: &AppState) -> AppResult<Vec<QueueDepth>> {
+    let mut queues = all_counts(state).await?;
+    for q in &mut queues {
+        q.done = match q.name.as_str() {
+            "audit" => state.audit_queue.done_count().await?,
+            _ => state.mirror_queue.done_count().await?,
+        };
+    }
+    Ok(queues)
 }
 
 #[utoipa::path(get, path = "/api/v1/queues", tag = "queues",
@@ -52,6 +64,6 @@ pub async fn all_counts(state: &AppState) -> AppResult<Vec<QueueDepth>> {
 pub async fn get_queues(state: web::Data<AppState>, caller: Caller) -> AppResult<HttpResponse> {
     caller.require_operator()?;
     Ok(HttpResponse::Ok().json(Queues {
-        queues: all_counts(&state).await?,
+        queues: all_counts_with_done(&state).await?,
     }))
 }

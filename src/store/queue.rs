@@ -730,13 +730,16 @@ where
         Ok(res.rows_affected())
     }
 
-    /// Depth per status and the age of the oldest due pending row.
+    /// Depth per live status (pending, processing, failed) and the age of the oldest due
+    /// pending row, read through `(status, run_after)` on the read connection: the rows
+    /// read are the live ones, not the finished jobs retention keeps for days (`done` is
+    /// left 0; [`Self::done_count`] counts those).
     pub async fn counts(&self, now: i64) -> AppResult<QueueCounts> {
         let mut p = Params::new(self.db.backend());
         let now_p = p.push(now);
         let sql = format!(
             "SELECT status, COUNT(*) AS n, MIN(CASE WHEN run_after <= {now_p} THEN run_after END) AS oldest \
-             FROM {t} GROUP BY status",
+             FROM {t} WHERE status IN ('{PENDING}', '{PROCESSING}', '{FAILED}') GROUP BY status",
             t = self.table
         );
         let rows = self.db.read_conn().query_all_raw(p.statement(sql)).await?;
@@ -752,11 +755,25 @@ where
                 }
                 PROCESSING => counts.processing = n,
                 FAILED => counts.failed = n,
-                DONE => counts.done = n,
                 _ => {}
             }
         }
         Ok(counts)
+    }
+
+    /// Finished jobs still kept (until retention removes them): a count of the whole
+    /// finished part of the table, for the operator's queue view, not for `/metrics`.
+    pub async fn done_count(&self) -> AppResult<i64> {
+        let p = Params::new(self.db.backend());
+        let sql = format!(
+            "SELECT COUNT(*) AS n FROM {t} WHERE status = '{DONE}'",
+            t = self.table
+        );
+        let row = self.db.read_conn().query_one_raw(p.statement(sql)).await?;
+        Ok(match row {
+            Some(r) => r.try_get("", "n")?,
+            None => 0,
+        })
     }
 
     /// One job by id.
