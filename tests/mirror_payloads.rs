@@ -58,13 +58,16 @@ async fn stickers_forbidden_persona_names_and_refused_payloads() {
         &sandbox,
         json!({"author": {"id": "700000000000000077", "username": "Discord Signals"}, "content": "BUY 7"}),
     );
+    // Both copies: the bot channel's must not be in flight when the fault below is set.
     assert!(
         until(Duration::from_secs(15), || live(&sandbox, hook_channel)
             .len()
-            == 2)
+            == 2
+            && live(&sandbox, bot_channel).len() == 2)
         .await,
-        "{:?}",
-        live(&sandbox, hook_channel)
+        "{:?} {:?}",
+        live(&sandbox, hook_channel),
+        live(&sandbox, bot_channel)
     );
     let copy = messages(&sandbox, hook_channel)
         .into_iter()

@@ -5,6 +5,7 @@
 //! start, and any later one: a gap that could not be resumed) starts a catch-up of the source
 //! channels' history ([`crate::store::catch_up`]).
 
+mod create_order;
 mod edit_order;
 mod ordered;
 
@@ -282,7 +283,9 @@ impl Handler {
         match store.ingest_claimed(event, now_ms(), &stamp).await {
             Ok((mut outcome, sends)) => {
                 outcome.enqueued -= (sends.jobs.len() as u32).min(outcome.enqueued);
-                gate.claimed.do_send(SendsClaimed { stamp, sends });
+                // Awaited: the next message of the channel is handed over after this one
+                // is in its lanes (the gate takes handovers concurrently).
+                let _ = gate.claimed.send(SendsClaimed { stamp, sends }).await;
                 Ok(outcome)
             }
             Err(err) => {
@@ -480,6 +483,12 @@ impl EventHandler for Handler {
     }
 
     async fn message(&self, ctx: SerenityContext, message: Message) {
+        // Before anything else, so that every message the collector noted passes its turn.
+        let _turn = self
+            .ordered
+            .creates()
+            .turn(message.channel_id.get(), message.id.get())
+            .await;
         tracing::debug!(
             channel = message.channel_id.get(),
             message_id = message.id.get(),

@@ -25,6 +25,7 @@ use serenity::{
     model::event::Event,
 };
 
+use super::create_order::CreateOrder;
 use crate::{
     actors::seat_auditor::GuildChange,
     discord::directory::GuildDirectory,
@@ -59,6 +60,7 @@ pub(super) struct OrderedChanges {
     auditor: Recipient<GuildChange>,
     directory: GuildDirectory,
     shards: Arc<Mutex<HashMap<u32, Arc<Seen>>>>,
+    creates: Arc<CreateOrder>,
 }
 
 impl OrderedChanges {
@@ -67,7 +69,13 @@ impl OrderedChanges {
             auditor,
             directory,
             shards: Arc::default(),
+            creates: Arc::default(),
         }
+    }
+
+    /// New messages per channel in gateway order, for the `message` handlers.
+    pub fn creates(&self) -> &Arc<CreateOrder> {
+        &self.creates
     }
 
     pub fn directory(&self) -> &GuildDirectory {
@@ -84,7 +92,11 @@ impl OrderedChanges {
             .insert(shard_id, seen.clone());
         let auditor = self.auditor.clone();
         let directory = self.directory.clone();
+        let creates = self.creates.clone();
         messenger.add_collector(CollectorCallback(Box::new(move |event| {
+            if let Event::MessageCreate(e) = event {
+                creates.arrived(e.message.channel_id.get(), e.message.id.get());
+            }
             directory.apply(event);
             forward(&auditor, &seen, event);
             true
