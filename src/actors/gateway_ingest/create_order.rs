@@ -70,6 +70,29 @@ impl CreateOrder {
             .is_none_or(|q| q.front() == Some(&message) || !q.contains(&message))
     }
 
+    /// Waits until `message`'s own create is recorded, if the collector noted it: an edit or
+    /// a delete of a message just posted (serenity may run its handler first) then finds
+    /// the send it changes or cancels. At most [`TURN_WAIT`].
+    pub async fn recorded(&self, channel: u64, message: u64) {
+        let deadline = tokio::time::Instant::now() + self.wait;
+        loop {
+            let moved = self.moved.notified();
+            tokio::pin!(moved);
+            moved.as_mut().enable();
+            let noted = self
+                .channels()
+                .get(&channel)
+                .is_some_and(|q| q.contains(&message));
+            if !noted {
+                return;
+            }
+            tokio::select! {
+                _ = &mut moved => {}
+                _ = tokio::time::sleep_until(deadline) => return,
+            }
+        }
+    }
+
     /// Waits until the messages noted before `message` in `channel` are recorded.
     pub async fn turn(self: &Arc<Self>, channel: u64, message: u64) -> CreateTurn {
         let deadline = tokio::time::Instant::now() + self.wait;
@@ -152,6 +175,28 @@ mod tests {
             vec![1, 2, 3]
         );
         assert!(order.channels().is_empty(), "nothing left behind");
+    }
+
+    #[tokio::test]
+    async fn an_edit_waits_for_its_messages_create_and_no_longer() {
+        let order = Arc::new(CreateOrder::default());
+        order.arrived(10, 1);
+        let created = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let edit = {
+            let (order, created) = (order.clone(), created.clone());
+            tokio::spawn(async move {
+                order.recorded(10, 1).await;
+                created.load(std::sync::atomic::Ordering::SeqCst)
+            })
+        };
+        tokio::task::yield_now().await;
+        let turn = order.turn(10, 1).await;
+        created.store(true, std::sync::atomic::Ordering::SeqCst);
+        drop(turn);
+        assert!(
+            edit.await.unwrap_or(false),
+            "the edit went before the create"
+        );
     }
 
     #[tokio::test]

@@ -556,6 +556,10 @@ impl EventHandler for Handler {
             .and_then(|m| m.edited_timestamp)
             .or(event.edited_timestamp);
         let message_id = event.id.get();
+        self.ordered
+            .creates()
+            .recorded(event.channel_id.get(), message_id)
+            .await;
         let Some(turn) = self.edits.turn(message_id, edited).await else {
             tracing::debug!(
                 message_id,
@@ -583,6 +587,10 @@ impl EventHandler for Handler {
         let Some(guild) = guild else {
             return;
         };
+        self.ordered
+            .creates()
+            .recorded(channel_id.get(), message_id.get())
+            .await;
         let event = SourceEvent::Deleted {
             guild_id: guild.get(),
             channel_id: channel_id.get(),
