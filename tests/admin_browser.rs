@@ -292,7 +292,7 @@ async fn the_chip_follows_members_joining_and_leaving_in_the_sandbox() {
     d.wait_text("#members-total", &format!("{SEATS} counted"))
         .await;
     let listed = d
-        .script("return Array.from(document.querySelectorAll('#members li')).map(li => li.dataset.user);")
+        .script("return Array.from(document.querySelectorAll('#members li[data-user]')).map(li => li.dataset.user);")
         .await;
     let mut want: Vec<String> = MEMBERS.iter().map(u64::to_string).collect();
     want.push(admin_support::live::OWNER.to_string());
@@ -304,6 +304,14 @@ async fn the_chip_follows_members_joining_and_leaving_in_the_sandbox() {
         "{members}"
     );
     assert!(!members.contains(&OUTSIDER.to_string()), "{members}");
+    // Why: the three subscribers through the subscriber role's allow on #signals (the
+    // sandbox guild denies @everyone there), the owner by ownership.
+    let why = d.text("#members-why").await;
+    assert!(
+        why.contains("3 members see #signals through role subscriber")
+            && why.contains("1 member sees #signals as the server's owner"),
+        "{why}"
+    );
 
     // Refresh asks the auditor for a recount.
     d.click_settled("#refresh").await;

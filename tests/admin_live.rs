@@ -6,7 +6,9 @@ mod admin_support;
 
 use std::time::Duration;
 
-use admin_support::live::{until, Live, BRONZE, GOLD, MEMBERS, OUTSIDER, OWNER, SEATS};
+use admin_support::live::{
+    until, Live, BRONZE, CHANNEL, GOLD, MEMBERS, OUTSIDER, OWNER, SEATS, SUBSCRIBER,
+};
 use admin_support::server_body;
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -91,6 +93,30 @@ async fn seats_follow_the_sandbox_and_metrics_show_blocks_and_resumes() {
         })
         .collect();
     assert_eq!(got, want, "{page}");
+    // Why each one holds a seat: the owner by ownership, the subscribers through the
+    // subscriber role's allow on #signals (@everyone is denied there).
+    for m in page["items"].as_array().expect("items") {
+        let owner = m["user_id"] == json!(OWNER.to_string());
+        let want = if owner {
+            json!([{"channel_id": CHANNEL.to_string(), "channel_name": "signals",
+                    "via": "owner", "role_id": null, "role_name": null}])
+        } else {
+            json!([{"channel_id": CHANNEL.to_string(), "channel_name": "signals",
+                    "via": "role_overwrite", "role_id": SUBSCRIBER.to_string(),
+                    "role_name": "subscriber"}])
+        };
+        assert_eq!(m["reasons"], want, "{m}");
+    }
+    assert_eq!(
+        page["reasons_summary"],
+        json!([
+            {"channel_id": CHANNEL.to_string(), "channel_name": "signals", "via": "role_overwrite",
+             "role_id": SUBSCRIBER.to_string(), "role_name": "subscriber", "members": 3},
+            {"channel_id": CHANNEL.to_string(), "channel_name": "signals", "via": "owner",
+             "role_id": null, "role_name": null, "members": 1}
+        ]),
+        "{page}"
+    );
     assert_eq!(page["complete"], json!(true));
     assert_eq!(page["next_after"], Value::Null);
     assert!(!ids(&page).contains(&OUTSIDER.to_string()));

@@ -449,6 +449,43 @@ pub struct Seat {
     pub tier: TopTier,
     /// Every tier the member holds, lowest first.
     pub tiers: Vec<Tier>,
+    /// The mapped channels the member sees, each with the rule that gives them sight.
+    pub reasons: Vec<SeatReason>,
+}
+
+/// Why a member sees one mapped channel.
+#[derive(Serialize, ToSchema)]
+pub struct SeatReason {
+    pub channel_id: String,
+    /// The channel's name, when the gateway told it.
+    pub channel_name: Option<String>,
+    /// `owner`, `administrator` (through `role_id`; the guild id for `@everyone`),
+    /// `everyone`, `role` (the role's permissions), `role_overwrite` (the channel's allow
+    /// for `role_id`) or `member_overwrite`.
+    pub via: String,
+    pub role_id: Option<String>,
+    pub role_name: Option<String>,
+}
+
+impl SeatReason {
+    fn new(
+        channel_id: u64,
+        why: crate::domain::permissions::Sight,
+        guild: Option<&crate::discord::directory::GuildInfo>,
+    ) -> Self {
+        Self {
+            channel_id: channel_id.to_string(),
+            channel_name: guild
+                .and_then(|g| g.channels.get(&channel_id))
+                .map(|c| c.name.clone()),
+            via: why.via.as_str().to_owned(),
+            role_id: why.role_id.map(|r| r.to_string()),
+            role_name: why
+                .role_id
+                .and_then(|r| guild.and_then(|g| g.roles.get(&r)))
+                .map(|r| r.name.clone()),
+        }
+    }
 }
 
 impl Seat {
@@ -469,6 +506,7 @@ impl Seat {
             user_id: user_id.to_string(),
             tier,
             tiers,
+            reasons: Vec::new(),
         }
     }
 }
@@ -484,6 +522,17 @@ pub struct SeatList {
     pub complete: bool,
     /// Pass as `after` for the next page; absent on the last page.
     pub next_after: Option<String>,
+    /// Every counted member (not only this page's) by mapped channel and reason, most
+    /// members first: which role or overwrite to change to free seats.
+    pub reasons_summary: Vec<SeatReasonCount>,
+}
+
+/// How many counted members see a mapped channel for one reason.
+#[derive(Serialize, ToSchema)]
+pub struct SeatReasonCount {
+    #[serde(flatten)]
+    pub reason: SeatReason,
+    pub members: u64,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -933,15 +982,35 @@ pub async fn list_seats(
     } else {
         None
     };
+    let guild = state.directory.guild(key.guild_id);
+    let reasons_summary = page
+        .summary
+        .iter()
+        .map(|(channel, why, members)| SeatReasonCount {
+            reason: SeatReason::new(*channel, *why, guild.as_ref()),
+            members: *members,
+        })
+        .collect();
+    let mut reasons = page.reasons.into_iter();
     Ok(HttpResponse::Ok().json(SeatList {
         total: page.total as u64,
         complete: page.complete,
         items: page
             .items
             .into_iter()
-            .map(|(user_id, mask)| Seat::new(user_id, mask))
+            .map(|(user_id, mask)| {
+                let mut seat = Seat::new(user_id, mask);
+                seat.reasons = reasons
+                    .next()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(channel, why)| SeatReason::new(channel, why, guild.as_ref()))
+                    .collect();
+                seat
+            })
             .collect(),
         next_after,
+        reasons_summary,
     }))
 }
 

@@ -112,6 +112,11 @@ pub struct SeatPage {
     /// member list is still being paged, or after a lost connection until the recount).
     pub complete: bool,
     pub items: Vec<(u64, u8)>,
+    /// Per item: the mapped channels the member sees and why (empty when the index keeps
+    /// no member entries).
+    pub reasons: Vec<Vec<(u64, crate::domain::permissions::Sight)>>,
+    /// Every counted member by (mapped channel, reason): how many.
+    pub summary: Vec<(u64, crate::domain::permissions::Sight, u64)>,
     /// More members follow the last item of this page.
     pub more: bool,
 }

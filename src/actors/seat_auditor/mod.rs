@@ -772,10 +772,17 @@ impl Handler<CountedSeats> for SeatAuditor {
             .after
             .map_or(0, |after| all.partition_point(|(id, _)| *id <= after));
         let end = start.saturating_add(msg.limit).min(all.len());
+        let index = st.index.as_ref()?;
+        let reasons = all[start..end]
+            .iter()
+            .map(|(id, _)| index.sight_reasons(*id).unwrap_or_default())
+            .collect();
         Some(SeatPage {
             total: all.len(),
             complete: st.complete,
             items: all[start..end].to_vec(),
+            reasons,
+            summary: index.sight_summary(),
             more: end < all.len(),
         })
     }

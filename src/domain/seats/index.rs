@@ -19,8 +19,8 @@ mod scan;
 
 use super::{GuildSnapshot, Members, SeatCount, TierRoles};
 use crate::domain::permissions::{
-    apply_layers, base_permissions, Layer, Overwrite, OverwriteLayers, OverwriteTarget,
-    ADMINISTRATOR, VIEW_CHANNEL,
+    apply_layers, base_permissions, sight, Layer, Overwrite, OverwriteLayers, OverwriteTarget,
+    Sight, SightInputs, ADMINISTRATOR, VIEW_CHANNEL,
 };
 
 /// Hasher for Discord ids: the splitmix64 finaliser. Ids come from Discord, not from an
@@ -544,6 +544,73 @@ impl GuildIndex {
             .collect();
         out.sort_unstable_by_key(|(id, _)| *id);
         out
+    }
+
+    /// Why a stored member sees each mapped channel they see (the first rule that gives them
+    /// sight, [`sight`]), in slot order; `None` when the member is not stored.
+    pub fn sight_reasons(&self, user_id: u64) -> Option<Vec<(u64, Sight)>> {
+        let entry = self.members.get(&user_id)?;
+        Some(self.reasons_of(&self.sets[entry.set as usize], Some(user_id)))
+    }
+
+    /// Every counted member's reasons, summed: (channel, reason) -> members. Members counted
+    /// through their role set share its reasons, so this costs one look per role set (and
+    /// one per special member: the owner, members with an overwrite of their own).
+    pub fn sight_summary(&self) -> Vec<(u64, Sight, u64)> {
+        let mut counts: HashMap<(u64, Sight), u64> = HashMap::new();
+        for set in &self.sets {
+            if !set.live || set.regular == 0 || set.visible_slots == 0 {
+                continue;
+            }
+            for (channel, why) in self.reasons_of(set, None) {
+                *counts.entry((channel, why)).or_default() += u64::from(set.regular);
+            }
+        }
+        for user_id in self.special_counted.keys() {
+            for (channel, why) in self.sight_reasons(*user_id).unwrap_or_default() {
+                *counts.entry((channel, why)).or_default() += 1;
+            }
+        }
+        let mut out: Vec<(u64, Sight, u64)> =
+            counts.into_iter().map(|((c, w), n)| (c, w, n)).collect();
+        out.sort_unstable_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(&b.0)).then(a.1.cmp(&b.1)));
+        out
+    }
+
+    /// The reasons of a member holding `set`: `user` is the member (owner, member
+    /// overwrites), or `None` for one with neither.
+    fn reasons_of(&self, set: &RoleSet, user: Option<u64>) -> Vec<(u64, Sight)> {
+        let roles: Vec<(u64, u64)> = set
+            .roles
+            .iter()
+            .filter_map(|id| self.roles.get(id).map(|p| (*id, *p)))
+            .collect();
+        let everyone = self.roles.get(&self.guild_id).copied().unwrap_or(0);
+        let mut reasons = Vec::new();
+        for slot in &self.slots {
+            let Some(ch) = self.channels.get(&slot.channel_id) else {
+                continue;
+            };
+            let role_layers: Vec<(u64, Layer)> = ch
+                .roles
+                .iter()
+                .filter(|(id, _)| set.roles.binary_search(id).is_ok() && self.role_exists(*id))
+                .copied()
+                .collect();
+            let why = sight(&SightInputs {
+                guild_id: self.guild_id,
+                is_owner: user == Some(self.owner_id),
+                everyone,
+                roles: &roles,
+                everyone_layer: ch.everyone,
+                role_layers: &role_layers,
+                member_layer: user.map_or(Layer::default(), |u| ch.member_layer(u)),
+            });
+            if let Some(why) = why {
+                reasons.push((slot.channel_id, why));
+            }
+        }
+        reasons
     }
 
     /// Can a stored non-bot member view a channel of the guild (mapped or not)? `None` when
@@ -1264,6 +1331,74 @@ mod tests {
     const GOLD: u64 = 301;
     const FEED: u64 = 10;
     const LOBBY: u64 = 11;
+
+    #[test]
+    fn the_summary_counts_each_member_once_per_channel_under_the_rule_that_lets_them_see() {
+        use crate::domain::permissions::{Sight, Via};
+        use crate::domain::seats::{ChannelSnapshot, MemberSnapshot, RoleSnapshot};
+        const ADMIN: u64 = 202;
+        let mut overwrites = private_feed();
+        overwrites.push(Overwrite::member(7, VIEW_CHANNEL, 0));
+        let member = |user_id, roles: &[u64]| MemberSnapshot {
+            user_id,
+            roles: roles.to_vec(),
+            is_bot: false,
+        };
+        let guild = GuildSnapshot {
+            guild_id: GUILD,
+            owner_id: OWNER,
+            roles: vec![
+                RoleSnapshot {
+                    id: GUILD,
+                    permissions: VIEW_CHANNEL,
+                },
+                RoleSnapshot {
+                    id: VIP,
+                    permissions: 0,
+                },
+                RoleSnapshot {
+                    id: ADMIN,
+                    permissions: ADMINISTRATOR,
+                },
+            ],
+            channels: vec![ChannelSnapshot {
+                id: FEED,
+                overwrites,
+            }],
+            threads: Vec::new(),
+            members: vec![
+                member(OWNER, &[]),
+                member(2, &[VIP]),
+                member(3, &[VIP]),
+                member(4, &[VIP, GOLD]),
+                member(5, &[ADMIN]),
+                member(6, &[]),
+                member(7, &[]),
+            ],
+        };
+        let index = GuildIndex::build(&guild, &[FEED], TierRoles::default());
+        let why = |via, role_id| Sight { via, role_id };
+        assert_eq!(
+            index.sight_summary(),
+            vec![
+                (FEED, why(Via::RoleOverwrite, Some(VIP)), 3),
+                (FEED, why(Via::Owner, None), 1),
+                (FEED, why(Via::Administrator, Some(ADMIN)), 1),
+                (FEED, why(Via::MemberOverwrite, None), 1),
+            ]
+        );
+        let counted: u64 = index.sight_summary().iter().map(|r| r.2).sum();
+        assert_eq!(
+            counted,
+            index.seat_count().seats_used,
+            "one reason per counted member"
+        );
+        assert_eq!(
+            index.sight_reasons(6),
+            Some(Vec::new()),
+            "denied by @everyone"
+        );
+    }
 
     fn private_feed() -> Vec<Overwrite> {
         vec![

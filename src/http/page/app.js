@@ -239,6 +239,23 @@ function renderPlot(events, snap, cfg) {
 
 const TIER_LABEL = { basic: "bronze", advanced: "silver", pro: "gold" };
 
+// "3 members see #signals through role subscriber".
+function reasonSentence(r) {
+  const n = r.members.toLocaleString();
+  const who = r.members === 1 ? `${n} member sees` : `${n} members see`;
+  const channel = "#" + (r.channel_name || r.channel_id);
+  const role = r.role_name || r.role_id;
+  const how = {
+    owner: "as the server's owner",
+    administrator: `through ADMINISTRATOR of role ${role}`,
+    everyone: "because @everyone may view it",
+    role: `through role ${role}`,
+    role_overwrite: `through role ${role}`,
+    member_overwrite: "through an overwrite for them on the channel",
+  }[r.via] || r.via;
+  return `${who} ${channel} ${how}`;
+}
+
 async function loadMembers(cfg) {
   const box = $("members");
   box.dataset.total = "";
@@ -252,6 +269,14 @@ async function loadMembers(cfg) {
     head.textContent = `${page.total} counted` + (shown < page.total ? `, first ${shown} shown` : "") +
       (page.complete ? "" : " (partial: a recount is running)");
     box.dataset.total = String(page.total);
+    // Why they hold seats, all counted members grouped: which role or overwrite to change.
+    const why = document.createElement("ul");
+    why.id = "members-why";
+    for (const r of page.reasons_summary || []) {
+      const li = document.createElement("li");
+      li.textContent = reasonSentence(r);
+      why.appendChild(li);
+    }
     const ul = document.createElement("ul");
     for (const m of page.items) {
       const li = document.createElement("li");
@@ -268,7 +293,7 @@ async function loadMembers(cfg) {
       }
       ul.appendChild(li);
     }
-    box.append(head, ul);
+    box.append(head, why, ul);
   } catch (e) {
     box.textContent = e.code === "seat_check_pending" ? "Not counted live yet: " + sentence(e.code) : e.message;
   }
