@@ -70,38 +70,44 @@ impl<W: Write> Drop for RedactedLine<W> {
     }
 }
 
+/// Log lines written to memory, for tests that read what the service logged.
+#[derive(Clone, Default)]
+pub struct CapturedLines(pub std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl CapturedLines {
+    pub fn text(&self) -> String {
+        let bytes = self.0.lock().map(|b| b.clone()).unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+impl Write for CapturedLines {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .map_err(|_| std::io::Error::other("poisoned"))?
+            .extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> MakeWriter<'a> for CapturedLines {
+    type Writer = CapturedLines;
+    fn make_writer(&'a self) -> CapturedLines {
+        self.clone()
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use std::sync::{Arc, Mutex};
-
     use super::*;
-
-    #[derive(Clone, Default)]
-    struct Buf(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Buf {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0
-                .lock()
-                .map_err(|_| std::io::Error::other("poisoned"))?
-                .extend_from_slice(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl<'a> MakeWriter<'a> for Buf {
-        type Writer = Buf;
-        fn make_writer(&'a self) -> Buf {
-            self.clone()
-        }
-    }
 
     #[test]
     fn a_line_that_prints_a_secret_its_own_way_is_written_redacted() {
-        let buf = Buf::default();
+        let buf = CapturedLines::default();
         let subscriber = fmt()
             .with_writer(Redacting(buf.clone()))
             .with_ansi(false)
@@ -114,8 +120,7 @@ mod tests {
                 "a dependency's line"
             );
         });
-        let text = String::from_utf8(buf.0.lock().map(|b| b.clone()).unwrap_or_default())
-            .unwrap_or_default();
+        let text = buf.text();
         assert!(text.contains("a dependency's line"), "{text}");
         assert!(!text.contains("webhook-token-0123456789"), "{text}");
         assert!(!text.contains("db-secret"), "{text}");

@@ -3,38 +3,14 @@
 
 mod admin_support;
 
-use std::sync::{Arc, Mutex};
-
 use actix_web::http::StatusCode;
 use admin_support::*;
+use seatgate::telemetry::CapturedLines;
 use serde_json::json;
-
-#[derive(Clone, Default)]
-struct Buf(Arc<Mutex<Vec<u8>>>);
-
-impl std::io::Write for Buf {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .map_err(|_| std::io::Error::other("poisoned"))?
-            .extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Buf {
-    type Writer = Buf;
-    fn make_writer(&'a self) -> Buf {
-        self.clone()
-    }
-}
 
 #[actix_web::test]
 async fn config_changes_and_refreshes_are_logged_and_tokens_never_are() {
-    let buf = Buf::default();
+    let buf = CapturedLines::default();
     let subscriber = tracing_subscriber::fmt()
         .with_writer(buf.clone())
         .with_max_level(tracing::Level::TRACE)
@@ -72,7 +48,7 @@ async fn config_changes_and_refreshes_are_logged_and_tokens_never_are() {
     let r = send(&app, "DELETE", url, Some(OPERATOR), None).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
 
-    let log = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    let log = buf.text();
     for needle in [
         "[admin/discord-bot] server config saved",
         "[admin/discord-bot] refresh requested",

@@ -86,26 +86,47 @@ impl OverwriteLayers {
         overwrites: &[Overwrite],
     ) -> Self {
         let mut layers = OverwriteLayers::default();
-        for ow in overwrites {
-            let layer = Layer {
-                allow: ow.allow,
-                deny: ow.deny,
+        for (applies, layer) in member_overwrites(guild_id, user_id, member_roles, overwrites) {
+            let into = match applies {
+                Applies::Everyone => &mut layers.everyone,
+                Applies::Role(_) => &mut layers.roles,
+                Applies::Member => &mut layers.member,
             };
-            match ow.target {
-                OverwriteTarget::Role(id) if id == guild_id => {
-                    layers.everyone = layers.everyone.merge(layer)
-                }
-                OverwriteTarget::Role(id) if member_roles.contains(&id) => {
-                    layers.roles = layers.roles.merge(layer)
-                }
-                OverwriteTarget::Member(id) if id == user_id => {
-                    layers.member = layers.member.merge(layer)
-                }
-                _ => {}
-            }
+            *into = into.merge(layer);
         }
         layers
     }
+}
+
+/// Which layer an overwrite that concerns a member belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applies {
+    Everyone,
+    Role(u64),
+    Member,
+}
+
+/// The overwrites of `overwrites` that concern a member with `user_id` holding
+/// `member_roles`, each with its layer.
+pub fn member_overwrites<'a>(
+    guild_id: u64,
+    user_id: u64,
+    member_roles: &'a [u64],
+    overwrites: &'a [Overwrite],
+) -> impl Iterator<Item = (Applies, Layer)> + 'a {
+    overwrites.iter().filter_map(move |ow| {
+        let layer = Layer {
+            allow: ow.allow,
+            deny: ow.deny,
+        };
+        let applies = match ow.target {
+            OverwriteTarget::Role(id) if id == guild_id => Applies::Everyone,
+            OverwriteTarget::Role(id) if member_roles.contains(&id) => Applies::Role(id),
+            OverwriteTarget::Member(id) if id == user_id => Applies::Member,
+            _ => return None,
+        };
+        Some((applies, layer))
+    })
 }
 
 /// Step 2: `@everyone` OR every role the member has; ADMINISTRATOR means every permission.
@@ -296,30 +317,23 @@ impl GuildView<'_> {
         member_roles: &[u64],
         overwrites: &[Overwrite],
     ) -> Option<Sight> {
-        let roles: Vec<(u64, u64)> = member_roles
+        let held: Vec<u64> = member_roles
             .iter()
-            .filter(|id| **id != self.guild_id)
+            .copied()
+            .filter(|id| *id != self.guild_id && self.roles.contains_key(id))
+            .collect();
+        let roles: Vec<(u64, u64)> = held
+            .iter()
             .filter_map(|id| self.roles.get(id).map(|p| (*id, *p)))
             .collect();
         let mut everyone_layer = Layer::default();
         let mut member_layer = Layer::default();
         let mut role_layers: Vec<(u64, Layer)> = Vec::new();
-        for ow in overwrites {
-            let layer = Layer {
-                allow: ow.allow,
-                deny: ow.deny,
-            };
-            match ow.target {
-                OverwriteTarget::Role(id) if id == self.guild_id => {
-                    everyone_layer = everyone_layer.merge(layer)
-                }
-                OverwriteTarget::Role(id) if roles.iter().any(|(r, _)| *r == id) => {
-                    role_layers.push((id, layer))
-                }
-                OverwriteTarget::Member(id) if id == user_id => {
-                    member_layer = member_layer.merge(layer)
-                }
-                _ => {}
+        for (applies, layer) in member_overwrites(self.guild_id, user_id, &held, overwrites) {
+            match applies {
+                Applies::Everyone => everyone_layer = everyone_layer.merge(layer),
+                Applies::Role(id) => role_layers.push((id, layer)),
+                Applies::Member => member_layer = member_layer.merge(layer),
             }
         }
         sight(&SightInputs {

@@ -142,16 +142,15 @@ async fn refresh(state: &AppState) -> AppResult<()> {
         }
         *read_at = Some(std::time::Instant::now());
     }
-    for q in queues::all_counts(state).await? {
+    for (name, q) in queues::all_counts(state).await? {
         for (status, n) in [
             ("pending", q.pending),
             ("processing", q.processing),
             ("failed", q.failed),
         ] {
-            ::metrics::gauge!(QUEUE_DEPTH, "queue" => q.name.clone(), "status" => status)
-                .set(n as f64);
+            ::metrics::gauge!(QUEUE_DEPTH, "queue" => name, "status" => status).set(n as f64);
         }
-        ::metrics::gauge!(QUEUE_OLDEST_DUE, "queue" => q.name.clone())
+        ::metrics::gauge!(QUEUE_OLDEST_DUE, "queue" => name)
             .set(q.oldest_due_age_ms.unwrap_or(0) as f64 / 1000.0);
     }
     let now = now_ms();

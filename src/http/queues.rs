@@ -25,36 +25,24 @@ pub struct Queues {
     pub queues: Vec<QueueDepth>,
 }
 
-fn depth(name: &str, c: QueueCounts) -> QueueDepth {
+fn depth(name: &str, c: QueueCounts, done: i64) -> QueueDepth {
     QueueDepth {
         name: name.to_owned(),
         pending: c.pending,
         processing: c.processing,
         failed: c.failed,
-        done: c.done,
+        done,
         oldest_due_age_ms: c.oldest_due_age_ms,
     }
 }
 
-/// Both queues' live counts, for the metrics (`done` 0: finished rows are not counted).
-pub async fn all_counts(state: &AppState) -> AppResult<Vec<QueueDepth>> {
+/// Both queues' live counts, for the metrics and the API.
+pub async fn all_counts(state: &AppState) -> AppResult<[(&'static str, QueueCounts); 2]> {
     let now = now_ms();
-    Ok(vec![
-        depth("audit", state.audit_queue.counts(now).await?),
-        depth("mirror", state.mirror_queue.counts(now).await?),
+    Ok([
+        ("audit", state.audit_queue.counts(now).await?),
+        ("mirror", state.mirror_queue.counts(now).await?),
     ])
-}
-
-/// [`all_counts`] with the finished jobs counted too, for the operator's API.
-async fn all_counts_with_done(state: &AppState) -> AppResult<Vec<QueueDepth>> {
-    let mut queues = all_counts(state).await?;
-    for q in &mut queues {
-        q.done = match q.name.as_str() {
-            "audit" => state.audit_queue.done_count().await?,
-            _ => state.mirror_queue.done_count().await?,
-        };
-    }
-    Ok(queues)
 }
 
 #[utoipa::path(get, path = "/api/v1/queues", tag = "queues",
@@ -63,7 +51,11 @@ async fn all_counts_with_done(state: &AppState) -> AppResult<Vec<QueueDepth>> {
 #[get("/api/v1/queues")]
 pub async fn get_queues(state: web::Data<AppState>, caller: Caller) -> AppResult<HttpResponse> {
     caller.require_operator()?;
+    let [(audit, a), (mirror, m)] = all_counts(&state).await?;
     Ok(HttpResponse::Ok().json(Queues {
-        queues: all_counts_with_done(&state).await?,
+        queues: vec![
+            depth(audit, a, state.audit_queue.done_count().await?),
+            depth(mirror, m, state.mirror_queue.done_count().await?),
+        ],
     }))
 }

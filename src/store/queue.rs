@@ -103,7 +103,6 @@ pub struct QueueCounts {
     pub pending: i64,
     pub processing: i64,
     pub failed: i64,
-    pub done: i64,
     /// Age in ms of the oldest pending row that is due, if any.
     pub oldest_due_age_ms: Option<i64>,
 }
@@ -732,8 +731,8 @@ where
 
     /// Depth per live status (pending, processing, failed) and the age of the oldest due
     /// pending row, read through `(status, run_after)` on the read connection: the rows
-    /// read are the live ones, not the finished jobs retention keeps for days (`done` is
-    /// left 0; [`Self::done_count`] counts those).
+    /// read are the live ones, not the finished jobs retention keeps for days
+    /// ([`Self::done_count`] counts those).
     pub async fn counts(&self, now: i64) -> AppResult<QueueCounts> {
         let mut p = Params::new(self.db.backend());
         let now_p = p.push(now);

@@ -63,57 +63,44 @@ impl CreateOrder {
             .push_back(message);
     }
 
-    /// Whether `message` may be recorded now: it is first of its channel, or not noted.
-    fn is_next(&self, channel: u64, message: u64) -> bool {
-        self.channels()
-            .get(&channel)
-            .is_none_or(|q| q.front() == Some(&message) || !q.contains(&message))
+    /// Waits until `ready` holds for `channel`'s list, or [`TURN_WAIT`] passes; `true` when
+    /// it held.
+    async fn wait_until(&self, channel: u64, ready: impl Fn(&VecDeque<u64>) -> bool) -> bool {
+        let deadline = tokio::time::Instant::now() + self.wait;
+        loop {
+            let moved = self.moved.notified();
+            tokio::pin!(moved);
+            moved.as_mut().enable();
+            if self.channels().get(&channel).is_none_or(&ready) {
+                return true;
+            }
+            tokio::select! {
+                _ = &mut moved => {}
+                _ = tokio::time::sleep_until(deadline) => return false,
+            }
+        }
     }
 
     /// Waits until `message`'s own create is recorded, if the collector noted it: an edit or
     /// a delete of a message just posted (serenity may run its handler first) then finds
     /// the send it changes or cancels. At most [`TURN_WAIT`].
     pub async fn recorded(&self, channel: u64, message: u64) {
-        let deadline = tokio::time::Instant::now() + self.wait;
-        loop {
-            let moved = self.moved.notified();
-            tokio::pin!(moved);
-            moved.as_mut().enable();
-            let noted = self
-                .channels()
-                .get(&channel)
-                .is_some_and(|q| q.contains(&message));
-            if !noted {
-                return;
-            }
-            tokio::select! {
-                _ = &mut moved => {}
-                _ = tokio::time::sleep_until(deadline) => return,
-            }
-        }
+        self.wait_until(channel, |q| !q.contains(&message)).await;
     }
 
-    /// Waits until the messages noted before `message` in `channel` are recorded.
+    /// Waits until the messages noted before `message` in `channel` are recorded: it is first
+    /// of its channel, or not noted at all.
     pub async fn turn(self: &Arc<Self>, channel: u64, message: u64) -> CreateTurn {
-        let deadline = tokio::time::Instant::now() + self.wait;
-        loop {
-            let moved = self.moved.notified();
-            tokio::pin!(moved);
-            moved.as_mut().enable();
-            if self.is_next(channel, message) {
-                break;
-            }
-            tokio::select! {
-                _ = &mut moved => {}
-                _ = tokio::time::sleep_until(deadline) => {
-                    let mut channels = self.channels();
-                    if let Some(q) = channels.get_mut(&channel) {
-                        if let Some(at) = q.iter().position(|m| *m == message) {
-                            let skipped: Vec<u64> = q.drain(..at).collect();
-                            tracing::warn!(channel, message, ?skipped, "[mirror] gateway: a message waited too long for the ones before it; recorded out of turn");
-                        }
-                    }
-                    break;
+        let in_turn = self
+            .wait_until(channel, |q| {
+                q.front() == Some(&message) || !q.contains(&message)
+            })
+            .await;
+        if !in_turn {
+            if let Some(q) = self.channels().get_mut(&channel) {
+                if let Some(at) = q.iter().position(|m| *m == message) {
+                    let skipped: Vec<u64> = q.drain(..at).collect();
+                    tracing::warn!(channel, message, ?skipped, "[mirror] gateway: a message waited too long for the ones before it; recorded out of turn");
                 }
             }
         }

@@ -133,10 +133,19 @@ impl Channel {
     /// guild still has (`exists`): an overwrite left behind for a deleted role applies to
     /// nobody.
     fn roles_layer(&self, set_roles: &[u64], exists: impl Fn(u64) -> bool) -> Layer {
+        self.role_layers(set_roles, exists)
+            .fold(Layer::default(), |acc, (_, l)| acc.merge(*l))
+    }
+
+    /// Each overwrite of a role in `set_roles` the guild still has (`exists`).
+    fn role_layers<'a>(
+        &'a self,
+        set_roles: &'a [u64],
+        exists: impl Fn(u64) -> bool + 'a,
+    ) -> impl Iterator<Item = &'a (u64, Layer)> + 'a {
         self.roles
             .iter()
-            .filter(|(id, _)| set_roles.binary_search(id).is_ok() && exists(*id))
-            .fold(Layer::default(), |acc, (_, l)| acc.merge(*l))
+            .filter(move |(id, _)| set_roles.binary_search(id).is_ok() && exists(*id))
     }
 
     fn member_layer(&self, user_id: u64) -> Layer {
@@ -592,9 +601,7 @@ impl GuildIndex {
                 continue;
             };
             let role_layers: Vec<(u64, Layer)> = ch
-                .roles
-                .iter()
-                .filter(|(id, _)| set.roles.binary_search(id).is_ok() && self.role_exists(*id))
+                .role_layers(&set.roles, |id| self.role_exists(id))
                 .copied()
                 .collect();
             let why = sight(&SightInputs {
