@@ -292,6 +292,10 @@ pub async fn admin_state(
         metrics: http::metrics::install(),
         directory: actors.directory.clone(),
         discord: actors.rest.clone().map(|r| r as Arc<dyn DiscordPort>),
+        names: actors
+            .rest
+            .clone()
+            .map(|r| crate::discord::member_names::MemberNames::new(r as Arc<dyn GuildReader>)),
         invalid_requests: actors.rest.as_ref().map(|r| r.invalid_requests().clone()),
         metrics_read_at: Arc::default(),
     })

@@ -690,6 +690,7 @@ async fn a_thread_target_is_judged_by_its_parent() {
             key: key(),
             after: None,
             limit: 100,
+            only: None,
         })
         .await
         .unwrap()

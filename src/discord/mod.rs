@@ -6,5 +6,6 @@ pub mod connect;
 pub mod directory;
 pub mod invalid_guard;
 pub mod limiter;
+pub mod member_names;
 pub mod port;
 pub mod rest;

@@ -247,6 +247,38 @@ pub trait GuildReader: Send + Sync + 'static {
         after: u64,
         limit: u16,
     ) -> DiscordResult<Vec<MemberSnapshot>>;
+
+    /// [`GuildReader::members_after`] with the members' names (for the admin page's rows,
+    /// never for a recount: a million names would sit in memory). Empty where the reader
+    /// knows no names.
+    async fn member_names_after(
+        &self,
+        _guild_id: u64,
+        _after: u64,
+        _limit: u16,
+    ) -> DiscordResult<Vec<MemberName>> {
+        Ok(Vec::new())
+    }
+
+    /// Discord's Search Guild Members: up to `limit` members whose username or nickname
+    /// starts with `query` (case-insensitive).
+    async fn search_members(
+        &self,
+        _guild_id: u64,
+        _query: &str,
+        _limit: u16,
+    ) -> DiscordResult<Vec<MemberName>> {
+        Ok(Vec::new())
+    }
+}
+
+/// A member's names as Discord shows them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberName {
+    pub user_id: u64,
+    pub username: String,
+    /// The server nickname, else the account's display name, else the username.
+    pub display_name: String,
 }
 
 #[cfg(test)]

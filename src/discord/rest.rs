@@ -39,6 +39,7 @@ const WEBHOOK_MESSAGE_DELETE: &str =
 const GUILD_READ: &str = "GET /guilds/{guild_id}";
 const GUILD_CHANNELS_READ: &str = "GET /guilds/{guild_id}/channels";
 const MEMBERS_READ: &str = "GET /guilds/{guild_id}/members";
+const MEMBERS_SEARCH: &str = "GET /guilds/{guild_id}/members/search";
 
 pub struct SerenityRest {
     http: Arc<Http>,
@@ -574,6 +575,42 @@ struct PageUser {
     bot: bool,
 }
 
+/// A member of a page, read for its names.
+#[derive(serde::Deserialize)]
+struct NamedMember {
+    user: NamedUser,
+    #[serde(default)]
+    nick: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct NamedUser {
+    id: String,
+    username: String,
+    #[serde(default)]
+    global_name: Option<String>,
+}
+
+fn member_names(bytes: &[u8]) -> DiscordResult<Vec<super::port::MemberName>> {
+    let page: Vec<NamedMember> = serde_json::from_slice(bytes)
+        .map_err(|err| DiscordError::Transient(format!("member page not understood: {err}")))?;
+    Ok(page
+        .into_iter()
+        .filter_map(|m| {
+            let user_id = crate::domain::snowflake::parse(&m.user.id)?;
+            let display_name = m
+                .nick
+                .or(m.user.global_name)
+                .unwrap_or_else(|| m.user.username.clone());
+            Some(super::port::MemberName {
+                user_id,
+                username: m.user.username,
+                display_name,
+            })
+        })
+        .collect())
+}
+
 #[async_trait::async_trait]
 impl super::port::GuildReader for SerenityRest {
     async fn guild_structure(
@@ -687,5 +724,55 @@ impl super::port::GuildReader for SerenityRest {
                 })
             })
             .collect())
+    }
+
+    async fn member_names_after(
+        &self,
+        guild_id: u64,
+        after: u64,
+        limit: u16,
+    ) -> DiscordResult<Vec<super::port::MemberName>> {
+        let route = Route::GuildMembers {
+            guild_id: serenity::model::id::GuildId::new(guild_id),
+        };
+        let params = vec![
+            ("limit", limit.clamp(1, 1000).to_string()),
+            ("after", after.to_string()),
+        ];
+        let bytes = self
+            .call_bytes(
+                (RouteKey::new(MEMBERS_READ, guild_id), BACKGROUND),
+                route,
+                LightMethod::Get,
+                None,
+                Some(params),
+            )
+            .await?;
+        member_names(&bytes)
+    }
+
+    async fn search_members(
+        &self,
+        guild_id: u64,
+        query: &str,
+        limit: u16,
+    ) -> DiscordResult<Vec<super::port::MemberName>> {
+        let route = Route::GuildMembersSearch {
+            guild_id: serenity::model::id::GuildId::new(guild_id),
+        };
+        let params = vec![
+            ("query", query.to_owned()),
+            ("limit", limit.clamp(1, 1000).to_string()),
+        ];
+        let bytes = self
+            .call_bytes(
+                (RouteKey::new(MEMBERS_SEARCH, guild_id), BACKGROUND),
+                route,
+                LightMethod::Get,
+                None,
+                Some(params),
+            )
+            .await?;
+        member_names(&bytes)
     }
 }

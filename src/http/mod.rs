@@ -8,12 +8,14 @@ pub mod discord_checks;
 pub mod enforcement;
 pub mod failed_jobs;
 pub mod grants;
+pub mod guilds;
 pub mod health;
 pub mod mappings;
 pub mod metrics;
 pub mod openapi;
 pub mod page;
 pub mod queues;
+pub mod seats;
 pub mod servers;
 pub mod tokens;
 pub mod validate;
@@ -81,6 +83,9 @@ pub struct AppState {
     pub directory: GuildDirectory,
     /// Discord's REST API, for what the gateway did not tell (`None` without a token).
     pub discord: Option<Arc<dyn DiscordPort>>,
+    /// Members' names for the rows shown, read over REST and kept briefly (`None` without a
+    /// token).
+    pub names: Option<crate::discord::member_names::MemberNames>,
     /// The ban guard's count of Discord's 401/403/429 answers (`None` without a token).
     pub invalid_requests: Option<Arc<crate::discord::invalid_guard::InvalidRequestGuard>>,
     /// When `/metrics` last read the queue depths and snapshots from the database: scrapes
@@ -119,6 +124,9 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
             .service(grants::list_source_guilds)
             .service(grants::grant_source_guild)
             .service(grants::revoke_source_guild)
+            .service(guilds::list_guilds)
+            .service(guilds::list_guild_channels)
+            .service(guilds::list_guild_roles)
             .service(connectors::list_connectors)
             .service(connectors::create_connector)
             .service(connectors::get_connector)
@@ -138,7 +146,8 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
             .service(servers::delete_server)
             .service(servers::get_snapshot)
             .service(servers::request_audit)
-            .service(servers::list_seats)
+            .service(seats::list_seats)
+            .service(seats::export_seats)
             .service(servers::list_events)
             .service(failed_jobs::list_failed_jobs)
             .service(enforcement::get_enforcement)

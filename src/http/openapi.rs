@@ -8,7 +8,8 @@ use utoipa::{
 };
 
 use super::{
-    connectors, enforcement, failed_jobs, grants, mappings, metrics, queues, servers, tokens,
+    connectors, enforcement, failed_jobs, grants, guilds, mappings, metrics, queues, seats,
+    servers, tokens,
 };
 
 /// Every error: `{"error": {"code", "message"}}`.
@@ -43,12 +44,13 @@ impl Modify for BearerAuth {
     paths(
         tokens::create_token, tokens::list_tokens, tokens::revoke_token,
         grants::list_source_guilds, grants::grant_source_guild, grants::revoke_source_guild,
+        guilds::list_guilds, guilds::list_guild_channels, guilds::list_guild_roles,
         connectors::list_connectors, connectors::create_connector, connectors::get_connector,
         connectors::put_connector, connectors::patch_connector, connectors::delete_connector,
         mappings::list_mappings, mappings::create_mapping, mappings::get_mapping,
         mappings::put_mapping, mappings::patch_mapping, mappings::delete_mapping,
         servers::list_servers, servers::get_server, servers::put_server, servers::patch_server, servers::delete_server,
-        servers::get_snapshot, servers::request_audit, servers::list_seats, servers::list_events,
+        servers::get_snapshot, servers::request_audit, seats::list_seats, seats::export_seats, servers::list_events,
         failed_jobs::list_failed_jobs,
         enforcement::get_enforcement, enforcement::put_enforcement,
         queues::get_queues, metrics::prometheus, openapi_json,

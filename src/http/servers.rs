@@ -1,4 +1,5 @@
-//! Servers of a connector (a target guild each): config, snapshot, refresh, seats, events.
+//! Servers of a connector (a target guild each): config, snapshot, refresh, events. Their
+//! counted members are in [`super::seats`].
 
 use std::collections::BTreeMap;
 
@@ -17,7 +18,7 @@ use super::{
 };
 use crate::{
     actors::{
-        seat_auditor::{AuditReason, AuditRequested, CountedSeats},
+        seat_auditor::{AuditReason, AuditRequested},
         snapshot_cache::PolicyUpdated,
         ServerKey,
     },
@@ -419,132 +420,6 @@ pub struct EventList {
     pub next_before: Option<i64>,
 }
 
-/// A tier a member holds through the server config's tier roles.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Tier {
-    /// Shown as "bronze".
-    Basic,
-    /// Shown as "silver".
-    Advanced,
-    /// Shown as "gold".
-    Pro,
-}
-
-/// The highest tier of a member, or none.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum TopTier {
-    None,
-    Basic,
-    Advanced,
-    Pro,
-}
-
-/// A member holding a seat.
-#[derive(Serialize, ToSchema)]
-pub struct Seat {
-    pub user_id: String,
-    /// The highest tier the member holds (`pro` > `advanced` > `basic`), or `none`.
-    pub tier: TopTier,
-    /// Every tier the member holds, lowest first.
-    pub tiers: Vec<Tier>,
-    /// The mapped channels the member sees, each with the rule that gives them sight.
-    pub reasons: Vec<SeatReason>,
-}
-
-/// Why a member sees one mapped channel.
-#[derive(Serialize, ToSchema)]
-pub struct SeatReason {
-    pub channel_id: String,
-    /// The channel's name, when the gateway told it.
-    pub channel_name: Option<String>,
-    /// `owner`, `administrator` (through `role_id`; the guild id for `@everyone`),
-    /// `everyone`, `role` (the role's permissions), `role_overwrite` (the channel's allow
-    /// for `role_id`) or `member_overwrite`.
-    pub via: String,
-    pub role_id: Option<String>,
-    pub role_name: Option<String>,
-}
-
-impl SeatReason {
-    fn new(
-        channel_id: u64,
-        why: crate::domain::permissions::Sight,
-        guild: Option<&crate::discord::directory::GuildInfo>,
-    ) -> Self {
-        Self {
-            channel_id: channel_id.to_string(),
-            channel_name: guild
-                .and_then(|g| g.channels.get(&channel_id))
-                .map(|c| c.name.clone()),
-            via: why.via.as_str().to_owned(),
-            role_id: why.role_id.map(|r| r.to_string()),
-            role_name: why
-                .role_id
-                .and_then(|r| guild.and_then(|g| g.roles.get(&r)))
-                .map(|r| r.name.clone()),
-        }
-    }
-}
-
-impl Seat {
-    /// From the auditor's tier mask: bit 0 basic, bit 1 advanced, bit 2 pro.
-    pub fn new(user_id: u64, mask: u8) -> Self {
-        let tiers: Vec<Tier> = [(1u8, Tier::Basic), (2, Tier::Advanced), (4, Tier::Pro)]
-            .into_iter()
-            .filter(|(bit, _)| mask & bit != 0)
-            .map(|(_, t)| t)
-            .collect();
-        let tier = match tiers.last() {
-            None => TopTier::None,
-            Some(Tier::Basic) => TopTier::Basic,
-            Some(Tier::Advanced) => TopTier::Advanced,
-            Some(Tier::Pro) => TopTier::Pro,
-        };
-        Self {
-            user_id: user_id.to_string(),
-            tier,
-            tiers,
-            reasons: Vec::new(),
-        }
-    }
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct SeatList {
-    /// Ascending by user id.
-    pub items: Vec<Seat>,
-    /// Members holding a seat in all (the live count), not only on this page.
-    pub total: u64,
-    /// False while the auditor's index is not known to be exact (a large guild's member list
-    /// still being paged, or events possibly lost until the next recount).
-    pub complete: bool,
-    /// Pass as `after` for the next page; absent on the last page.
-    pub next_after: Option<String>,
-    /// Every counted member (not only this page's) by mapped channel and reason, most
-    /// members first: which role or overwrite to change to free seats.
-    pub reasons_summary: Vec<SeatReasonCount>,
-}
-
-/// How many counted members see a mapped channel for one reason.
-#[derive(Serialize, ToSchema)]
-pub struct SeatReasonCount {
-    #[serde(flatten)]
-    pub reason: SeatReason,
-    pub members: u64,
-}
-
-#[derive(Deserialize, IntoParams)]
-pub struct SeatsQuery {
-    /// 1 to 500, default 100.
-    #[param(minimum = 1, maximum = 500)]
-    pub limit: Option<u32>,
-    /// Only members with a user id above this one (the previous page's `next_after`).
-    #[param(pattern = "^[1-9][0-9]{0,18}$")]
-    pub after: Option<String>,
-}
-
 #[derive(Deserialize, IntoParams)]
 pub struct PageQuery {
     /// 1 to 500, default 100.
@@ -556,7 +431,7 @@ pub struct PageQuery {
 }
 
 /// Validates the path, checks reach and the connector, and builds the server key.
-async fn server_key(
+pub(super) async fn server_key(
     state: &AppState,
     caller: &Caller,
     path: (String, String, String),
@@ -596,7 +471,7 @@ pub(super) async fn history_key(
     })
 }
 
-async fn require_config(
+pub(super) async fn require_config(
     state: &AppState,
     key: &ServerKey,
 ) -> AppResult<discord_server_configs::Model> {
@@ -927,90 +802,6 @@ pub async fn request_audit(
     Ok(HttpResponse::Accepted().json(AuditAccepted {
         job_id: job.id,
         deduped: job.deduped,
-    }))
-}
-
-#[utoipa::path(get, path = "/api/v1/tenants/{tenant_key}/connectors/{connector_id}/servers/{guild_id}/seats", tag = "servers",
-    params(("tenant_key" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$"),
-        ("connector_id" = String, Path, pattern = "^[A-Za-z0-9_.-]{1,64}$"),
-        ("guild_id" = String, Path, pattern = "^[1-9][0-9]{0,18}$"), SeatsQuery),
-    responses((status = 200, body = SeatList), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody),
-        (status = 404, description = "`not_found`: no such connector or server config", body = ErrorBody),
-        (status = 409, description = "`seat_check_pending`: the seat auditor holds no live index of this guild yet (the bot has not received the guild from Discord, or its first recount is still running); retry shortly or request a refresh", body = ErrorBody)),
-    security(("bearer" = [])))]
-#[get("/api/v1/tenants/{tenant_key}/connectors/{connector_id}/servers/{guild_id}/seats")]
-pub async fn list_seats(
-    state: web::Data<AppState>,
-    caller: Caller,
-    path: web::Path<(String, String, String)>,
-    query: web::Query<SeatsQuery>,
-) -> AppResult<HttpResponse> {
-    let key = server_key(&state, &caller, path.into_inner()).await?;
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=500).contains(&limit) {
-        return Err(AppError::new(
-            ErrorCode::ValidationFailed,
-            "limit must be 1 to 500",
-        ));
-    }
-    let after = match query.after.as_deref() {
-        None => None,
-        Some(text) => Some(validate::snowflake("after", text)?),
-    };
-    require_config(&state, &key).await?;
-    let page = state
-        .actors
-        .seats
-        .send(CountedSeats {
-            key: key.clone(),
-            after,
-            limit: limit as usize,
-        })
-        .await
-        .map_err(|err| {
-            AppError::new(ErrorCode::Internal, "the seat auditor is not running").with_source(err)
-        })?
-        .ok_or_else(|| {
-            AppError::new(
-                ErrorCode::SeatCheckPending,
-                "the seat auditor has no live count of this guild yet (the bot has not received it from Discord, or its first recount is still running); try again shortly",
-            )
-        })?;
-    let next_after = if page.more {
-        page.items.last().map(|(id, _)| id.to_string())
-    } else {
-        None
-    };
-    let guild = state.directory.guild(key.guild_id);
-    let reasons_summary = page
-        .summary
-        .iter()
-        .map(|(channel, why, members)| SeatReasonCount {
-            reason: SeatReason::new(*channel, *why, guild.as_ref()),
-            members: *members,
-        })
-        .collect();
-    let mut reasons = page.reasons.into_iter();
-    Ok(HttpResponse::Ok().json(SeatList {
-        total: page.total as u64,
-        complete: page.complete,
-        items: page
-            .items
-            .into_iter()
-            .map(|(user_id, mask)| {
-                let mut seat = Seat::new(user_id, mask);
-                seat.reasons = reasons
-                    .next()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(channel, why)| SeatReason::new(channel, why, guild.as_ref()))
-                    .collect();
-                seat
-            })
-            .collect(),
-        next_after,
-        reasons_summary,
     }))
 }
 

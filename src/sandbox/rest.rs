@@ -36,6 +36,7 @@ enum Route {
     GuildChannels,
     GuildRoles,
     GuildMembers,
+    SearchGuildMembers,
     GuildMember,
     AddMemberRole,
     RemoveMemberRole,
@@ -63,6 +64,11 @@ const ROUTES: &[(&str, &str, Route)] = &[
     ("GET", "/guilds/{guild_id}/channels", Route::GuildChannels),
     ("GET", "/guilds/{guild_id}/roles", Route::GuildRoles),
     ("GET", "/guilds/{guild_id}/members", Route::GuildMembers),
+    (
+        "GET",
+        "/guilds/{guild_id}/members/search",
+        Route::SearchGuildMembers,
+    ),
     (
         "GET",
         "/guilds/{guild_id}/members/{user_id}",
@@ -475,6 +481,40 @@ fn handle(core: &Core, route: Route, call: &Call<'_>) -> DResult<Reply> {
                     .range(after.saturating_add(1)..)
                     .take(limit as usize)
                     .filter_map(|(_, m)| st.member_value(m))
+                    .collect();
+                ok(Value::Array(page))
+            })
+        }
+        // Search Guild Members: "a list of guild member objects whose username or nickname
+        // starts with a provided string"; `query` required, `limit` 1-1000, default 1
+        // (https://discord.com/developers/docs/resources/guild#search-guild-members).
+        Route::SearchGuildMembers => {
+            let limit = call.query_u64("limit")?.unwrap_or(1);
+            if !(1..=1000).contains(&limit) {
+                return Err(DiscordError::invalid_form(
+                    "limit: must be between 1 and 1000",
+                ));
+            }
+            let query = call
+                .query
+                .get("query")
+                .map(|q| q.to_lowercase())
+                .ok_or_else(|| DiscordError::invalid_form("query: this field is required"))?;
+            core.read(|st| {
+                let g = bot_guild(st, call.id(0, DiscordError::unknown_guild)?)?;
+                let starts = |name: &str| name.to_lowercase().starts_with(&query);
+                let page: Vec<Value> = g
+                    .members
+                    .values()
+                    .filter(|m| {
+                        m.nick.as_deref().is_some_and(starts)
+                            || st
+                                .users
+                                .get(&m.user_id)
+                                .is_some_and(|u| starts(&u.username))
+                    })
+                    .take(limit as usize)
+                    .filter_map(|m| st.member_value(m))
                     .collect();
                 ok(Value::Array(page))
             })

@@ -31,6 +31,8 @@ pub const MEMBERS: [u64; 3] = [
     710_000_000_000_000_002,
     710_000_000_000_000_003,
 ];
+/// The server nickname of the gold subscriber (`MEMBERS[1]`).
+pub const GOLD_NICK: &str = "Goldie";
 /// In the guild without the subscriber role: cannot see the mapped channel.
 pub const OUTSIDER: u64 = 710_000_000_000_000_009;
 /// Owner and the three subscribers.
@@ -42,8 +44,12 @@ const HISTORY: u64 = 1 << 16;
 
 fn scenario() -> Scenario {
     let member = |id: u64, roles: &[u64]| {
-        json!({"user": {"id": id.to_string(), "username": format!("u{id}")},
-               "roles": roles.iter().map(|r| r.to_string()).collect::<Vec<_>>()})
+        let mut m = json!({"user": {"id": id.to_string(), "username": format!("u{id}")},
+               "roles": roles.iter().map(|r| r.to_string()).collect::<Vec<_>>()});
+        if id == MEMBERS[1] {
+            m["nick"] = json!(GOLD_NICK);
+        }
+        m
     };
     let v = json!({
         "bot": {"id": BOT.to_string(), "username": "seatgate"},

@@ -102,6 +102,8 @@ pub struct CountedSeats {
     pub key: ServerKey,
     pub after: Option<u64>,
     pub limit: usize,
+    /// Only these members (ascending), where counted: a search's matches.
+    pub only: Option<Vec<u64>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -119,6 +121,8 @@ pub struct SeatPage {
     pub summary: Vec<(u64, crate::domain::permissions::Sight, u64)>,
     /// More members follow the last item of this page.
     pub more: bool,
+    /// With `only`: how many of them are counted.
+    pub matched: Option<usize>,
 }
 
 /// Dedupe key of a server's audit job: one pending audit per server (claim frees it).

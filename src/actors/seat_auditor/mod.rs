@@ -767,7 +767,12 @@ impl Handler<CountedSeats> for SeatAuditor {
     type Result = Option<SeatPage>;
     fn handle(&mut self, msg: CountedSeats, _: &mut Self::Context) -> Self::Result {
         let st = self.servers.get(&msg.key)?;
-        let all = st.index.as_ref()?.counted_members_with_tiers();
+        let mut all = st.index.as_ref()?.counted_members_with_tiers();
+        let total = all.len();
+        let matched = msg.only.as_ref().map(|only| {
+            all.retain(|(id, _)| only.binary_search(id).is_ok());
+            all.len()
+        });
         let start = msg
             .after
             .map_or(0, |after| all.partition_point(|(id, _)| *id <= after));
@@ -778,12 +783,13 @@ impl Handler<CountedSeats> for SeatAuditor {
             .map(|(id, _)| index.sight_reasons(*id).unwrap_or_default())
             .collect();
         Some(SeatPage {
-            total: all.len(),
+            total,
             complete: st.complete,
             items: all[start..end].to_vec(),
             reasons,
             summary: index.sight_summary(),
             more: end < all.len(),
+            matched,
         })
     }
 }
