@@ -8,10 +8,11 @@
 //! (`VmRSS` of `/proc/<pid>/status`) is read when it first answers `/healthz` and once the
 //! count is in, and divided by the members.
 
-use std::{
-    process::{Child, Command, Stdio},
-    time::{Duration, Instant},
-};
+mod support;
+
+use std::time::Duration;
+
+use support::{rss_kib, Serve};
 
 use seatgate::{
     sandbox::{RateLimitConfig, Sandbox, SandboxOptions, Scenario},
@@ -25,35 +26,6 @@ const OWNER: u64 = 700_000_000_000_000_001;
 const CHANNEL: u64 = 860_000_000_000_000_001;
 const SUBSCRIBER: u64 = 850_000_000_000_000_001;
 const VIEW: u64 = 1 << 10;
-const OPERATOR: &str = "bench-operator";
-
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|n| n.parse().ok())
-        })
-        .unwrap_or(0)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-struct Serve(Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn main() {
     let members: u64 = std::env::var("AUDITOR_BENCH_MEMBERS")
@@ -106,55 +78,26 @@ fn main() {
             .expect("server config");
 
         let log = tempfile::NamedTempFile::new().expect("log file");
-        let port = free_port();
-        let started = Instant::now();
-        let serve = Serve(
-            Command::new(env!("CARGO_BIN_EXE_seatgate"))
-                .arg("serve")
-                .env("SEATGATE_DATABASE_URL", &t.url)
-                .env("SEATGATE_BIND", format!("127.0.0.1:{port}"))
-                .env("SEATGATE_DISCORD_TOKEN", sandbox.bot_token())
-                .env("SEATGATE_DISCORD_API_URL", sandbox.api_url())
-                .env("SEATGATE_OPERATOR_TOKEN", OPERATOR)
-                .env("RUST_LOG", "warn,seatgate::actors::seat_auditor=info")
-                .env("SEATGATE_LOG_FORMAT", "json")
-                .env("NO_PROXY", "127.0.0.1,localhost")
-                .stdout(Stdio::null())
-                .stderr(Stdio::from(log.reopen().expect("log file")))
-                .spawn()
-                .expect("seatgate serve starts"),
-        );
-        let pid = serve.0.id();
         let client = reqwest::Client::builder().no_proxy().build().expect("client");
-        let base = format!("http://127.0.0.1:{port}");
-        while client.get(format!("{base}/healthz")).send().await.is_err() {
-            assert!(started.elapsed() < Duration::from_secs(60), "serve not up");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        let serve = Serve::start(
+            &t.url,
+            &sandbox,
+            "warn,seatgate::actors::seat_auditor=info",
+            &log,
+            &client,
+        )
+        .await;
+        let pid = serve.pid();
         let at_start = rss_kib(pid);
-        let snapshot = format!("{base}/api/v1/tenants/bench/connectors/c/servers/{GUILD}/snapshot");
-        loop {
-            let v: Option<serde_json::Value> = match client
-                .get(&snapshot)
-                .bearer_auth(OPERATOR)
-                .send()
-                .await
-            {
-                Ok(r) if r.status().is_success() => r.json().await.ok(),
-                _ => None,
-            };
-            if v.as_ref().is_some_and(|v| {
-                v["seats_used"].as_u64() == Some(expected) && v["counting"].is_null()
-            }) {
-                break;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(600),
-                "not indexed within 600 s: {v:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let took = started.elapsed();
+        serve
+            .wait_counted(
+                &client,
+                &format!("/api/v1/tenants/bench/connectors/c/servers/{GUILD}"),
+                expected,
+                Duration::from_secs(600),
+            )
+            .await;
+        let took = serve.started.elapsed();
         // Let the allocator settle the last page's buffers.
         tokio::time::sleep(Duration::from_millis(500)).await;
         let indexed = rss_kib(pid);

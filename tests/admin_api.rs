@@ -1128,7 +1128,11 @@ async fn the_page_is_served_self_contained_without_a_token() {
         assert_eq!(r.status, StatusCode::OK, "{path}");
         assert!(r.text.contains("src=\"/admin/app.js\""), "{path}");
         assert!(r.text.contains("href=\"/admin/style.css\""), "{path}");
-        assert!(r.text.contains("Bronze role id") && r.text.contains("Gold role id"));
+        assert!(
+            r.text.contains("Bronze role")
+                && r.text.contains("Gold role")
+                && r.text.contains("id=\"map-target\"")
+        );
     }
     for path in ["/admin/app.js", "/admin/style.css"] {
         let r = send(&app, "GET", path, None, None).await;

@@ -14,7 +14,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use admin_support::live::{Live, BRONZE, CONNECTOR, GOLD, GUILD, MEMBERS, OUTSIDER, SEATS, TENANT};
+use admin_support::live::{
+    Live, BRONZE, CONNECTOR, GOLD, GOLD_NICK, GUILD, MEMBERS, OUTSIDER, SEATS, TENANT,
+};
 use base64::Engine;
 use reqwest::Client;
 use seatgate::{actors::ServerKey, domain::gate::EnforcementMode};
@@ -81,7 +83,7 @@ impl Driver {
             "--disable-background-networking".into(),
             "--disable-component-update".into(),
             "--disable-sync".into(),
-            "--window-size=1280,1400".into(),
+            "--window-size=1280,1800".into(),
             format!("--user-data-dir={}", profile.path().display()),
         ];
         let caps = json!({"capabilities": {"alwaysMatch": {
@@ -221,6 +223,36 @@ impl Driver {
         }
     }
 
+    /// Picks the option of `select` whose label starts with `label`, as a user clicks it
+    /// (the lists load after the panel opens: waits for it).
+    async fn pick(&self, select: &str, label: &str) {
+        let find = format!(
+            "const o = Array.from(document.querySelectorAll({sel})).find((o) => o.textContent.trim().startsWith({label})); return o ? o.value : null;",
+            sel = serde_json::to_string(&format!("{select} option")).expect("css"),
+            label = serde_json::to_string(label).expect("label"),
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let value = loop {
+            if let Some(v) = self.script(&find).await.as_str() {
+                break v.to_owned();
+            }
+            let offered = self
+                .script(&format!(
+                    "return Array.from(document.querySelectorAll({})).map((o) => o.textContent);",
+                    serde_json::to_string(&format!("{select} option")).expect("css")
+                ))
+                .await;
+            assert!(
+                Instant::now() < deadline,
+                "{select} offers no {label}: {offered}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        self.click(&format!("{select} option[value=\"{value}\"]"))
+            .await;
+        self.settle().await;
+    }
+
     /// Clicks and waits for the requests the click started.
     async fn click_settled(&self, css: &str) {
         self.click(css).await;
@@ -247,7 +279,7 @@ impl Driver {
 #[ignore = "needs chromium and chromedriver; CI runs it with --ignored"]
 async fn the_chip_follows_members_joining_and_leaving_in_the_sandbox() {
     let live = Live::start(OPERATOR).await;
-    live.connector().await;
+    live.connector_only().await;
     let chip = format!("#chip-{GUILD}");
 
     let d = Driver::start().await;
@@ -255,22 +287,51 @@ async fn the_chip_follows_members_joining_and_leaving_in_the_sandbox() {
     d.type_into("#tenant", TENANT).await;
     d.type_into("#token", OPERATOR).await;
     d.click_settled("#connect").await;
-    d.wait_text(&chip, "unconfigured").await;
     let url = d.script("return location.href;").await;
     assert!(
         !url.as_str().unwrap_or("").contains(OPERATOR),
         "token in the URL"
     );
 
-    // Set a limit (exactly the members who can see the mapped channel) and a mode, save.
-    d.click_settled("#chips a").await;
+    // The customer's server, by name, among the guilds the bot is in; then the mapping from
+    // the provider's channel to its signals channel, both picked by name.
+    d.pick("#guild", "Alpha Traders").await;
+    d.wait_text("#panel-guild-name", "Alpha Traders").await;
+    d.pick("#map-source", "#announcements").await;
+    d.pick("#map-target", "#signals").await;
+    d.click_settled("#map-add").await;
+    d.wait_text("#notice", "Mapping added: #announcements → #signals")
+        .await;
+    d.wait_text("#mappings", "#announcements → #signals (as the bot)")
+        .await;
+    d.wait_text(&chip, "unconfigured").await;
+
+    // Set a limit (exactly the members who can see the mapped channel) and a mode, the tier
+    // roles and the notice channel picked by name, and save.
     d.type_into("#seat_limit", &SEATS.to_string()).await;
     d.script("document.getElementById('enforcement_mode').value = 'enforce';")
         .await;
-    d.type_into("#basic_role_id", &BRONZE.to_string()).await;
-    d.type_into("#pro_role_id", &GOLD.to_string()).await;
+    d.pick("#basic_role_id", "bronze").await;
+    d.pick("#pro_role_id", "gold").await;
+    d.pick("#notify_channel_id", "#general").await;
     d.click_settled("#save").await;
     d.wait_text("#notice", "Saved").await;
+    let (_, cfg) = live
+        .call(reqwest::Method::GET, &live.server_path(), None)
+        .await;
+    assert_eq!(
+        (
+            cfg["basic_role_id"].clone(),
+            cfg["pro_role_id"].clone(),
+            cfg["notify_channel_id"].clone()
+        ),
+        (
+            json!(BRONZE.to_string()),
+            json!(GOLD.to_string()),
+            json!((admin_support::live::CHANNEL + 50).to_string())
+        ),
+        "the picks saved as ids: {cfg}"
+    );
     let key = ServerKey {
         tenant_key: TENANT.into(),
         connector_id: CONNECTOR.into(),
@@ -304,6 +365,23 @@ async fn the_chip_follows_members_joining_and_leaving_in_the_sandbox() {
         "{members}"
     );
     assert!(!members.contains(&OUTSIDER.to_string()), "{members}");
+    // Names, not only ids: the gold subscriber's nickname, the others' usernames.
+    assert!(
+        members.contains(GOLD_NICK) && members.contains(&format!("u{}", MEMBERS[0])),
+        "{members}"
+    );
+    // A search by name narrows the list, and clearing it brings them all back.
+    d.type_into("#members-q", "goldie").await;
+    d.click_settled("#members-find").await;
+    d.wait_text("#members-total", "1 match").await;
+    let found = d
+        .script("return Array.from(document.querySelectorAll('#members li[data-user]')).map(li => li.dataset.user);")
+        .await;
+    assert_eq!(found, json!([MEMBERS[1].to_string()]));
+    d.type_into("#members-q", "").await;
+    d.click_settled("#members-find").await;
+    d.wait_text("#members-total", &format!("{SEATS} counted"))
+        .await;
     // Why: the three subscribers through the subscriber role's allow on #signals (the
     // sandbox guild denies @everyone there), the owner by ownership.
     let why = d.text("#members-why").await;

@@ -161,19 +161,24 @@ impl Live {
 
     /// The connector and its one mapping (source channel -> the customer's signals channel).
     pub async fn connector(&self) {
-        let (s, v) = self
-            .call(
-                Method::POST,
-                &format!("/api/v1/tenants/{TENANT}/connectors"),
-                Some(json!({"connector_id": CONNECTOR, "name": "Signals", "source_guild_id": SOURCE_GUILD.to_string()})),
-            )
-            .await;
-        assert_eq!(s, StatusCode::CREATED, "{v}");
+        self.connector_only().await;
         let (s, v) = self
             .call(
                 Method::POST,
                 &format!("/api/v1/tenants/{TENANT}/connectors/{CONNECTOR}/mappings"),
                 Some(json!({"source_channel_id": SOURCE_CHANNEL.to_string(), "target_guild_id": GUILD.to_string(), "target_channel_id": CHANNEL.to_string()})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+    }
+
+    /// The connector alone: its mappings are made elsewhere (the admin page, in its test).
+    pub async fn connector_only(&self) {
+        let (s, v) = self
+            .call(
+                Method::POST,
+                &format!("/api/v1/tenants/{TENANT}/connectors"),
+                Some(json!({"connector_id": CONNECTOR, "name": "Signals", "source_guild_id": SOURCE_GUILD.to_string()})),
             )
             .await;
         assert_eq!(s, StatusCode::CREATED, "{v}");

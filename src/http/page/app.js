@@ -4,7 +4,7 @@
 
 const $ = (id) => document.getElementById(id);
 const SVG = "http://www.w3.org/2000/svg";
-const S = { tenant: "", connector: "", guild: "", servers: [] };
+const S = { tenant: "", connector: "", guild: "", servers: [], connectors: [], guilds: new Map(), channels: new Map(), roles: new Map(), q: "" };
 
 // Error codes as sentences an admin can act on (the same codes as the API and the logs).
 const SENTENCES = {
@@ -88,8 +88,96 @@ function option(select, value, label) {
   select.appendChild(o);
 }
 
+// The guilds this tenant uses (every guild the bot is in, for the operator), by name.
+async function loadGuilds() {
+  let list = { items: [] };
+  try { list = await api("GET", `/api/v1/tenants/${enc(S.tenant)}/guilds`); } catch (_) { /* ids only */ }
+  S.guilds = new Map(list.items.map((g) => [g.id, g]));
+}
+
+function guildName(id) {
+  const g = S.guilds.get(id);
+  return g && g.name ? g.name : id;
+}
+
+// Discord's look for a server without an icon (the page loads nothing from Discord's CDN):
+// the initials of its name.
+function guildBadge(id) {
+  const b = document.createElement("span");
+  b.className = "guild-icon";
+  const name = guildName(id);
+  b.textContent = name === id ? "?" : name.split(/\s+/).map((w) => w[0] || "").join("").slice(0, 3);
+  b.setAttribute("aria-hidden", "true");
+  return b;
+}
+
+function copyButton(id, what) {
+  const b = document.createElement("button");
+  b.type = "button";
+  b.className = "copy";
+  b.title = `Copy the ${what} id ${id}`;
+  b.dataset.copy = id;
+  b.textContent = id;
+  b.addEventListener("click", () => copyText(id));
+  return b;
+}
+
+async function copyText(text) {
+  try { await navigator.clipboard.writeText(text); notice(`Copied ${text}.`); } catch (_) { notice(`Copy: ${text}`); }
+}
+
+// Channels and roles of a guild the bot sees, for the pickers (empty when it is not there).
+async function guildLists(id) {
+  if (!id) return { channels: [], roles: [] };
+  const t = `/api/v1/tenants/${enc(S.tenant)}/guilds/${enc(id)}`;
+  let channels = [], roles = [];
+  try { channels = (await api("GET", t + "/channels")).items; } catch (_) { /* typed ids only */ }
+  try { roles = (await api("GET", t + "/roles")).items; } catch (_) { /* typed ids only */ }
+  S.channels.set(id, channels);
+  S.roles.set(id, roles);
+  return { channels, roles };
+}
+
+// Channels a message can be posted in: text, announcement, threads.
+const POSTABLE = new Set([0, 5, 10, 11, 12]);
+
+function channelLabel(c, all, webhook) {
+  const parent = all.find((p) => p.id === c.parent_id);
+  const thread = c.type >= 10 && c.type <= 12 && parent;
+  const name = thread ? `#${parent.name} › ${c.name}` : `#${c.name}`;
+  const can = webhook ? c.webhook_can_post : c.bot_can_post;
+  return can ? name : `${name} (bot cannot post)`;
+}
+
+function channelName(guild, id) {
+  const c = (S.channels.get(guild) || []).find((x) => x.id === id);
+  return c ? "#" + c.name : id;
+}
+
+function fillChannelSelect(sel, channels, value, opts) {
+  sel.replaceChildren();
+  if (opts.none) option(sel, "", opts.none);
+  for (const c of channels) if (POSTABLE.has(c.type)) option(sel, c.id, channelLabel(c, channels, opts.webhook));
+  if (value && ![...sel.options].some((o) => o.value === value)) option(sel, value, value);
+  sel.value = value || (opts.none || !sel.options.length ? "" : sel.options[0].value);
+}
+
+function fillRoleSelect(sel, roles, value) {
+  sel.replaceChildren();
+  option(sel, "", "(none)");
+  for (const r of roles) {
+    if (r.id === S.guild) continue; // @everyone holds no tier
+    option(sel, r.id, r.name);
+    if (r.color) sel.lastChild.style.color = "#" + r.color.toString(16).padStart(6, "0");
+  }
+  if (value && ![...sel.options].some((o) => o.value === value)) option(sel, value, value);
+  sel.value = value || "";
+}
+
 async function loadConnectors() {
   const list = await api("GET", base());
+  S.connectors = list.items;
+  await loadGuilds();
   const sel = $("connector");
   sel.replaceChildren();
   for (const c of list.items) option(sel, c.connector_id, `${c.name} (${c.connector_id})`);
@@ -112,8 +200,8 @@ async function loadServers() {
     a.href = `#/c/${enc(S.connector)}/g/${s.guild_id}`;
     a.dataset.guild = s.guild_id;
     const name = document.createElement("span");
-    name.className = "mono";
-    name.textContent = s.guild_id;
+    name.className = "guild-name";
+    name.append(guildBadge(s.guild_id), " ", guildName(s.guild_id));
     const chip = document.createElement("span");
     chip.className = "chip " + s.seat_status;
     chip.dataset.status = s.seat_status;
@@ -127,10 +215,15 @@ async function loadServers() {
     });
     li.appendChild(a);
     chips.appendChild(li);
-    option(sel, s.guild_id, s.guild_id);
+    option(sel, s.guild_id, guildName(s.guild_id));
+  }
+  // Guilds the bot is in that no mapping or config names yet (offered to the operator).
+  for (const g of S.guilds.values()) {
+    if (!list.items.some((s) => s.guild_id === g.id) && !g.uses.includes("source")) option(sel, g.id, `${guildName(g.id)} (not set up)`);
   }
   if (!S.guild && list.items.length) S.guild = list.items[0].guild_id;
-  if (S.guild) { if (!list.items.some((s) => s.guild_id === S.guild)) option(sel, S.guild, S.guild); sel.value = S.guild; await loadPanel(); }
+  if (!S.guild) { sel.prepend(new Option("choose a server…", "")); sel.value = ""; }
+  if (S.guild) { if (![...sel.options].some((o) => o.value === S.guild)) option(sel, S.guild, S.guild); sel.value = S.guild; await loadPanel(); }
 }
 
 async function selectGuild(id) {
@@ -146,11 +239,62 @@ function fillForm(cfg) {
   $("enforcement_mode").value = cfg ? cfg.enforcement_mode : "off";
   $("override").value = cfg ? cfg.override : "none";
   $("stale_grace").checked = cfg ? cfg.stale_grace : false;
-  for (const f of ["basic_role_id", "advanced_role_id", "pro_role_id", "notify_channel_id"]) $(f).value = cfg && cfg[f] ? cfg[f] : "";
+  const roles = S.roles.get(S.guild) || [];
+  for (const f of ["basic_role_id", "advanced_role_id", "pro_role_id"]) fillRoleSelect($(f), roles, cfg && cfg[f] ? cfg[f] : "");
+  fillChannelSelect($("notify_channel_id"), S.channels.get(S.guild) || [], cfg && cfg.notify_channel_id ? cfg.notify_channel_id : "", { none: "(none: no notices)" });
+  checkNotify();
+}
+
+// A warning beside a picked channel the bot cannot post in (saving is still allowed).
+function checkNotify() {
+  const c = (S.channels.get(S.guild) || []).find((x) => x.id === $("notify_channel_id").value);
+  const w = $("notify-warning");
+  w.hidden = !(c && !c.bot_can_post);
+  w.textContent = w.hidden ? "" : `The bot cannot post in #${c.name}: notices will not arrive until it may view and send messages there.`;
+}
+
+function checkMapping() {
+  const webhook = $("map-mode").value === "webhook";
+  const c = (S.channels.get(S.guild) || []).find((x) => x.id === $("map-target").value);
+  const w = $("map-warning");
+  const can = c && (webhook ? c.webhook_can_post : c.bot_can_post);
+  w.hidden = !c || can;
+  w.textContent = w.hidden ? "" : `The bot cannot post in #${c.name} ${webhook ? "through a webhook (it needs Manage Webhooks there)" : "(it needs View Channel and Send Messages there)"}.`;
+}
+
+function connectorSource() {
+  const c = S.connectors.find((x) => x.connector_id === S.connector);
+  return c ? c.source_guild_id : "";
+}
+
+async function loadMappings() {
+  const ul = $("mappings");
+  let list = { items: [] };
+  try { list = await api("GET", `${base()}/${enc(S.connector)}/mappings`); } catch (e) { ul.textContent = e.message; return; }
+  const source = connectorSource();
+  if (source && !S.channels.has(source)) await guildLists(source);
+  fillChannelSelect($("map-source"), S.channels.get(source) || [], $("map-source").value, { webhook: false });
+  for (const o of $("map-source").options) o.textContent = o.textContent.replace(" (bot cannot post)", "");
+  fillChannelSelect($("map-target"), S.channels.get(S.guild) || [], $("map-target").value, { webhook: $("map-mode").value === "webhook" });
+  checkMapping();
+  ul.replaceChildren();
+  const here = list.items.filter((m) => m.target_guild_id === S.guild);
+  if (!here.length) { const li = document.createElement("li"); li.textContent = "none yet"; ul.appendChild(li); }
+  for (const m of here) {
+    const li = document.createElement("li");
+    li.dataset.mapping = String(m.mapping_id);
+    li.textContent = `${channelName(source, m.source_channel_id)} → ${channelName(S.guild, m.target_channel_id)} (${m.delivery_mode === "webhook" ? "webhook" : "as the bot"}${m.enabled ? "" : ", disabled"})`;
+    if (m.broken) { const b = document.createElement("span"); b.className = "broken"; b.textContent = " " + sentence(m.broken_code); li.appendChild(b); }
+    ul.appendChild(li);
+  }
 }
 
 async function loadPanel() {
+  $("panel-guild-name").textContent = guildName(S.guild) === S.guild ? "" : guildName(S.guild);
   $("panel-guild").textContent = S.guild;
+  $("panel-guild-copy").hidden = !S.guild;
+  await guildLists(S.guild);
+  await loadMappings();
   let cfg = null;
   try { cfg = await api("GET", serverPath()); } catch (e) { if (e.status !== 404) throw e; }
   fillForm(cfg);
@@ -261,12 +405,16 @@ async function loadMembers(cfg) {
   box.dataset.total = "";
   if (!cfg) { box.textContent = "Save a config to count this server's members."; return; }
   try {
-    const page = await api("GET", serverPath() + "/seats?limit=100");
+    const q = S.q ? "&q=" + enc(S.q) : "";
+    const page = await api("GET", serverPath() + "/seats?limit=100" + q);
     box.replaceChildren();
     const head = document.createElement("p");
     head.id = "members-total";
     const shown = page.items.length;
-    head.textContent = `${page.total} counted` + (shown < page.total ? `, first ${shown} shown` : "") +
+    const of = page.matched !== null && page.matched !== undefined ? page.matched : page.total;
+    head.textContent = `${page.total} counted` +
+      (S.q ? `; ${of} match "${S.q}"` : "") +
+      (shown < of ? `, first ${shown} shown` : "") +
       (page.complete ? "" : " (partial: a recount is running)");
     box.dataset.total = String(page.total);
     // Why they hold seats, all counted members grouped: which role or overwrite to change.
@@ -280,11 +428,19 @@ async function loadMembers(cfg) {
     const ul = document.createElement("ul");
     for (const m of page.items) {
       const li = document.createElement("li");
+      li.className = "member";
       li.dataset.user = m.user_id;
-      const id = document.createElement("span");
-      id.className = "mono";
-      id.textContent = m.user_id;
-      li.appendChild(id);
+      const name = document.createElement("span");
+      name.className = "name";
+      name.textContent = m.display_name || m.username || "(name unknown)";
+      li.appendChild(name);
+      if (m.username && m.username !== m.display_name) {
+        const handle = document.createElement("span");
+        handle.className = "handle";
+        handle.textContent = " @" + m.username;
+        li.appendChild(handle);
+      }
+      li.append(" ", copyButton(m.user_id, "user"));
       if (m.tiers.length) {
         const t = document.createElement("span");
         t.className = "tier " + m.tier;
@@ -297,6 +453,20 @@ async function loadMembers(cfg) {
   } catch (e) {
     box.textContent = e.code === "seat_check_pending" ? "Not counted live yet: " + sentence(e.code) : e.message;
   }
+}
+
+// The CSV export needs the bearer header, so it is fetched and handed over as a file.
+async function exportMembers() {
+  setBusy(1);
+  try {
+    const res = await fetch(serverPath() + "/seats/export", { headers: { Authorization: "Bearer " + token() } });
+    if (!res.ok) { let code = "http_" + res.status; try { code = (await res.json()).error.code; } catch (_) { /* code stays */ } throw new Error(sentence(code)); }
+    const url = URL.createObjectURL(await res.blob());
+    const a = document.createElement("a");
+    a.href = url; a.download = `seats-${S.guild}.csv`;
+    document.body.appendChild(a); a.click(); a.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
+  } finally { setBusy(-1); }
 }
 
 // Jobs that ended failed, with Discord's word on each: why a message did not arrive here.
@@ -402,19 +572,47 @@ function init() {
   });
   $("forget").addEventListener("click", () => { sessionStorage.removeItem("seatgate.token"); $("token").value = ""; notice("Token forgotten."); });
   $("connector").addEventListener("change", () => guarded(async () => { S.connector = $("connector").value; S.guild = ""; await loadServers(); }));
-  $("guild").addEventListener("change", () => guarded(() => selectGuild($("guild").value)));
+  $("guild").addEventListener("change", () => guarded(async () => { if ($("guild").value) await selectGuild($("guild").value); }));
   $("guild-new").addEventListener("change", () => guarded(async () => {
     const id = $("guild-new").value.trim();
     if (!/^\d{1,20}$/.test(id)) { notice(sentence("guild_id_invalid"), true); return; }
     option($("guild"), id, id);
     await selectGuild(id);
   }));
+  $("panel-guild-copy").addEventListener("click", () => copyText(S.guild));
+  $("notify_channel_id").addEventListener("change", checkNotify);
+  $("map-target").addEventListener("change", checkMapping);
+  $("map-mode").addEventListener("change", () => {
+    fillChannelSelect($("map-target"), S.channels.get(S.guild) || [], $("map-target").value, { webhook: $("map-mode").value === "webhook" });
+    checkMapping();
+  });
+  $("mapping-form").addEventListener("submit", (e) => {
+    e.preventDefault();
+    guarded(async () => {
+      const body = { source_channel_id: $("map-source").value, target_guild_id: S.guild, target_channel_id: $("map-target").value, delivery_mode: $("map-mode").value };
+      const saved = await api("POST", `${base()}/${enc(S.connector)}/mappings`, body);
+      await loadGuilds();
+      await loadServers();
+      const warned = saved && saved.warnings && saved.warnings.length;
+      notice(`Mapping added: ${channelName(connectorSource(), body.source_channel_id)} → ${channelName(S.guild, body.target_channel_id)}.` + (warned ? " " + warningText(saved.warnings) : ""), false);
+    });
+  });
+  $("members-search").addEventListener("submit", (e) => {
+    e.preventDefault();
+    S.q = $("members-q").value.trim();
+    guarded(async () => {
+      const server = S.servers.find((x) => x.guild_id === S.guild);
+      await loadMembers(server ? server.config : null);
+    });
+  });
+  $("members-export").addEventListener("click", () => guarded(exportMembers));
   $("config").addEventListener("submit", (e) => {
     e.preventDefault();
     guarded(async () => {
       // A new config is written whole (PUT); an existing one changes only what the form
       // holds (PATCH), so a field the page does not show is never reset.
       const saved = await api(S.configured ? "PATCH" : "PUT", serverPath(), readForm());
+      await loadGuilds();
       await loadServers();
       const warned = saved && saved.warnings && saved.warnings.length;
       notice(warned ? "Saved. " + warningText(saved.warnings) : "Saved. A recount was requested.", false);
