@@ -5,8 +5,8 @@
 mod admin_support;
 
 use admin_support::live::{
-    until, Live, BOT_ROLE, BRONZE, CHANNEL, GOLD, GOLD_NICK, GUILD, MEMBERS, OWNER, SEATS,
-    SOURCE_GUILD, SUBSCRIBER, TENANT,
+    until, Live, BOT_ROLE, BRONZE, CHANNEL, CONNECTOR, GOLD, GOLD_NICK, GUILD, MEMBERS, OWNER,
+    SEATS, SOURCE_GUILD, SUBSCRIBER, TENANT,
 };
 use admin_support::server_body;
 use reqwest::{Method, StatusCode};
@@ -65,6 +65,49 @@ async fn guilds_channels_roles_and_members_by_name() {
     assert_eq!(v["items"][1]["id"], json!(SOURCE_GUILD.to_string()));
     assert_eq!(v["items"][1]["uses"], json!(["source"]));
     assert_eq!(v["items"][0]["bot_in_guild"], json!(true));
+
+    // The rest of the API names what it shows too.
+    let (_, v) = live
+        .call(
+            Method::GET,
+            &format!("/api/v1/tenants/{TENANT}/connectors"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        v["items"][0]["source_guild_name"],
+        json!("Signal Provider"),
+        "{v}"
+    );
+    let (_, v) = live
+        .call(
+            Method::GET,
+            &format!("/api/v1/tenants/{TENANT}/connectors/{CONNECTOR}/mappings"),
+            None,
+        )
+        .await;
+    let m = &v["items"][0];
+    assert_eq!(
+        (
+            m["source_channel_name"].clone(),
+            m["target_guild_name"].clone(),
+            m["target_channel_name"].clone()
+        ),
+        (
+            json!("announcements"),
+            json!("Alpha Traders"),
+            json!("signals")
+        ),
+        "{m}"
+    );
+    let (_, v) = live
+        .call(
+            Method::GET,
+            &format!("/api/v1/tenants/{TENANT}/connectors/{CONNECTOR}/servers"),
+            None,
+        )
+        .await;
+    assert_eq!(v["items"][0]["guild_name"], json!("Alpha Traders"), "{v}");
 
     let (s, channels) = live
         .call(Method::GET, &format!("{guilds}/{GUILD}/channels"), None)

@@ -165,6 +165,14 @@ impl GuildDirectory {
         self.guilds.iter().map(|g| *g.key()).collect()
     }
 
+    pub fn guild_name(&self, guild_id: u64) -> Option<String> {
+        self.guilds.get(&guild_id).map(|g| g.name.clone())
+    }
+
+    pub fn channel_name(&self, channel_id: u64) -> Option<String> {
+        self.channel(channel_id).map(|(_, c)| c.name)
+    }
+
     /// A channel (or thread) the gateway told of, with its guild.
     pub fn channel(&self, channel_id: u64) -> Option<(u64, ChannelInfo)> {
         let guild_id = *self.channel_guild.get(&channel_id)?;

@@ -19,9 +19,22 @@ pub struct Connector {
     pub name: String,
     /// Discord id, as a string.
     pub source_guild_id: String,
+    /// The source guild's name, when the bot is in it.
+    pub source_guild_name: Option<String>,
     pub enabled: bool,
     pub created_at: i64,
     pub updated_at: i64,
+}
+
+impl Connector {
+    fn named(mut self, directory: &crate::discord::directory::GuildDirectory) -> Self {
+        self.source_guild_name = self
+            .source_guild_id
+            .parse()
+            .ok()
+            .and_then(|id| directory.guild_name(id));
+        self
+    }
 }
 
 impl From<connectors::Model> for Connector {
@@ -30,6 +43,7 @@ impl From<connectors::Model> for Connector {
             connector_id: r.connector_id,
             name: r.name,
             source_guild_id: from_db(r.source_guild_id).to_string(),
+            source_guild_name: None,
             enabled: r.enabled,
             created_at: r.created_at,
             updated_at: r.updated_at,
@@ -123,7 +137,10 @@ pub async fn list_connectors(
         .list(&tenant_key)
         .await?;
     Ok(HttpResponse::Ok().json(ConnectorList {
-        items: rows.into_iter().map(Connector::from).collect(),
+        items: rows
+            .into_iter()
+            .map(|r| Connector::from(r).named(&state.directory))
+            .collect(),
     }))
 }
 
@@ -156,7 +173,7 @@ pub async fn create_connector(
         .create(&tenant_key, new)
         .await?;
     tracing::info!(tenant = %tenant_key, connector = %row.connector_id, "[admin/discord-bot] connector created");
-    Ok(HttpResponse::Created().json(Connector::from(row)))
+    Ok(HttpResponse::Created().json(Connector::from(row).named(&state.directory)))
 }
 
 #[utoipa::path(get, path = "/api/v1/tenants/{tenant_key}/connectors/{connector_id}", tag = "connectors",
@@ -173,7 +190,7 @@ pub async fn get_connector(
 ) -> AppResult<HttpResponse> {
     let (tenant_key, connector_id) = path.into_inner();
     let row = load(&state, &caller, &tenant_key, &connector_id).await?;
-    Ok(HttpResponse::Ok().json(Connector::from(row)))
+    Ok(HttpResponse::Ok().json(Connector::from(row).named(&state.directory)))
 }
 
 #[utoipa::path(put, path = "/api/v1/tenants/{tenant_key}/connectors/{connector_id}", tag = "connectors",
@@ -282,7 +299,7 @@ async fn change(
             AppError::new(ErrorCode::Internal, "the snapshot cache is not running").with_source(err)
         })?;
     state.actors.wake.do_send(crate::actors::mirror_gate::Wake);
-    Ok(HttpResponse::Ok().json(Connector::from(row)))
+    Ok(HttpResponse::Ok().json(Connector::from(row).named(&state.directory)))
 }
 
 #[utoipa::path(delete, path = "/api/v1/tenants/{tenant_key}/connectors/{connector_id}", tag = "connectors",

@@ -51,6 +51,10 @@ pub struct Mapping {
     pub source_channel_id: String,
     pub target_guild_id: String,
     pub target_channel_id: String,
+    /// Names, when the bot is in the guilds.
+    pub source_channel_name: Option<String>,
+    pub target_guild_name: Option<String>,
+    pub target_channel_name: Option<String>,
     /// `bot` or `webhook`.
     pub delivery_mode: String,
     pub enabled: bool,
@@ -65,6 +69,18 @@ pub struct Mapping {
     pub warnings: Vec<Warning>,
 }
 
+impl Mapping {
+    fn named(mut self, directory: &crate::discord::directory::GuildDirectory) -> Self {
+        let id = |text: &str| text.parse::<u64>().ok();
+        self.source_channel_name =
+            id(&self.source_channel_id).and_then(|c| directory.channel_name(c));
+        self.target_guild_name = id(&self.target_guild_id).and_then(|g| directory.guild_name(g));
+        self.target_channel_name =
+            id(&self.target_channel_id).and_then(|c| directory.channel_name(c));
+        self
+    }
+}
+
 impl From<connector_mappings::Model> for Mapping {
     fn from(r: connector_mappings::Model) -> Self {
         Self {
@@ -72,6 +88,9 @@ impl From<connector_mappings::Model> for Mapping {
             source_channel_id: from_db(r.source_channel_id).to_string(),
             target_guild_id: from_db(r.target_guild_id).to_string(),
             target_channel_id: from_db(r.target_channel_id).to_string(),
+            source_channel_name: None,
+            target_guild_name: None,
+            target_channel_name: None,
             delivery_mode: r.delivery_mode,
             enabled: r.enabled,
             broken: r.broken_code.is_some(),
@@ -215,7 +234,10 @@ pub async fn list_mappings(
         .mappings(&tenant_key, &connector_id)
         .await?;
     Ok(HttpResponse::Ok().json(MappingList {
-        items: rows.into_iter().map(Mapping::from).collect(),
+        items: rows
+            .into_iter()
+            .map(|r| Mapping::from(r).named(&state.directory))
+            .collect(),
     }))
 }
 
@@ -257,7 +279,7 @@ pub async fn create_mapping(
         .await?;
     tracing::info!(tenant = %tenant_key, connector = %connector_id, mapping = row.id, "[admin/discord-bot] mapping created");
     notify(&state, &tenant_key, &connector_id, &[target]).await;
-    let mut body = Mapping::from(row);
+    let mut body = Mapping::from(row).named(&state.directory);
     body.warnings = warnings;
     Ok(HttpResponse::Created().json(body))
 }
@@ -292,7 +314,7 @@ pub async fn get_mapping(
 ) -> AppResult<HttpResponse> {
     let (tenant_key, connector_id, mapping_id) = path.into_inner();
     let row = load_mapping(&state, &caller, &tenant_key, &connector_id, &mapping_id).await?;
-    Ok(HttpResponse::Ok().json(Mapping::from(row)))
+    Ok(HttpResponse::Ok().json(Mapping::from(row).named(&state.directory)))
 }
 
 #[utoipa::path(put, path = "/api/v1/tenants/{tenant_key}/connectors/{connector_id}/mappings/{mapping_id}", tag = "mappings",
@@ -430,7 +452,7 @@ async fn change(
         &[old_target, from_db(row.target_guild_id)],
     )
     .await;
-    let mut body = Mapping::from(row);
+    let mut body = Mapping::from(row).named(&state.directory);
     body.warnings = warnings;
     Ok(HttpResponse::Ok().json(body))
 }

@@ -240,6 +240,8 @@ pub fn seat_status(
 #[derive(Serialize, ToSchema)]
 pub struct Server {
     pub guild_id: String,
+    /// The guild's name, when the bot is in it.
+    pub guild_name: Option<String>,
     pub seat_status: SeatStatus,
     pub config: Option<ServerConfig>,
     pub snapshot: Option<Snapshot>,
@@ -538,6 +540,7 @@ pub async fn list_servers(
         .into_iter()
         .map(|(guild_id, (config, snapshot))| Server {
             guild_id: guild_id.to_string(),
+            guild_name: state.directory.guild_name(guild_id),
             seat_status: seat_status(config.is_some(), snapshot, &state.windows, now),
             config: config.map(ServerConfig::from),
             snapshot: snapshot.map(|s| Snapshot::from_row(s, &state.windows, now)),
