@@ -1,5 +1,5 @@
 //! The gateway wire protocol, spoken by a raw WebSocket client: authentication, heartbeats,
-//! intents, large guilds, RESUME replay, INVALID_SESSION and opcode 8.
+//! intents, large guilds, RESUME replay, INVALID_SESSION, opcode 8 and shards.
 
 mod common;
 
@@ -273,5 +273,108 @@ async fn a_client_closing_with_1000_ends_its_session_but_4000_keeps_it() {
             assert_eq!(answer["op"], 9, "close {code}: {answer}");
         }
     }
+    sb.shutdown().await;
+}
+
+/// Two guilds, one on each of two shards (`(guild_id >> 22) % 2`).
+fn sharded_scenario() -> (Value, [u64; 2], [u64; 2]) {
+    let guilds = [10u64 << 22, 11u64 << 22];
+    let channels = [guilds[0] + 1, guilds[1] + 1];
+    let guild = |g: u64, c: u64| {
+        json!({"id": g.to_string(), "name": format!("g{g}"), "owner_id": OWNER.to_string(),
+               "roles": [{"id": g.to_string(), "name": "@everyone", "permissions": "68608", "position": 0}],
+               "channels": [{"id": c.to_string(), "name": "general", "type": 0}],
+               "members": [{"user": {"id": OWNER.to_string(), "username": "owner"}, "roles": []},
+                           {"user": {"id": ALICE.to_string(), "username": "alice"}, "roles": []},
+                           {"user": {"id": BOT.to_string(), "username": "seatgate", "bot": true}, "roles": []}]})
+    };
+    let v = json!({
+        "bot": {"id": BOT.to_string(), "username": "seatgate"},
+        "shards": 2,
+        "guilds": [guild(guilds[0], channels[0]), guild(guilds[1], channels[1])]
+    });
+    (v, guilds, channels)
+}
+
+fn guild_ids(ready: &Value) -> Vec<String> {
+    ready["d"]["guilds"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|g| g["id"].as_str().unwrap_or("?").to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+async fn next_message(gw: &mut RawGateway) -> String {
+    gw.dispatch_named("MESSAGE_CREATE").await["d"]["content"]
+        .as_str()
+        .unwrap_or("?")
+        .to_owned()
+}
+
+#[tokio::test]
+async fn shards_get_their_guilds_and_a_second_session_of_a_shard_gets_them_too() {
+    let (scenario, guilds, channels) = sharded_scenario();
+    let sb = start_with(scenario, RateLimitConfig::disabled()).await;
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let bot: Value = http
+        .get(format!("{}/api/v10/gateway/bot", sb.api_url()))
+        .header("Authorization", format!("Bot {}", sb.bot_token()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(bot["shards"], 2, "{bot}");
+
+    let intents = GUILDS | GUILD_MESSAGES | (1 << 15); // MESSAGE_CONTENT
+    let mut zero = RawGateway::connect(sb.gateway_url()).await;
+    let ready = zero.identify_shard(sb.bot_token(), intents, [0, 2]).await;
+    assert_eq!(guild_ids(&ready), [guilds[0].to_string()]);
+    assert_eq!(ready["d"]["shard"], json!([0, 2]));
+    let mut zero_again = RawGateway::connect(sb.gateway_url()).await;
+    zero_again
+        .identify_shard(sb.bot_token(), intents, [0, 2])
+        .await;
+    let mut one = RawGateway::connect(sb.gateway_url()).await;
+    let ready = one.identify_shard(sb.bot_token(), intents, [1, 2]).await;
+    assert_eq!(guild_ids(&ready), [guilds[1].to_string()]);
+
+    let sessions: Value = http
+        .get(format!("{}/gateway/sessions", sb.control_url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut shards: Vec<Value> = sessions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            assert!(s["session_id"].is_string(), "{s}");
+            s["shard"].clone()
+        })
+        .collect();
+    shards.sort_by_key(|s| s.to_string());
+    assert_eq!(shards, [json!([0, 2]), json!([0, 2]), json!([1, 2])]);
+
+    // Each message reaches the sessions of its guild's shard only: shard 1's first message is
+    // the one posted second, shard 0's second is the third.
+    sb.post_message(channels[0], &alice_says("on zero"))
+        .unwrap();
+    sb.post_message(channels[1], &alice_says("on one")).unwrap();
+    sb.post_message(channels[0], &alice_says("zero again"))
+        .unwrap();
+    for gw in [&mut zero, &mut zero_again] {
+        assert_eq!(next_message(gw).await, "on zero");
+        assert_eq!(next_message(gw).await, "zero again");
+    }
+    assert_eq!(next_message(&mut one).await, "on one");
+    zero.close().await;
     sb.shutdown().await;
 }

@@ -58,6 +58,9 @@ pub struct SandboxArgs {
     /// JSON scenario: `{"bot": {...}, "guilds": [Discord guild objects]}`.
     #[arg(long, value_name = "FILE")]
     pub scenario: Option<PathBuf>,
+    /// Shards `GET /gateway/bot` recommends (default: the scenario's `shards`, else 1).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub shards: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]

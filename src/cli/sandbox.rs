@@ -1,4 +1,4 @@
-//! `seatgate sandbox [--bind ADDR] [--scenario FILE]`: runs the Discord sandbox standalone and
+//! `seatgate sandbox [--bind ADDR] [--scenario FILE] [--shards N]`: runs the Discord sandbox standalone and
 //! prints one JSON line with its URLs and bot token, then serves until SIGINT/SIGTERM.
 
 use super::SandboxArgs;
@@ -13,6 +13,7 @@ pub async fn run(args: SandboxArgs) -> Result<(), AppError> {
     let handle = Sandbox::start(SandboxOptions {
         bind: args.bind,
         scenario,
+        shards: args.shards,
         ..SandboxOptions::default()
     })
     .await?;

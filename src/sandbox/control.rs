@@ -150,6 +150,18 @@ fn handle(core: &Core, method: &str, path: &str, body: &Value) -> DResult<HttpRe
     let okj = |v: Value| json_status(StatusCode::OK, v);
     let no_content = || HttpResponse::NoContent().finish();
 
+    if m("/gateway/sessions").is_some() {
+        return match method {
+            "GET" => Ok(okj(Value::Array(
+                core.hub
+                    .live_sessions()
+                    .into_iter()
+                    .map(|s| json!({"session_id": s.session_id, "shard": [s.shard_id, s.shard_count]}))
+                    .collect(),
+            ))),
+            _ => Err(DiscordError::method_not_allowed()),
+        };
+    }
     if let Some(p) = m("/guilds") {
         let _ = p;
         return match method {

@@ -23,6 +23,8 @@ pub struct Core {
     pub control_url: String,
     /// Largest file a message upload may carry (Discord: 10 MiB); settable at run time.
     max_upload_bytes: AtomicU64,
+    /// The shards `GET /gateway/bot` recommends.
+    shards: AtomicU64,
     /// Flips to true on shutdown; gateway connections close.
     pub shutdown: tokio::sync::watch::Sender<bool>,
     /// What the REST API served since start (or the last reset).
@@ -100,9 +102,18 @@ impl Core {
             gateway_url,
             control_url,
             max_upload_bytes: AtomicU64::new(DEFAULT_MAX_UPLOAD_BYTES),
+            shards: AtomicU64::new(1),
             shutdown: tokio::sync::watch::channel(false).0,
             stats: RequestStats::default(),
         }
+    }
+
+    pub fn shards(&self) -> u64 {
+        self.shards.load(Ordering::Relaxed)
+    }
+
+    pub fn set_shards(&self, shards: u64) {
+        self.shards.store(shards.max(1), Ordering::Relaxed);
     }
 
     pub fn max_upload_bytes(&self) -> u64 {

@@ -51,6 +51,8 @@ pub struct SandboxOptions {
     /// Largest file a message upload may carry; larger ones answer 413 (40005). Discord's
     /// default: 10 MiB.
     pub max_upload_bytes: u64,
+    /// The shards `GET /gateway/bot` recommends; `None`: the scenario's `shards`, else 1.
+    pub shards: Option<u64>,
 }
 
 impl Default for SandboxOptions {
@@ -61,6 +63,7 @@ impl Default for SandboxOptions {
             rate_limits: RateLimitConfig::default(),
             heartbeat_interval_ms: 41_250,
             max_upload_bytes: files::DEFAULT_MAX_UPLOAD_BYTES,
+            shards: None,
         }
     }
 }
@@ -110,6 +113,7 @@ impl Sandbox {
         let local = listener.local_addr()?;
 
         let scenario = options.scenario.unwrap_or_default();
+        let shards = options.shards.or(scenario.shards).unwrap_or(1).max(1);
         let mut state_seed = State::new(User {
             id: 0,
             username: String::new(),
@@ -151,6 +155,7 @@ impl Sandbox {
             format!("{base}/control"),
         ));
         core.set_max_upload_bytes(options.max_upload_bytes);
+        core.set_shards(shards);
 
         let data = web::Data::from(core.clone());
         let server = HttpServer::new(move || {

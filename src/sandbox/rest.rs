@@ -429,9 +429,11 @@ fn bot_guild(st: &State, gid: u64) -> DResult<&Guild> {
 fn handle(core: &Core, route: Route, call: &Call<'_>) -> DResult<Reply> {
     match route {
         Route::Gateway => ok(json!({"url": core.gateway_url})),
+        // Get Gateway Bot: "shards: the recommended number of shards to use when
+        // connecting" (https://discord.com/developers/docs/events/gateway#get-gateway-bot).
         Route::GatewayBot => ok(json!({
             "url": core.gateway_url,
-            "shards": 1,
+            "shards": core.shards(),
             "session_start_limit": {"total": 1000, "remaining": 999, "reset_after": 86_400_000u64, "max_concurrency": 1},
         })),
         Route::Me => core.read(|st| {

@@ -22,7 +22,12 @@ pub struct BotSpec {
 pub struct Scenario {
     pub bot: Option<BotSpec>,
     pub guilds: Vec<Value>,
+    /// What `GET /gateway/bot` recommends (`shards`); 1 when absent.
+    pub shards: Option<u64>,
 }
+
+/// Shards a sandbox may recommend.
+pub const MAX_SHARDS: u64 = 1024;
 
 impl Scenario {
     pub fn from_json(v: &Value) -> DResult<Scenario> {
@@ -41,7 +46,23 @@ impl Scenario {
             Some(Value::Array(a)) => a.clone(),
             Some(_) => return Err(DiscordError::invalid_form("guilds must be an array")),
         };
-        Ok(Scenario { bot, guilds })
+        let shards = match obj.get("shards") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(
+                v.as_u64()
+                    .filter(|n| (1..=MAX_SHARDS).contains(n))
+                    .ok_or_else(|| {
+                        DiscordError::invalid_form(format!(
+                            "shards must be a whole number from 1 to {MAX_SHARDS}"
+                        ))
+                    })?,
+            ),
+        };
+        Ok(Scenario {
+            bot,
+            guilds,
+            shards,
+        })
     }
 }
 

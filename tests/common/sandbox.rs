@@ -196,8 +196,13 @@ impl RawGateway {
 
     /// IDENTIFY as serenity does and read READY; returns READY's `d`.
     pub async fn identify(&mut self, token: &str, intents: u64) -> Value {
+        self.identify_shard(token, intents, [0, 1]).await
+    }
+
+    /// [`RawGateway::identify`] as shard `[id, count]`.
+    pub async fn identify_shard(&mut self, token: &str, intents: u64, shard: [u64; 2]) -> Value {
         self.send(json!({"op": 2, "d": {
-            "token": format!("Bot {token}"), "intents": intents, "shard": [0, 1],
+            "token": format!("Bot {token}"), "intents": intents, "shard": shard,
             "large_threshold": 250, "compress": true,
             "properties": {"os": "linux", "browser": "test", "device": "test"},
             "presence": {"afk": false, "status": "online", "since": {"secs_since_epoch": 1, "nanos_since_epoch": 0}, "activities": []}

@@ -136,6 +136,14 @@ pub struct Hub {
     inner: Mutex<Inner>,
 }
 
+/// A session with a connection, for the control API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveSession {
+    pub session_id: String,
+    pub shard_id: u64,
+    pub shard_count: u64,
+}
+
 /// Why a RESUME was refused.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ResumeRefused {
@@ -146,6 +154,23 @@ pub enum ResumeRefused {
 impl Hub {
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sessions with a live connection, by session id.
+    pub fn live_sessions(&self) -> Vec<LiveSession> {
+        let inner = self.lock();
+        let mut out: Vec<LiveSession> = inner
+            .sessions
+            .iter()
+            .filter(|(_, s)| s.conn.is_some())
+            .map(|(id, s)| LiveSession {
+                session_id: id.clone(),
+                shard_id: s.params.shard_id,
+                shard_count: s.params.shard_count,
+            })
+            .collect();
+        out.sort_by(|a, b| a.session_id.cmp(&b.session_id));
+        out
     }
 
     pub fn next_conn_id(&self) -> u64 {
