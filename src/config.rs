@@ -224,10 +224,13 @@ impl Settings {
     }
 
     /// This instance's queue lease owner.
+    /// The owner name on this process's queue leases: `SEATGATE_WORKER_ID`, else one made
+    /// once per process from the host name, the process id and a random part (in containers
+    /// every process is pid 1, and a graceful stop releases the leases under its name only).
     pub fn worker_id(&self) -> String {
         self.worker_id
             .clone()
-            .unwrap_or_else(|| format!("seatgate-{}", std::process::id()))
+            .unwrap_or_else(|| DEFAULT_WORKER_ID.get_or_init(fresh_worker_id).clone())
     }
 
     /// The configuration as TOML with secrets redacted, for `seatgate config`.
@@ -349,5 +352,43 @@ mod tests {
             assert_eq!(s.recheck_secs, 11);
             Ok(())
         });
+    }
+}
+
+static DEFAULT_WORKER_ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// `seatgate-<host>-<pid>-<8 hex>`.
+fn fresh_worker_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| {
+            h.trim()
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+                .take(64)
+                .collect::<String>()
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".to_owned());
+    format!(
+        "seatgate-{host}-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    )
+}
+
+#[cfg(test)]
+mod worker_id_tests {
+    use super::*;
+
+    #[test]
+    fn the_default_worker_id_is_one_per_process_and_unlike_another_processs() {
+        let settings = Settings::default();
+        let id = settings.worker_id();
+        assert_eq!(id, settings.worker_id(), "the same for every caller");
+        assert!(id.contains(&format!("-{}-", std::process::id())), "{id}");
+        // Another process with the same pid (a container's 1) gets another random part.
+        assert_ne!(fresh_worker_id(), fresh_worker_id());
     }
 }

@@ -469,3 +469,32 @@ async fn batch_completion_is_fenced_by_the_claim_token() {
     assert_eq!(q.complete_batch(&ids, &token_b, t0 + 10).await.unwrap(), 2);
     assert_eq!(q.done_count().await.unwrap(), 4);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_releases_only_its_own_leases() {
+    let (_t, q) = setup().await;
+    let now = 3_000_000;
+    for g in 0..4 {
+        enqueue_due(&q, g, now).await;
+    }
+    let mine = q
+        .claim("w1", 2, Duration::from_secs(300), now)
+        .await
+        .unwrap();
+    let theirs = q
+        .claim("w2", 2, Duration::from_secs(300), now)
+        .await
+        .unwrap();
+    assert_eq!((mine.len(), theirs.len()), (2, 2));
+    assert_eq!(q.release_worker("w1", now).await.unwrap(), 2);
+    for job in &theirs {
+        let row = q.get(job.id).await.unwrap().unwrap();
+        assert_eq!(
+            (row.status.as_str(), row.lease_owner.as_deref()),
+            ("processing", Some("w2")),
+            "another worker's lease stays"
+        );
+    }
+    let counts = q.counts(now).await.unwrap();
+    assert_eq!((counts.pending, counts.processing), (2, 2));
+}

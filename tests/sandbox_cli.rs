@@ -12,7 +12,14 @@ use serde_json::Value;
 async fn seatgate_sandbox_prints_its_urls_serves_the_scenario_and_stops_on_sigterm() {
     common::sandbox::no_proxy();
     let mut child = Command::new(env!("CARGO_BIN_EXE_seatgate"))
-        .args(["sandbox", "--bind", "127.0.0.1:0", "--shards", "3", "--scenario"])
+        .args([
+            "sandbox",
+            "--bind",
+            "127.0.0.1:0",
+            "--shards",
+            "3",
+            "--scenario",
+        ])
         .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/demo.json"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -48,7 +55,10 @@ async fn seatgate_sandbox_prints_its_urls_serves_the_scenario_and_stops_on_sigte
         .unwrap();
     assert_eq!(guild.name, "Customer Server");
     let gateway = http.get_bot_gateway().await.unwrap();
-    assert_eq!(gateway.shards, 3, "--shards sets what /gateway/bot recommends");
+    assert_eq!(
+        gateway.shards, 3,
+        "--shards sets what /gateway/bot recommends"
+    );
 
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
