@@ -96,6 +96,19 @@ const ROUTES: &[(&str, &str)] = &[
         "/api/v1/tenants/{tenant_key}/connectors/{connector_id}/servers/{guild_id}",
     ),
     ("get", "/api/v1/tenants/{tenant_key}/source-guilds"),
+    ("get", "/api/v1/tenants/{tenant_key}/guilds"),
+    (
+        "get",
+        "/api/v1/tenants/{tenant_key}/guilds/{guild_id}/channels",
+    ),
+    (
+        "get",
+        "/api/v1/tenants/{tenant_key}/guilds/{guild_id}/roles",
+    ),
+    (
+        "get",
+        "/api/v1/tenants/{tenant_key}/connectors/{connector_id}/servers/{guild_id}/seats/export",
+    ),
     (
         "put",
         "/api/v1/tenants/{tenant_key}/source-guilds/{guild_id}",
