@@ -307,6 +307,10 @@ fn guild_ids(ready: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+async fn get_json(request: reqwest::RequestBuilder) -> Value {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
 async fn next_message(gw: &mut RawGateway) -> String {
     gw.dispatch_named("MESSAGE_CREATE").await["d"]["content"]
         .as_str()
@@ -319,15 +323,11 @@ async fn shards_get_their_guilds_and_a_second_session_of_a_shard_gets_them_too()
     let (scenario, guilds, channels) = sharded_scenario();
     let sb = start_with(scenario, RateLimitConfig::disabled()).await;
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
-    let bot: Value = http
-        .get(format!("{}/api/v10/gateway/bot", sb.api_url()))
-        .header("Authorization", format!("Bot {}", sb.bot_token()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let bot = get_json(
+        http.get(format!("{}/api/v10/gateway/bot", sb.api_url()))
+            .header("Authorization", format!("Bot {}", sb.bot_token())),
+    )
+    .await;
     assert_eq!(bot["shards"], 2, "{bot}");
 
     let intents = GUILDS | GUILD_MESSAGES | (1 << 15); // MESSAGE_CONTENT
@@ -343,14 +343,7 @@ async fn shards_get_their_guilds_and_a_second_session_of_a_shard_gets_them_too()
     let ready = one.identify_shard(sb.bot_token(), intents, [1, 2]).await;
     assert_eq!(guild_ids(&ready), [guilds[1].to_string()]);
 
-    let sessions: Value = http
-        .get(format!("{}/gateway/sessions", sb.control_url()))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let sessions = get_json(http.get(format!("{}/gateway/sessions", sb.control_url()))).await;
     let mut shards: Vec<Value> = sessions
         .as_array()
         .unwrap()

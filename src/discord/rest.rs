@@ -154,6 +154,30 @@ impl SerenityRest {
         self.read(request.send().await, permit).await
     }
 
+    /// One List Guild Members page, as bytes: read for seats or for names.
+    async fn member_page(
+        &self,
+        guild_id: u64,
+        after: u64,
+        limit: u16,
+    ) -> DiscordResult<bytes::Bytes> {
+        let route = Route::GuildMembers {
+            guild_id: serenity::model::id::GuildId::new(guild_id),
+        };
+        let params = vec![
+            ("limit", limit.clamp(1, 1000).to_string()),
+            ("after", after.to_string()),
+        ];
+        self.call_bytes(
+            (RouteKey::new(MEMBERS_READ, guild_id), BACKGROUND),
+            route,
+            LightMethod::Get,
+            None,
+            Some(params),
+        )
+        .await
+    }
+
     fn json(bytes: &[u8]) -> Option<Value> {
         if bytes.is_empty() {
             None
@@ -694,24 +718,8 @@ impl super::port::GuildReader for SerenityRest {
         limit: u16,
     ) -> DiscordResult<Vec<crate::domain::seats::MemberSnapshot>> {
         use crate::domain::{seats::MemberSnapshot, snowflake};
-        use serenity::model::id::GuildId;
 
-        let route = Route::GuildMembers {
-            guild_id: GuildId::new(guild_id),
-        };
-        let params = vec![
-            ("limit", limit.clamp(1, 1000).to_string()),
-            ("after", after.to_string()),
-        ];
-        let bytes = self
-            .call_bytes(
-                (RouteKey::new(MEMBERS_READ, guild_id), BACKGROUND),
-                route,
-                LightMethod::Get,
-                None,
-                Some(params),
-            )
-            .await?;
+        let bytes = self.member_page(guild_id, after, limit).await?;
         let page: Vec<PageMember> = serde_json::from_slice(&bytes)
             .map_err(|err| DiscordError::Transient(format!("member page not understood: {err}")))?;
         Ok(page
@@ -732,23 +740,7 @@ impl super::port::GuildReader for SerenityRest {
         after: u64,
         limit: u16,
     ) -> DiscordResult<Vec<super::port::MemberName>> {
-        let route = Route::GuildMembers {
-            guild_id: serenity::model::id::GuildId::new(guild_id),
-        };
-        let params = vec![
-            ("limit", limit.clamp(1, 1000).to_string()),
-            ("after", after.to_string()),
-        ];
-        let bytes = self
-            .call_bytes(
-                (RouteKey::new(MEMBERS_READ, guild_id), BACKGROUND),
-                route,
-                LightMethod::Get,
-                None,
-                Some(params),
-            )
-            .await?;
-        member_names(&bytes)
+        member_names(&self.member_page(guild_id, after, limit).await?)
     }
 
     async fn search_members(
