@@ -25,6 +25,7 @@ use crate::{
         invalid_guard::InvalidRequestGuard,
         port::{DiscordPort, GuildReader},
         rest::SerenityRest,
+        shards::ShardStates,
     },
     domain::{backoff::RetryPolicy, freshness::FreshnessWindows},
     error::{AppError, AppResult, ErrorCode},
@@ -91,6 +92,8 @@ pub struct Actors {
     pub cache: SnapshotCache,
     /// What the gateway told of the bot's guilds (for the admin API).
     pub directory: GuildDirectory,
+    /// The gateway shards this process runs (for `/readyz` and `/metrics`).
+    pub shards: ShardStates,
     pub gate: Addr<MirrorGate>,
     pub cache_actor: Addr<SnapshotCacheActor>,
     pub auditor: Addr<SeatAuditor>,
@@ -169,11 +172,13 @@ pub fn start_actors_with(db: &Database, settings: &Settings, mirror_store: Mirro
     }
     auditor_ctx.run(seat_auditor);
     let directory = GuildDirectory::new();
+    let shards = ShardStates::default();
     let mut ingest = GatewayIngest::new(
         auditor.clone().recipient(),
         settings.discord_api_url.clone(),
     )
     .with_directory(directory.clone())
+    .with_shards(settings.shards, shards.clone())
     .with_rest(rest_for_api.clone())
     .with_mirror(mirror_store, GateInbox::of(&gate))
     .with_catch_up(CatchUpConfig {
@@ -188,6 +193,7 @@ pub fn start_actors_with(db: &Database, settings: &Settings, mirror_store: Mirro
     Actors {
         cache,
         directory,
+        shards,
         gate,
         cache_actor,
         auditor,
@@ -291,6 +297,7 @@ pub async fn admin_state(
         mirror_queue: MirrorQueue::mirror(db.clone(), policy),
         metrics: http::metrics::install(),
         directory: actors.directory.clone(),
+        shards: actors.shards.clone(),
         discord: actors.rest.clone().map(|r| r as Arc<dyn DiscordPort>),
         names: actors
             .rest
@@ -361,6 +368,7 @@ pub async fn start_with(settings: &Settings, exclusive: bool) -> AppResult<Runni
     let Actors {
         cache,
         directory: _,
+        shards: _,
         gate,
         cache_actor,
         auditor,

@@ -93,6 +93,9 @@ pub struct Settings {
     /// 50 for every bot ("All bots can make up to 50 requests per second"); a large bot that
     /// Discord granted more sets it here.
     pub discord_global_rate: u32,
+    /// Gateway shards: `auto` (the `shards` that `GET /gateway/bot` recommends) or a number.
+    /// One process runs every shard.
+    pub shards: crate::domain::shards::ShardCount,
     /// Starts the service with enforcement globally off (every server behaves as `off`).
     pub kill_switch: bool,
     /// Finished mirror and audit jobs are removed this long after they finished.
@@ -141,6 +144,7 @@ impl Default for Settings {
             mirror_attachment_limit_bytes: crate::domain::mirror::DEFAULT_UPLOAD_LIMIT_BYTES,
             discord_invalid_fraction: crate::domain::invalid_requests::DEFAULT_FRACTION,
             discord_global_rate: crate::domain::rate_limits::DISCORD_GLOBAL_PER_SEC,
+            shards: crate::domain::shards::ShardCount::Auto,
             kill_switch: false,
             retention_jobs_secs: 7 * 24 * 60 * 60,
             retention_links_secs: 30 * 24 * 60 * 60,
@@ -350,6 +354,31 @@ mod tests {
             let s = Settings::load(Some(Path::new("seatgate.toml"))).map_err(|e| e.to_string())?;
             assert_eq!(s.bind.port(), 9999);
             assert_eq!(s.recheck_secs, 11);
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail fixes the closure's error type
+    fn shards_come_from_the_environment_as_auto_or_a_number() {
+        figment::Jail::expect_with(|jail| {
+            use crate::domain::shards::ShardCount;
+            let s = Settings::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(s.shards, ShardCount::Auto, "auto by default");
+            jail.set_env("SEATGATE_SHARDS", "4");
+            let s = Settings::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(s.shards, ShardCount::Fixed(4));
+            jail.set_env("SEATGATE_SHARDS", "auto");
+            let s = Settings::load(None).map_err(|e| e.to_string())?;
+            assert_eq!(s.shards, ShardCount::Auto);
+            jail.set_env("SEATGATE_SHARDS", "0");
+            let err = Settings::load(None).unwrap_err();
+            assert_eq!(err.code(), ErrorCode::ConfigInvalid);
+            assert!(
+                err.message().contains("SEATGATE_SHARDS"),
+                "{}",
+                err.message()
+            );
             Ok(())
         });
     }

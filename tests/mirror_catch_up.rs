@@ -500,6 +500,41 @@ async fn a_live_message_of_the_new_session_does_not_hide_the_gap_before_it() {
     assert_eq!(history.asked.lock().unwrap().first(), Some(&before));
 }
 
+/// A READY is one shard's session: its catch-up reads the source channels of the guilds that
+/// shard carries, and another shard's READY leaves them to their own shard.
+#[tokio::test]
+async fn a_shards_catch_up_reads_only_the_source_channels_of_its_guilds() {
+    use seatgate::domain::shards::{shard_of, Shard};
+    let now = now_ms();
+    let (t, store, maps) = setup(now - 600_000).await;
+    let history = History::default();
+    let lost = id_at(now - 30_000, 0);
+    history.add(lost, PROVIDER);
+    let own = shard_of(SOURCE_GUILD, 3) as u32;
+
+    let other = CatchUpConfig {
+        shard: Shard {
+            id: (own + 1) % 3,
+            total: 3,
+        },
+        ..CatchUpConfig::default()
+    };
+    let report = run(&store, &history, now, other).await;
+    assert_eq!((report.channels, report.enqueued), (0, 0), "{report:?}");
+    assert!(
+        history.asked.lock().unwrap().is_empty(),
+        "another shard's channel was read"
+    );
+
+    let carrying = CatchUpConfig {
+        shard: Shard { id: own, total: 3 },
+        ..CatchUpConfig::default()
+    };
+    let report = run(&store, &history, now, carrying).await;
+    assert_eq!((report.channels, report.enqueued), (1, 2), "{report:?}");
+    assert_eq!(sends(&t).await, vec![(maps[0], lost), (maps[1], lost)]);
+}
+
 #[tokio::test]
 async fn the_bound_is_the_max_age_or_the_mapping_and_own_messages_are_skipped() {
     let now = now_ms();

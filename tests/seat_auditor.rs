@@ -251,7 +251,10 @@ async fn ready_at_limit() -> Harness {
     reader.guilds.lock().unwrap().insert(GUILD, guild());
     let h = start(t, Some(reader), RetryPolicy::default()).await;
     h.auditor
-        .send(GuildChange::SessionStarted { resumed_gap: false })
+        .send(GuildChange::SessionStarted {
+            shard: seatgate::domain::shards::Shard::ONLY,
+            resumed_gap: false,
+        })
         .await
         .unwrap();
     counted(&h, AuditReason::AdminRefresh).await;
@@ -260,6 +263,48 @@ async fn ready_at_limit() -> Harness {
     })
     .await;
     h
+}
+
+/// With several shards a READY after a gap loses only that shard's events: the guilds of
+/// the other shards keep their counts (and cost no recount).
+#[actix_web::test]
+async fn a_new_session_after_a_gap_recounts_the_guilds_of_its_own_shard_only() {
+    use seatgate::domain::shards::{shard_of, Shard};
+    let h = ready_at_limit().await;
+    let calls = || *h.reader.calls.lock().unwrap();
+    let before = calls();
+    // Unseen by the auditor: only a recount reads it.
+    let mut grown = guild();
+    grown.members.push(member(13, &[MEMBER_ROLE]));
+    h.reader.guilds.lock().unwrap().insert(GUILD, grown);
+
+    let own = shard_of(GUILD, 2) as u32;
+    let other = Shard {
+        id: 1 - own,
+        total: 2,
+    };
+    h.auditor
+        .send(GuildChange::SessionStarted {
+            shard: other,
+            resumed_gap: true,
+        })
+        .await
+        .unwrap();
+    // Six of the auditor's queue polls.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(calls(), before, "another shard's gap recounted this guild");
+    assert_eq!(last(&h).map(|v| v.seats_used), Some(3));
+
+    let own = Shard { id: own, total: 2 };
+    h.auditor
+        .send(GuildChange::SessionStarted {
+            shard: own,
+            resumed_gap: true,
+        })
+        .await
+        .unwrap();
+    wait_for(&h, "recounted after its shard's gap", |v| v.seats_used == 4).await;
+    assert_eq!(calls(), before + 1);
 }
 
 #[actix_web::test]
@@ -506,7 +551,10 @@ async fn a_refresh_requested_while_a_recount_runs_gets_a_recount_of_its_own() {
     *reader.hold.lock().unwrap() = Some(hold.clone());
     let h = start(t, Some(reader.clone()), RetryPolicy::default()).await;
     h.auditor
-        .send(GuildChange::SessionStarted { resumed_gap: false })
+        .send(GuildChange::SessionStarted {
+            shard: seatgate::domain::shards::Shard::ONLY,
+            resumed_gap: false,
+        })
         .await
         .unwrap();
     counted(&h, AuditReason::AdminRefresh).await;
@@ -655,7 +703,10 @@ async fn a_thread_target_is_judged_by_its_parent() {
         .insert(GUILD, with_thread.clone());
     let h = start(t, Some(reader.clone()), RetryPolicy::default()).await;
     h.auditor
-        .send(GuildChange::SessionStarted { resumed_gap: false })
+        .send(GuildChange::SessionStarted {
+            shard: seatgate::domain::shards::Shard::ONLY,
+            resumed_gap: false,
+        })
         .await
         .unwrap();
 

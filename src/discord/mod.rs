@@ -9,3 +9,4 @@ pub mod limiter;
 pub mod member_names;
 pub mod port;
 pub mod rest;
+pub mod shards;

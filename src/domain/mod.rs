@@ -10,4 +10,5 @@ pub mod permissions;
 pub mod rate_limits;
 pub mod seats;
 pub mod server_key;
+pub mod shards;
 pub mod snowflake;

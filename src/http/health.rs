@@ -1,4 +1,5 @@
-//! `/healthz`: the process answers. `/readyz`: the database answers too.
+//! `/healthz`: the process answers. `/readyz`: the database answers too; it also lists the
+//! gateway shards this process runs and their connection stage.
 
 use actix_web::{get, web, HttpResponse};
 use serde_json::json;
@@ -14,5 +15,9 @@ pub async fn healthz() -> HttpResponse {
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, AppError> {
     state.db.ping().await?;
-    Ok(HttpResponse::Ok().json(json!({"status": "ready", "database": "ok"})))
+    Ok(HttpResponse::Ok().json(json!({
+        "status": "ready",
+        "database": "ok",
+        "shards": state.shards.list(),
+    })))
 }

@@ -41,6 +41,10 @@ pub const QUEUE_DEPTH: &str = "seatgate_queue_depth";
 pub const QUEUE_OLDEST_DUE: &str = "seatgate_queue_oldest_due_seconds";
 /// Gauge: 1 while the global kill switch is on.
 pub const KILL_SWITCH: &str = "seatgate_kill_switch";
+/// Gauge, label `shard`: 1 while that gateway shard of this process is connected, else 0.
+pub const SHARD_CONNECTED: &str = "seatgate_gateway_shard_connected";
+/// Gauge: the gateway shards this process runs.
+pub const SHARDS_HELD: &str = "seatgate_gateway_shards_held";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -96,6 +100,8 @@ fn describe() {
         "Age of the oldest due pending job, seconds"
     );
     ::metrics::describe_gauge!(KILL_SWITCH, "1 while the global kill switch is on");
+    ::metrics::describe_gauge!(SHARD_CONNECTED, "1 while the gateway shard is connected");
+    ::metrics::describe_gauge!(SHARDS_HELD, "Gateway shards this process runs");
     // Counters exist from the start, so alerts on rate() see zero instead of no data.
     for result in ["ok", "failed"] {
         ::metrics::counter!(AUDITS_TOTAL, "result" => result).increment(0);
@@ -129,6 +135,12 @@ pub const DB_READ_INTERVAL: std::time::Duration = std::time::Duration::from_secs
 
 async fn refresh(state: &AppState) -> AppResult<()> {
     ::metrics::gauge!(KILL_SWITCH).set(if state.cache.kill_switch() { 1.0 } else { 0.0 });
+    let shards = state.shards.list();
+    ::metrics::gauge!(SHARDS_HELD).set(shards.len() as f64);
+    for shard in &shards {
+        ::metrics::gauge!(SHARD_CONNECTED, "shard" => shard.id.to_string())
+            .set(if shard.connected() { 1.0 } else { 0.0 });
+    }
     if let Some(guard) = &state.invalid_requests {
         guard.status(); // sets its gauges, with answers older than 10 minutes gone
     }

@@ -81,6 +81,8 @@ pub struct AppState {
     pub metrics: metrics_exporter_prometheus::PrometheusHandle,
     /// What the gateway told of the bot's guilds: checks the ids admins write.
     pub directory: GuildDirectory,
+    /// The gateway shards this process runs.
+    pub shards: crate::discord::shards::ShardStates,
     /// Discord's REST API, for what the gateway did not tell (`None` without a token).
     pub discord: Option<Arc<dyn DiscordPort>>,
     /// Members' names for the rows shown, read over REST and kept briefly (`None` without a

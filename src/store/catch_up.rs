@@ -35,7 +35,7 @@ use super::{
     queue::{PENDING, PROCESSING},
 };
 use crate::{
-    domain::{mirror::MirrorPayload, snowflake},
+    domain::{mirror::MirrorPayload, shards::Shard, snowflake},
     error::AppResult,
 };
 
@@ -51,6 +51,8 @@ pub struct CatchUpConfig {
     /// Jobs and links recorded after `session_start - margin` do not raise the bound. Covers
     /// how late the READY handler may run after the new session's first events are recorded.
     pub margin: Duration,
+    /// Only source channels of guilds this shard carries (a READY is one shard's session).
+    pub shard: Shard,
 }
 
 impl Default for CatchUpConfig {
@@ -59,6 +61,7 @@ impl Default for CatchUpConfig {
             max_age: Duration::from_secs(60 * 60),
             max_pages: 10,
             margin: Duration::from_secs(5),
+            shard: Shard::ONLY,
         }
     }
 }
@@ -170,6 +173,7 @@ pub async fn plan(
         .collect();
     let mut channels: Vec<(i64, i64)> = enabled
         .iter()
+        .filter(|(g, _)| config.shard.carries(snowflake::from_db(*g)))
         .map(|(g, m)| (*g, m.source_channel_id))
         .collect();
     channels.sort_unstable();

@@ -24,9 +24,14 @@ const SEND: u64 = 1 << 11;
 const READ_HISTORY: u64 = 1 << 16;
 const MANAGE_WEBHOOKS: u64 = 1 << 29;
 
-/// Customer guild `i` (0-based): its guild id and its one mirrored channel.
+/// Customer guild `i` (0-based): its guild id and its one mirrored channel. Consecutive
+/// guilds are on consecutive shards (`(id >> 22) % shards`), as guilds made at different
+/// times are.
 pub fn target(i: u64) -> (u64, u64) {
-    (840_000_000_000_000_000 + i, 860_000_000_000_000_000 + i)
+    (
+        840_000_000_000_000_000 + (i << 22),
+        860_000_000_000_000_000 + i,
+    )
 }
 
 pub fn no_proxy() {

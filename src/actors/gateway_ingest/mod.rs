@@ -10,10 +10,7 @@ mod edit_order;
 mod ordered;
 
 use std::{
-    sync::{
-        atomic::{AtomicU32, Ordering},
-        Arc,
-    },
+    sync::{Arc, Mutex},
     time::Duration,
 };
 
@@ -34,8 +31,11 @@ use super::{
 };
 use crate::{
     config::Secret,
-    discord::{connect, directory::GuildDirectory, rest::SerenityRest},
-    domain::mirror::{AttachmentRef, MirrorPayload, StickerRef},
+    discord::{connect, directory::GuildDirectory, rest::SerenityRest, shards::ShardStates},
+    domain::{
+        mirror::{AttachmentRef, MirrorPayload, StickerRef},
+        shards::{Shard, ShardCount, ShardSessions},
+    },
     error::{AppError, AppResult, ErrorCode},
     store::{
         catch_up::{self, CatchUpConfig, FetchedMessage, MessageHistory},
@@ -48,6 +48,7 @@ pub struct GatewayIngest {
     handler: Arc<Handler>,
     token: Option<Secret>,
     api_url: String,
+    shard_count: ShardCount,
     shards: Option<Arc<ShardManager>>,
 }
 
@@ -56,7 +57,10 @@ struct Handler {
     auditor: Recipient<GuildChange>,
     ordered: ordered::OrderedChanges,
     mirror: Option<(MirrorStore, GateInbox)>,
-    sessions: Arc<AtomicU32>,
+    /// READYs per shard: a shard's second one follows a gap.
+    sessions: Arc<Mutex<ShardSessions>>,
+    /// What each shard is doing, for the admin API.
+    shard_states: ShardStates,
     catch_up: CatchUpConfig,
     /// One catch-up at a time; a READY during one queues the next behind it.
     catching_up: Arc<tokio::sync::Mutex<()>>,
@@ -73,7 +77,8 @@ impl GatewayIngest {
                 ordered: ordered::OrderedChanges::new(auditor.clone(), GuildDirectory::new()),
                 auditor,
                 mirror: None,
-                sessions: Arc::new(AtomicU32::new(0)),
+                sessions: Arc::default(),
+                shard_states: ShardStates::default(),
                 catch_up: CatchUpConfig::default(),
                 catching_up: Arc::new(tokio::sync::Mutex::new(())),
                 edits: Arc::default(),
@@ -81,8 +86,18 @@ impl GatewayIngest {
             }),
             token: None,
             api_url,
+            shard_count: ShardCount::Auto,
             shards: None,
         }
+    }
+
+    /// How many shards to run (every one in this process), and where to tell how they are.
+    pub fn with_shards(mut self, count: ShardCount, states: ShardStates) -> Self {
+        self.shard_count = count;
+        if let Some(h) = Arc::get_mut(&mut self.handler) {
+            h.shard_states = states;
+        }
+        self
     }
 
     /// Where what the gateway says of guilds, channels and roles is kept for the admin API.
@@ -139,6 +154,7 @@ impl Actor for GatewayIngest {
         };
         let handler = (*self.handler).clone();
         let api_url = self.api_url.clone();
+        let shard_count = self.shard_count;
         let me = ctx.address();
         tokio::spawn(async move {
             let mut attempt = 0u32;
@@ -148,7 +164,19 @@ impl Actor for GatewayIngest {
                 match connect::build_client(builder, &api_url).await {
                     Ok(mut client) => {
                         me.do_send(Connected(client.shard_manager.clone()));
-                        if let Err(err) = client.start().await {
+                        let stopped = match shard_count {
+                            ShardCount::Auto => {
+                                tracing::info!(
+                                    "gateway: connecting the shards GET /gateway/bot recommends"
+                                );
+                                client.start_autosharded().await
+                            }
+                            ShardCount::Fixed(n) => {
+                                tracing::info!(shards = n, "gateway: connecting");
+                                client.start_shards(n).await
+                            }
+                        };
+                        if let Err(err) = stopped {
                             tracing::error!(error = %err, "gateway ingest: the Discord client stopped");
                         }
                         return;
@@ -174,6 +202,7 @@ impl actix::Handler<Connected> for GatewayIngest {
         // Whether every shard is connected, from serenity's own view of its runners (a
         // handler's "disconnected" could arrive after the reconnection it preceded).
         let auditor = self.handler.auditor.clone();
+        let states = self.handler.shard_states.clone();
         tokio::spawn(async move {
             let mut last = None;
             let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -181,6 +210,7 @@ impl actix::Handler<Connected> for GatewayIngest {
                 tick.tick().await;
                 let connected = {
                     let runners = manager.runners.lock().await;
+                    states.stages(runners.iter().map(|(id, r)| (id.0, r.stage.to_string())));
                     !runners.is_empty()
                         && runners
                             .values()
@@ -299,7 +329,7 @@ impl Handler {
 
     /// Starts a catch-up in its own task (the event handler does not wait for it); the gate is
     /// woken after every page that enqueued something.
-    fn start_catch_up(&self, http: Arc<Http>, own_user: UserId, session: u32) {
+    fn start_catch_up(&self, http: Arc<Http>, own_user: UserId, session: u32, shard: Shard) {
         let Some((store, gate)) = self.mirror.clone() else {
             return;
         };
@@ -307,7 +337,10 @@ impl Handler {
             return;
         }
         let session_start = now_ms();
-        let config = self.catch_up;
+        let config = CatchUpConfig {
+            shard,
+            ..self.catch_up
+        };
         let lock = self.catching_up.clone();
         let rest = self.rest.clone();
         tokio::spawn(async move {
@@ -454,15 +487,27 @@ impl EventHandler for Handler {
         // First: the later the collector, the more GUILD_CREATEs go by before it.
         self.ordered.directory().set_bot_id(ready.user.id.get());
         self.ordered.attach(ctx.shard_id.0, &ctx.shard);
-        let previous = self.sessions.fetch_add(1, Ordering::SeqCst);
+        let shard = Shard {
+            id: ctx.shard_id.0,
+            total: ready.shard.map_or(1, |s| s.total),
+        };
+        let (gap, session) = {
+            let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+            (sessions.ready(shard.id), sessions.total())
+        };
+        self.shard_states.ready(shard.id, shard.total);
         self.send(GuildChange::SessionStarted {
-            resumed_gap: previous > 0,
+            shard,
+            resumed_gap: gap,
         });
-        // The first session (start) or a new one (events of the gap are lost): catch up.
-        self.start_catch_up(ctx.http.clone(), ready.user.id, previous + 1);
+        // The shard's first session (start) or a new one (events of the gap are lost):
+        // catch up its guilds' source channels.
+        self.start_catch_up(ctx.http.clone(), ready.user.id, session, shard);
         tracing::info!(
             guilds = ready.guilds.len(),
-            session = previous + 1,
+            shard = shard.id,
+            shards = shard.total,
+            session,
             "gateway: ready"
         );
     }

@@ -33,9 +33,12 @@ pub enum GuildChange {
     GuildDeleted { guild_id: u64 },
     /// A member, role, channel, thread or owner change.
     Event { guild_id: u64, event: GuildEvent },
-    /// READY. `resumed_gap` is true for every session after the first: events of the gap
-    /// were lost, so every guild is recounted.
-    SessionStarted { resumed_gap: bool },
+    /// READY on `shard`. `resumed_gap` is true for every session of that shard after its
+    /// first: events of the gap were lost, so every guild the shard carries is recounted.
+    SessionStarted {
+        shard: crate::domain::shards::Shard,
+        resumed_gap: bool,
+    },
     /// The ordered stream started after this guild's GUILD_CREATE went by: what happened in
     /// between is unknown, so the guild is recounted.
     OrderLost { guild_id: u64 },

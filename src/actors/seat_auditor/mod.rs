@@ -691,12 +691,15 @@ impl Handler<GuildChange> for SeatAuditor {
                     self.publish(&key, cause);
                 }
             }
-            GuildChange::SessionStarted { resumed_gap } => {
+            GuildChange::SessionStarted { shard, resumed_gap } => {
                 self.connected = true;
                 if resumed_gap {
-                    // Events were lost while disconnected: recount everything.
+                    // The shard's events were lost while it was disconnected: recount its
+                    // guilds.
                     for key in self.servers.keys() {
-                        self.lose_track(&key, AuditReason::Resync);
+                        if shard.carries(key.guild_id) {
+                            self.lose_track(&key, AuditReason::Resync);
+                        }
                     }
                 }
             }

@@ -95,7 +95,7 @@ pub struct SessionParams {
 
 impl SessionParams {
     pub fn owns_guild(&self, guild_id: u64) -> bool {
-        self.shard_count <= 1 || (guild_id >> 22) % self.shard_count == self.shard_id
+        crate::domain::shards::shard_of(guild_id, self.shard_count) == self.shard_id
     }
 }
 

@@ -1,0 +1,95 @@
+//! The gateway shards this process runs and how each is doing, for `/readyz`, `/metrics` and
+//! the admin page. Gateway ingest writes it (a shard's total at its READY, every shard's
+//! connection stage as serenity's runners report it); the admin API reads it.
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+};
+
+use serde::Serialize;
+
+/// One shard this process runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ShardState {
+    pub id: u32,
+    /// Shards in all (0 until the shard's first READY).
+    pub total: u32,
+    /// serenity's connection stage: `connected`, `connecting`, `identifying`, `resuming`,
+    /// `handshaking` or `disconnected`.
+    pub stage: String,
+    /// READYs on this shard since the process started (more than one: sessions after gaps).
+    pub sessions: u32,
+}
+
+impl ShardState {
+    pub fn connected(&self) -> bool {
+        self.stage == "connected"
+    }
+}
+
+#[derive(Clone, Default)]
+pub struct ShardStates {
+    shards: Arc<Mutex<BTreeMap<u32, ShardState>>>,
+}
+
+impl ShardStates {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u32, ShardState>> {
+        self.shards.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn entry(map: &mut BTreeMap<u32, ShardState>, id: u32) -> &mut ShardState {
+        map.entry(id).or_insert_with(|| ShardState {
+            id,
+            total: 0,
+            stage: "connecting".into(),
+            sessions: 0,
+        })
+    }
+
+    /// A READY on shard `id` of `total`: connected (before the next look at the runners).
+    pub fn ready(&self, id: u32, total: u32) {
+        let mut map = self.lock();
+        let shard = Self::entry(&mut map, id);
+        shard.total = total;
+        shard.sessions += 1;
+        shard.stage = "connected".into();
+    }
+
+    /// Every runner's stage, as serenity's shard manager lists them; shards no longer run
+    /// are dropped.
+    pub fn stages(&self, stages: impl IntoIterator<Item = (u32, String)>) {
+        let mut map = self.lock();
+        let mut seen = Vec::new();
+        for (id, stage) in stages {
+            Self::entry(&mut map, id).stage = stage;
+            seen.push(id);
+        }
+        map.retain(|id, _| seen.contains(id));
+    }
+
+    pub fn list(&self) -> Vec<ShardState> {
+        self.lock().values().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shard_is_listed_with_its_total_stage_and_sessions_until_its_runner_goes() {
+        let states = ShardStates::default();
+        states.stages([(0, "identifying".into()), (1, "identifying".into())]);
+        states.ready(0, 2);
+        states.ready(0, 2);
+        let list = states.list();
+        assert_eq!(list.len(), 2);
+        assert_eq!((list[0].total, list[0].sessions), (2, 2));
+        assert!(list[0].connected());
+        assert_eq!((list[1].total, list[1].stage.as_str()), (0, "identifying"));
+        assert!(!list[1].connected());
+        states.stages([(1, "connected".into())]);
+        assert_eq!(states.list().iter().map(|s| s.id).collect::<Vec<_>>(), [1]);
+    }
+}
