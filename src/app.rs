@@ -10,6 +10,7 @@ use actix_web::{App, HttpServer};
 use crate::{
     actors::{
         admin_http::AdminHttp,
+        change_feed::{ChangeFeed, Holders},
         gateway_ingest::GatewayIngest,
         mirror_gate::{GateInbox, MirrorGate, MirrorGateConfig},
         seat_auditor::{SeatAuditor, SeatAuditorConfig},
@@ -64,6 +65,8 @@ pub struct Running {
     pub ingest: Addr<GatewayIngest>,
     pub http: Addr<AdminHttp>,
     pub pruner: Addr<RetentionPruner>,
+    /// PostgreSQL only: keeps this process's memory current with every instance's writes.
+    pub feed: Option<Addr<ChangeFeed>>,
 }
 
 impl Running {
@@ -74,6 +77,9 @@ impl Running {
         let _ = self.gate.send(Shutdown).await;
         let _ = self.auditor.send(Shutdown).await;
         let _ = self.pruner.send(Shutdown).await;
+        if let Some(feed) = &self.feed {
+            let _ = feed.send(Shutdown).await;
+        }
         let _ = self.db.close().await;
         drop(self.lease);
     }
@@ -337,8 +343,22 @@ pub async fn start_with(settings: &Settings, exclusive: bool) -> AppResult<Runni
     );
     let own = mirror_store.load_own_webhooks().await?;
     tracing::info!(webhooks = own, "[mirror] the service's own webhooks loaded");
-    let actors = start_actors_with(&db, settings, mirror_store);
+    let actors = start_actors_with(&db, settings, mirror_store.clone());
     let state = admin_state(&db, settings, &actors).await?;
+    let feed = settings.database_url.starts_with("postgres").then(|| {
+        ChangeFeed::new(
+            settings.database_url.clone(),
+            Holders {
+                db: db.clone(),
+                cache: actors.cache.clone(),
+                cache_actor: actors.cache_actor.clone(),
+                auth: state.auth.clone(),
+                mirror: mirror_store,
+                kill_switch_default: settings.kill_switch,
+            },
+        )
+        .start()
+    });
     let server = HttpServer::new(move || App::new().configure(http::configure(state.clone())))
         .workers(2)
         .disable_signals()
@@ -386,6 +406,7 @@ pub async fn start_with(settings: &Settings, exclusive: bool) -> AppResult<Runni
         ingest,
         http,
         pruner,
+        feed,
     })
 }
 

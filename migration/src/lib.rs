@@ -24,7 +24,12 @@ mod m20261126_000012_link_linked_attachments;
 mod m20261201_000013_snapshot_counting_progress;
 mod m20261201_000014_tenant_walls;
 mod m20261202_000015_link_parts;
+mod m20261204_000016_change_notifications;
 mod queue_columns;
+
+/// The PostgreSQL `NOTIFY` channel on which every change of a row other instances keep in
+/// memory is announced (by triggers, in the change's own transaction).
+pub use m20261204_000016_change_notifications::CHANNEL as CHANGES_CHANNEL;
 
 pub struct Migrator;
 
@@ -47,6 +52,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000013_snapshot_counting_progress::Migration),
             Box::new(m20261201_000014_tenant_walls::Migration),
             Box::new(m20261202_000015_link_parts::Migration),
+            Box::new(m20261204_000016_change_notifications::Migration),
         ]
     }
 }

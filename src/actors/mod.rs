@@ -8,8 +8,10 @@
 //! | [`mirror_gate::MirrorGate`] | mirror queue worker | wake-ups |
 //! | [`admin_http::AdminHttp`] | the actix-web server | stop |
 //! | [`retention_pruner::RetentionPruner`] | nothing: deletes aged rows | its interval |
+//! | [`change_feed::ChangeFeed`] | a PostgreSQL `LISTEN` connection | other instances' changes |
 
 pub mod admin_http;
+pub mod change_feed;
 pub mod gateway_ingest;
 pub mod mirror_gate;
 pub mod retention_pruner;

@@ -16,6 +16,7 @@ use super::{
 };
 use crate::{
     domain::{
+        changes::stored_snapshot_applies,
         freshness::{Freshness, FreshnessWindows},
         gate::{ServerPolicy, SnapshotView},
     },
@@ -66,6 +67,16 @@ impl SnapshotCache {
         self.snapshots.len()
     }
 
+    /// The servers a policy is held for.
+    pub fn policy_keys(&self) -> Vec<ServerKey> {
+        self.policies.iter().map(|e| e.key().clone()).collect()
+    }
+
+    /// The connectors held as switched off or deleted.
+    pub fn stopped_connectors(&self) -> Vec<(String, String)> {
+        self.stopped.iter().map(|e| e.key().clone()).collect()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.snapshots.is_empty()
     }
@@ -102,6 +113,15 @@ fn gate_relevant_change(
 #[derive(Message, Debug, Clone)]
 #[rtype(result = "()")]
 pub struct SnapshotUpdated {
+    pub key: ServerKey,
+    pub snapshot: SnapshotView,
+}
+
+/// A snapshot as the database holds it (another instance may have written it): it replaces
+/// the one held only if it is not older ([`stored_snapshot_applies`]).
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct SnapshotStored {
     pub key: ServerKey,
     pub snapshot: SnapshotView,
 }
@@ -187,6 +207,20 @@ impl Handler<SnapshotUpdated> for SnapshotCacheActor {
         if self
             .cache
             .put_snapshot(msg.key.clone(), msg.snapshot, &self.windows, now_ms())
+        {
+            self.server_changed(msg.key);
+        }
+    }
+}
+
+impl Handler<SnapshotStored> for SnapshotCacheActor {
+    type Result = ();
+    fn handle(&mut self, msg: SnapshotStored, _: &mut Self::Context) {
+        let held = self.cache.snapshot(&msg.key);
+        if stored_snapshot_applies(held.as_ref(), &msg.snapshot)
+            && self
+                .cache
+                .put_snapshot(msg.key.clone(), msg.snapshot, &self.windows, now_ms())
         {
             self.server_changed(msg.key);
         }

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod backoff;
+pub mod changes;
 pub mod freshness;
 pub mod gate;
 pub mod invalid_requests;

@@ -90,6 +90,20 @@ impl Authenticator {
         Ok(rows.len())
     }
 
+    /// Reads every token again (another instance created or revoked one). Unlike [`Self::load`]
+    /// the known tokens are never cleared first, so a check meanwhile never misses one that
+    /// stays.
+    pub async fn reload(&self) -> AppResult<usize> {
+        let rows = self.tokens.all().await?;
+        let ids: std::collections::HashSet<i64> = rows.iter().map(|r| r.id).collect();
+        for row in &rows {
+            self.remember(row);
+        }
+        self.known.retain(|_, (_, id)| ids.contains(id));
+        self.loaded.store(true, Ordering::Release);
+        Ok(rows.len())
+    }
+
     /// A token just created.
     pub fn remember(&self, row: &tenant_tokens::Model) {
         self.known

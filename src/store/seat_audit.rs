@@ -56,13 +56,27 @@ impl SnapshotRecord {
             seats_used: self.count.seats_used,
             seat_limit: self.seat_limit,
             checked_at_ms: self.checked_at,
-            // A guild the bot is not in cannot be counted either: the gate holds it the same.
-            audit_failed: self.last_error.as_deref().is_some_and(|e| {
-                e.starts_with(ErrorCode::SeatAuditFailed.as_str())
-                    || e.starts_with(ErrorCode::BotNotInGuild.as_str())
-            }),
+            audit_failed: audit_failed(self.last_error.as_deref()),
         }
     }
+}
+
+/// What the gate needs of a stored snapshot (as another instance's auditor wrote it).
+pub fn view_of_row(row: &snapshots::Model) -> SnapshotView {
+    SnapshotView {
+        seats_used: u64::try_from(row.seats_used).unwrap_or(0),
+        seat_limit: u64::try_from(row.seat_limit).unwrap_or(0),
+        checked_at_ms: row.checked_at,
+        audit_failed: audit_failed(row.last_error.as_deref()),
+    }
+}
+
+/// A guild the bot is not in cannot be counted either: the gate holds it the same.
+fn audit_failed(last_error: Option<&str>) -> bool {
+    last_error.is_some_and(|e| {
+        e.starts_with(ErrorCode::SeatAuditFailed.as_str())
+            || e.starts_with(ErrorCode::BotNotInGuild.as_str())
+    })
 }
 
 /// One row of the pause/resume history.
