@@ -12,6 +12,7 @@ use crate::{
         admin_http::AdminHttp,
         change_feed::{ChangeFeed, Holders},
         gateway_ingest::GatewayIngest,
+        instance_registry::InstanceRegistry,
         mirror_gate::{GateInbox, MirrorGate, MirrorGateConfig},
         seat_auditor::{SeatAuditor, SeatAuditorConfig},
         snapshot_cache::{
@@ -67,6 +68,10 @@ pub struct Running {
     pub pruner: Addr<RetentionPruner>,
     /// PostgreSQL only: keeps this process's memory current with every instance's writes.
     pub feed: Option<Addr<ChangeFeed>>,
+    /// PostgreSQL only: this process's heartbeat and its share of the global rate limit.
+    pub registry: Option<Addr<InstanceRegistry>>,
+    /// Discord's REST API with its rate limiter (`None` without a token).
+    pub rest: Option<Arc<SerenityRest>>,
 }
 
 impl Running {
@@ -75,6 +80,9 @@ impl Running {
         let _ = self.http.send(Shutdown).await;
         let _ = self.ingest.send(Shutdown).await;
         let _ = self.gate.send(Shutdown).await;
+        if let Some(registry) = &self.registry {
+            let _ = registry.send(Shutdown).await;
+        }
         let _ = self.auditor.send(Shutdown).await;
         let _ = self.pruner.send(Shutdown).await;
         if let Some(feed) = &self.feed {
@@ -345,7 +353,17 @@ pub async fn start_with(settings: &Settings, exclusive: bool) -> AppResult<Runni
     tracing::info!(webhooks = own, "[mirror] the service's own webhooks loaded");
     let actors = start_actors_with(&db, settings, mirror_store.clone());
     let state = admin_state(&db, settings, &actors).await?;
-    let feed = settings.database_url.starts_with("postgres").then(|| {
+    let on_postgres = settings.database_url.starts_with("postgres");
+    let registry = on_postgres.then(|| {
+        InstanceRegistry::new(
+            crate::store::live_instances::LiveInstances::new(db.clone()),
+            settings.worker_id(),
+            actors.rest.clone(),
+            settings.discord_global_rate,
+        )
+        .start()
+    });
+    let feed = on_postgres.then(|| {
         ChangeFeed::new(
             settings.database_url.clone(),
             Holders {
@@ -393,7 +411,7 @@ pub async fn start_with(settings: &Settings, exclusive: bool) -> AppResult<Runni
         cache_actor,
         auditor,
         ingest,
-        rest: _,
+        rest,
     } = actors;
     Ok(Running {
         bound,
@@ -407,6 +425,8 @@ pub async fn start_with(settings: &Settings, exclusive: bool) -> AppResult<Runni
         http,
         pruner,
         feed,
+        registry,
+        rest,
     })
 }
 

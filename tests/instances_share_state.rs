@@ -37,6 +37,12 @@ async fn within(limit: Duration, what: &str, mut check: impl FnMut() -> bool) ->
     }
 }
 
+/// Two instances in one test process: each its own worker id, as two processes have.
+fn two_of(mut settings: seatgate::config::Settings, name: &str) -> seatgate::config::Settings {
+    settings.worker_id = Some(format!("instance-{name}"));
+    settings
+}
+
 async fn status_as(admin: &Admin, path: &str, token: &str) -> u16 {
     admin
         .try_call(Method::GET, path, None, Some(token))
@@ -54,9 +60,9 @@ async fn what_one_instance_writes_reaches_the_others_memory() {
     let limit = Duration::from_secs(3);
     let t = TestDatabase::empty().await.unwrap();
     let sandbox = start_sandbox(2, RateLimitConfig::disabled()).await;
-    let settings_a = service_settings(&t, &sandbox, OPERATOR);
+    let settings_a = two_of(service_settings(&t, &sandbox, OPERATOR), "a");
     let (a, admin_a) = start_service(&settings_a, OPERATOR).await;
-    let mut settings_b = settings_a.clone();
+    let mut settings_b = two_of(settings_a.clone(), "b");
     settings_b.discord_token = None;
     let (b, admin_b) = start_service(&settings_b, OPERATOR).await;
     attached(&sandbox).await;
@@ -212,6 +218,60 @@ async fn what_one_instance_writes_reaches_the_others_memory() {
     .await;
 
     b.shutdown().await;
+    a.shutdown().await;
+    sandbox.shutdown().await;
+}
+
+/// Discord's global limit (50 requests/s) is the bot token's, for all processes together: two
+/// live instances take 25/s each, and when one stops gracefully the other takes the whole
+/// limit again. Both ingest the signal (both are shard 0 of 1 until shards are leased): it
+/// arrives once on every target, with no 429 from the sandbox (its limits on). Today the
+/// instance that records a message first delivers its whole fan-out, so this fan-out alone
+/// would meet no 429 without the split either; the shares are what the test holds.
+#[actix_web::test]
+async fn live_instances_split_the_bot_tokens_global_limit() {
+    if !wants_postgres() {
+        eprintln!("PostgreSQL only (SEATGATE_TEST_DATABASE=postgres)");
+        return;
+    }
+    let targets = 60;
+    let t = TestDatabase::empty().await.unwrap();
+    let sandbox = start_sandbox(targets, RateLimitConfig::default()).await;
+    let settings = service_settings(&t, &sandbox, OPERATOR);
+    let (a, admin_a) = start_service(&two_of(settings.clone(), "a"), OPERATOR).await;
+    let (b, _admin_b) = start_service(&two_of(settings, "b"), OPERATOR).await;
+    let share = |r: &seatgate::app::Running| r.rest.as_ref().map(|r| r.global_per_sec());
+    within(
+        Duration::from_secs(10),
+        "each instance takes half of 50/s",
+        || share(&a) == Some(25) && share(&b) == Some(25),
+    )
+    .await;
+    within(Duration::from_secs(20), "both attached", || {
+        sandbox.connected_sessions() == 2
+    })
+    .await;
+
+    let modes = vec!["bot"; targets as usize];
+    admin_a.configure(&modes).await;
+    sandbox.reset_stats();
+    post(&sandbox, "to every customer");
+    within(
+        Duration::from_secs(60),
+        "every target has the signal once",
+        || (0..targets).all(|i| live(&sandbox, target(i).1) == ["to every customer"]),
+    )
+    .await;
+    let stats = sandbox.stats();
+    assert_eq!(stats["rate_limited"], 0, "{stats}");
+
+    b.shutdown().await;
+    within(
+        Duration::from_secs(10),
+        "the one left takes the whole limit",
+        || share(&a) == Some(50),
+    )
+    .await;
     a.shutdown().await;
     sandbox.shutdown().await;
 }

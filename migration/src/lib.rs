@@ -25,6 +25,7 @@ mod m20261201_000013_snapshot_counting_progress;
 mod m20261201_000014_tenant_walls;
 mod m20261202_000015_link_parts;
 mod m20261204_000016_change_notifications;
+mod m20261204_000017_service_instances;
 mod queue_columns;
 
 /// The PostgreSQL `NOTIFY` channel on which every change of a row other instances keep in
@@ -53,6 +54,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000014_tenant_walls::Migration),
             Box::new(m20261202_000015_link_parts::Migration),
             Box::new(m20261204_000016_change_notifications::Migration),
+            Box::new(m20261204_000017_service_instances::Migration),
         ]
     }
 }
@@ -71,6 +73,7 @@ pub const TABLES: &[&str] = &[
     "service_settings",
     "tenant_source_guilds",
     "service_webhooks",
+    "service_instances",
 ];
 
 /// Every named index the migrations create.

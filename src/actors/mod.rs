@@ -9,10 +9,12 @@
 //! | [`admin_http::AdminHttp`] | the actix-web server | stop |
 //! | [`retention_pruner::RetentionPruner`] | nothing: deletes aged rows | its interval |
 //! | [`change_feed::ChangeFeed`] | a PostgreSQL `LISTEN` connection | other instances' changes |
+//! | [`instance_registry::InstanceRegistry`] | this process's heartbeat row | its interval |
 
 pub mod admin_http;
 pub mod change_feed;
 pub mod gateway_ingest;
+pub mod instance_registry;
 pub mod mirror_gate;
 pub mod retention_pruner;
 pub mod seat_auditor;

@@ -46,6 +46,15 @@ impl RestLimiter {
         }
     }
 
+    /// This process's share of the global limit (it splits it with the other live ones).
+    pub fn set_global_per_sec(&self, per_sec: u32) {
+        self.book().set_global_per_sec(per_sec);
+    }
+
+    pub fn global_per_sec(&self) -> u32 {
+        self.book().global_per_sec()
+    }
+
     fn book(&self) -> std::sync::MutexGuard<'_, RateLimitBook> {
         self.book.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -71,6 +71,15 @@ impl SerenityRest {
         &self.guard
     }
 
+    /// Requests per second this process may send in all (its share of the token's limit).
+    pub fn global_per_sec(&self) -> u32 {
+        self.limiter.global_per_sec()
+    }
+
+    pub fn set_global_per_sec(&self, per_sec: u32) {
+        self.limiter.set_global_per_sec(per_sec);
+    }
+
     async fn channel(
         &self,
         channel_id: u64,

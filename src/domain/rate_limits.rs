@@ -154,6 +154,15 @@ impl RateLimitBook {
         }
     }
 
+    /// Changes the global budget (this process's share of it) from now on.
+    pub fn set_global_per_sec(&mut self, per_sec: u32) {
+        self.global_per_sec = per_sec.max(1);
+    }
+
+    pub fn global_per_sec(&self) -> u32 {
+        self.global_per_sec
+    }
+
     fn bucket_key(&self, key: &RouteKey) -> (String, u64) {
         let name = self
             .names
@@ -357,9 +366,29 @@ pub fn global_floor(n: u32, per_sec: u32) -> Duration {
     Duration::from_secs(u64::from((n - 1) / per_sec.max(1)))
 }
 
+/// One process's part of the bot token's global limit when `live` processes send with it:
+/// Discord counts the limit per token, not per process, so together they never exceed it
+/// (at least 1 each, so that none stops).
+pub fn global_share(global_per_sec: u32, live: u32) -> u32 {
+    (global_per_sec / live.max(1)).max(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn live_processes_split_the_global_limit_and_never_exceed_it_together() {
+        assert_eq!(global_share(50, 1), 50);
+        assert_eq!(global_share(50, 2), 25);
+        assert_eq!(global_share(50, 3), 16, "3 x 16 = 48: under 50, never over");
+        assert_eq!(
+            global_share(50, 0),
+            50,
+            "this process, before its first heartbeat"
+        );
+        assert_eq!(global_share(50, 80), 1, "at least one each");
+    }
 
     fn key(major: u64) -> RouteKey {
         RouteKey::new("POST /channels/{channel_id}/messages", major)

@@ -45,6 +45,11 @@ pub const KILL_SWITCH: &str = "seatgate_kill_switch";
 pub const SHARD_CONNECTED: &str = "seatgate_gateway_shard_connected";
 /// Gauge: the gateway shards this process runs.
 pub const SHARDS_HELD: &str = "seatgate_gateway_shards_held";
+/// Gauge (PostgreSQL): `serve` processes on the database with a heartbeat in the last 10 s.
+pub const INSTANCES_LIVE: &str = "seatgate_instances_live";
+/// Gauge: requests per second this process may send to Discord, its share of the token's
+/// global limit among the live processes.
+pub const DISCORD_GLOBAL_SHARE: &str = "seatgate_discord_global_share";
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -102,6 +107,11 @@ fn describe() {
     ::metrics::describe_gauge!(KILL_SWITCH, "1 while the global kill switch is on");
     ::metrics::describe_gauge!(SHARD_CONNECTED, "1 while the gateway shard is connected");
     ::metrics::describe_gauge!(SHARDS_HELD, "Gateway shards this process runs");
+    ::metrics::describe_gauge!(INSTANCES_LIVE, "serve processes with a recent heartbeat");
+    ::metrics::describe_gauge!(
+        DISCORD_GLOBAL_SHARE,
+        "This process's share of the bot token's global rate limit, requests/s"
+    );
     // Counters exist from the start, so alerts on rate() see zero instead of no data.
     for result in ["ok", "failed"] {
         ::metrics::counter!(AUDITS_TOTAL, "result" => result).increment(0);

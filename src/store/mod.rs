@@ -4,6 +4,7 @@
 pub mod catch_up;
 pub mod db;
 pub mod instance;
+pub mod live_instances;
 pub mod mirror;
 pub mod queue;
 pub mod retention;

@@ -1,0 +1,80 @@
+//! The `serve` processes on one PostgreSQL database, by heartbeat: the live ones split the bot
+//! token's global rate limit. Every time is PostgreSQL's clock (`clock_timestamp()`), never a
+//! process's own, so processes whose clocks differ still agree on who is live.
+
+use sea_orm::{ConnectionTrait, DatabaseBackend, Statement, Value};
+
+use super::Database;
+use crate::error::AppResult;
+
+/// Milliseconds of PostgreSQL's clock.
+const DB_NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+
+#[derive(Clone)]
+pub struct LiveInstances {
+    db: Database,
+}
+
+impl LiveInstances {
+    pub fn new(db: Database) -> Self {
+        Self { db }
+    }
+
+    fn statement(sql: String, values: Vec<Value>) -> Statement {
+        Statement::from_sql_and_values(DatabaseBackend::Postgres, sql, values)
+    }
+
+    /// This process is alive now.
+    pub async fn heartbeat(&self, worker_id: &str) -> AppResult<()> {
+        let sql = format!(
+            "INSERT INTO service_instances (worker_id, started_at, last_seen) \
+             VALUES ($1, {DB_NOW_MS}, {DB_NOW_MS}) \
+             ON CONFLICT (worker_id) DO UPDATE SET last_seen = EXCLUDED.last_seen"
+        );
+        self.db
+            .conn()
+            .execute_raw(Self::statement(sql, vec![worker_id.into()]))
+            .await?;
+        Ok(())
+    }
+
+    /// Processes seen within the last `ttl_ms`, this one included once it has beaten.
+    pub async fn live(&self, ttl_ms: i64) -> AppResult<u32> {
+        let sql = format!(
+            "SELECT count(*) AS n FROM service_instances WHERE last_seen > {DB_NOW_MS} - $1"
+        );
+        let row = self
+            .db
+            .conn()
+            .query_one_raw(Self::statement(sql, vec![ttl_ms.into()]))
+            .await?;
+        let n: i64 = match row {
+            Some(r) => r.try_get("", "n")?,
+            None => 0,
+        };
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
+    }
+
+    /// A graceful stop: the others take this process's share at their next heartbeat.
+    pub async fn leave(&self, worker_id: &str) -> AppResult<()> {
+        self.db
+            .conn()
+            .execute_raw(Self::statement(
+                "DELETE FROM service_instances WHERE worker_id = $1".into(),
+                vec![worker_id.into()],
+            ))
+            .await?;
+        Ok(())
+    }
+
+    /// Rows of processes dead for longer than `older_than_ms` (killed, never back).
+    pub async fn forget_dead(&self, older_than_ms: i64) -> AppResult<u64> {
+        let sql = format!("DELETE FROM service_instances WHERE last_seen < {DB_NOW_MS} - $1");
+        Ok(self
+            .db
+            .conn()
+            .execute_raw(Self::statement(sql, vec![older_than_ms.into()]))
+            .await?
+            .rows_affected())
+    }
+}
