@@ -1,7 +1,8 @@
 //! Mirroring figures, printed: event-to-delivery latency p50/p99 at 200 messages/s over 20
 //! targets (the whole service against the sandbox, its rate limits off, the service's limiter
-//! in the path with a global budget raised to fit) on SQLite and PostgreSQL,
-//! the maximum sustained jobs/s (a burst drained), and the gate decision time.
+//! in the path with a global budget raised to fit) on SQLite and PostgreSQL, how long after
+//! Discord's answer each job is settled (done, link written) at that rate, the maximum
+//! sustained jobs/s (a burst drained), and the gate decision time.
 //!
 //! `cargo bench --bench mirror_latency`. PostgreSQL comes from `SEATGATE_TEST_POSTGRES_URL`
 //! (default `postgres://postgres@127.0.0.1:5432/test`); `MIRROR_BENCH_BACKENDS=sqlite` skips it.
@@ -293,6 +294,42 @@ async fn backend(name: &str) -> Result<(), String> {
         percentile(&ingest, 0.50),
         percentile(&ingest, 0.99),
         ingest.last().copied().unwrap_or(-1)
+    );
+
+    // Settling: from a copy's creation on Discord (the millisecond in its id) to its job
+    // written done, in the same write as its link.
+    let rows = conn
+        .query_all_raw(sea_orm::Statement::from_string(
+            conn.get_database_backend(),
+            "SELECT l.source_message_id, l.target_message_id, j.finished_at \
+             FROM mirror_jobs j JOIN mirror_message_links l \
+             ON l.mapping_id = j.mapping_id AND l.source_message_id = j.source_message_id \
+             WHERE j.kind = 'send' AND j.status = 'done'",
+        ))
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut settle: Vec<i64> = Vec::new();
+    for row in rows {
+        let (Ok(src), Ok(copy), Ok(Some(done))) = (
+            row.try_get_by_index::<i64>(0),
+            row.try_get_by_index::<i64>(1),
+            row.try_get_by_index::<Option<i64>>(2),
+        ) else {
+            continue;
+        };
+        if ids.contains(&seatgate::domain::snowflake::from_db(src)) {
+            let copy = seatgate::domain::snowflake::from_db(copy);
+            settle.push(done - snowflake_ms(copy) - seatgate::domain::snowflake::DISCORD_EPOCH_MS);
+        }
+    }
+    settle.sort_unstable();
+    println!(
+        "{name}:   delivery-to-settled (job done, link written) over {} jobs at {} deliveries/s: p50 {} ms, p99 {} ms, max {} ms",
+        settle.len(),
+        rate * TARGETS,
+        percentile(&settle, 0.50),
+        percentile(&settle, 0.99),
+        settle.last().copied().unwrap_or(-1)
     );
 
     // Maximum sustained: a burst posted at once, drained.
