@@ -235,6 +235,31 @@ async fn run() -> Result<(), String> {
     if !r.status().is_success() {
         return Err(format!("connector: {}", r.status()));
     }
+    // Mappings are checked against the guilds the gateway delivered: wait for all of them
+    // (the operator's guild list is every guild the bot is in).
+    let start = Instant::now();
+    loop {
+        let listed = client
+            .get(format!("{api}/api/v1/tenants/bench/guilds"))
+            .bearer_auth(OPERATOR)
+            .send()
+            .await
+            .map_err(|e| e.to_string())?
+            .json::<Value>()
+            .await
+            .map_err(|e| e.to_string())?;
+        let n = listed["items"].as_array().map_or(0, Vec::len) as u64;
+        if n > targets {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(120) {
+            return Err(format!(
+                "the gateway delivered {n} guilds of {}",
+                targets + 1
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let configure_started = Instant::now();
     let mut wanted = Vec::new();
     for i in 0..targets {

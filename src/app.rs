@@ -203,6 +203,14 @@ pub fn start_actors_with(db: &Database, settings: &Settings, mirror_store: Mirro
     if let Some(token) = settings.discord_token.clone().filter(|t| !t.is_empty()) {
         ingest = ingest.with_token(token);
     }
+    if settings.shard_leases && settings.database_url.starts_with("postgres") {
+        ingest =
+            ingest.with_shard_leasing(crate::actors::gateway_ingest::shard_keeper::ShardLeasing {
+                leases: crate::store::shard_leases::ShardLeases::new(db.clone()),
+                live: crate::store::live_instances::LiveInstances::new(db.clone()),
+                worker_id: settings.worker_id(),
+            });
+    }
     let ingest = ingest.start();
     Actors {
         cache,

@@ -96,6 +96,10 @@ pub struct Settings {
     /// Gateway shards: `auto` (the `shards` that `GET /gateway/bot` recommends) or a number.
     /// One process runs every shard.
     pub shards: crate::domain::shards::ShardCount,
+    /// PostgreSQL, not yet for production: the shards are shared with the other processes on
+    /// the database through leases (each shard run by one process, a fair share each). Guild
+    /// ownership is not built yet, so `serve` still refuses a second process.
+    pub shard_leases: bool,
     /// Starts the service with enforcement globally off (every server behaves as `off`).
     pub kill_switch: bool,
     /// Finished mirror and audit jobs are removed this long after they finished.
@@ -145,6 +149,7 @@ impl Default for Settings {
             discord_invalid_fraction: crate::domain::invalid_requests::DEFAULT_FRACTION,
             discord_global_rate: crate::domain::rate_limits::DISCORD_GLOBAL_PER_SEC,
             shards: crate::domain::shards::ShardCount::Auto,
+            shard_leases: false,
             kill_switch: false,
             retention_jobs_secs: 7 * 24 * 60 * 60,
             retention_links_secs: 30 * 24 * 60 * 60,
@@ -200,6 +205,12 @@ impl Settings {
         }
         if !(self.discord_invalid_fraction > 0.0 && self.discord_invalid_fraction <= 1.0) {
             return bad("discord_invalid_fraction", "must be above 0 and at most 1");
+        }
+        if self.shard_leases && self.database_url.starts_with("sqlite:") {
+            return bad(
+                "shard_leases",
+                "needs PostgreSQL: on SQLite one process runs every shard",
+            );
         }
         if self.discord_global_rate == 0 {
             return bad("discord_global_rate", "must be at least 1");
@@ -305,6 +316,25 @@ mod tests {
         let err = load_with(&[("SEATGATE_BIND", "not-an-address")]).unwrap_err();
         assert_eq!(err.code(), ErrorCode::ConfigInvalid);
         assert!(err.message().contains("SEATGATE_BIND"), "{}", err.message());
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail fixes the closure's error type
+    fn shard_leases_need_postgresql() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("SEATGATE_SHARD_LEASES", "true");
+            let err = Settings::load(None).unwrap_err();
+            assert_eq!(err.code(), ErrorCode::ConfigInvalid);
+            assert!(
+                err.message().contains("needs PostgreSQL"),
+                "{}",
+                err.message()
+            );
+            jail.set_env("SEATGATE_DATABASE_URL", "postgres://seatgate@db/seatgate");
+            let s = Settings::load(None).map_err(|e| e.to_string())?;
+            assert!(s.shard_leases);
+            Ok(())
+        });
     }
 
     #[test]

@@ -26,6 +26,7 @@ mod m20261201_000014_tenant_walls;
 mod m20261202_000015_link_parts;
 mod m20261204_000016_change_notifications;
 mod m20261204_000017_service_instances;
+mod m20261204_000018_shard_leases;
 mod queue_columns;
 
 /// The PostgreSQL `NOTIFY` channel on which every change of a row other instances keep in
@@ -55,6 +56,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000015_link_parts::Migration),
             Box::new(m20261204_000016_change_notifications::Migration),
             Box::new(m20261204_000017_service_instances::Migration),
+            Box::new(m20261204_000018_shard_leases::Migration),
         ]
     }
 }
@@ -74,6 +76,8 @@ pub const TABLES: &[&str] = &[
     "tenant_source_guilds",
     "service_webhooks",
     "service_instances",
+    "gateway_shard_leases",
+    "gateway_identify",
 ];
 
 /// Every named index the migrations create.

@@ -31,6 +31,9 @@ impl ShardState {
 #[derive(Clone, Default)]
 pub struct ShardStates {
     shards: Arc<Mutex<BTreeMap<u32, ShardState>>>,
+    /// Shards are leased: other processes run the rest, and what the gateway told this one
+    /// covers only the guilds of its own.
+    leased: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl ShardStates {
@@ -70,6 +73,27 @@ impl ShardStates {
 
     pub fn list(&self) -> Vec<ShardState> {
         self.lock().values().cloned().collect()
+    }
+
+    pub fn set_leased(&self) {
+        self.leased
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether this process's gateway carries `guild_id`'s events: always, unless shards are
+    /// leased and the guild's shard runs elsewhere.
+    pub fn carries(&self, guild_id: u64) -> bool {
+        if !self.leased.load(std::sync::atomic::Ordering::Relaxed) {
+            return true;
+        }
+        self.lock().values().any(|s| {
+            s.total > 0
+                && crate::domain::shards::Shard {
+                    id: s.id,
+                    total: s.total,
+                }
+                .carries(guild_id)
+        })
     }
 }
 

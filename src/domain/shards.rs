@@ -82,6 +82,38 @@ impl<'de> Deserialize<'de> for ShardCount {
     }
 }
 
+/// At most this many shards per process when `live` processes share `total`:
+/// `ceil(total / live)`.
+pub fn fair_share(total: u32, live: u32) -> u32 {
+    total.div_ceil(live.max(1))
+}
+
+/// What a process does with the shard leases at one look.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LeasePlan {
+    /// Free shards to take, lowest first, up to the fair share.
+    pub take: Vec<u32>,
+    /// Held shards to give up, highest first: more than the fair share.
+    pub give: Vec<u32>,
+}
+
+/// The look of a process that holds `mine` while `free` shards of `total` have no live holder
+/// and `live` processes (itself included) share them.
+pub fn plan_leases(total: u32, live: u32, mine: &[u32], free: &[u32]) -> LeasePlan {
+    let fair = fair_share(total, live) as usize;
+    let mut plan = LeasePlan::default();
+    if mine.len() > fair {
+        let mut held = mine.to_vec();
+        held.sort_unstable_by(|a, b| b.cmp(a));
+        plan.give = held.into_iter().take(mine.len() - fair).collect();
+    } else {
+        let mut open = free.to_vec();
+        open.sort_unstable();
+        plan.take = open.into_iter().take(fair - mine.len()).collect();
+    }
+    plan
+}
+
 /// Counts each shard's READYs: a shard's first is the start, a later one a new session after a
 /// gap whose events are lost (for that shard's guilds only).
 #[derive(Debug, Default)]
@@ -143,6 +175,47 @@ mod tests {
             "\"auto\""
         );
         assert_eq!(serde_json::to_string(&ShardCount::Fixed(2)).unwrap(), "2");
+    }
+
+    #[test]
+    fn processes_take_a_fair_share_and_give_up_what_is_over_it() {
+        assert_eq!(fair_share(4, 1), 4);
+        assert_eq!(fair_share(4, 3), 2);
+        assert_eq!(fair_share(4, 0), 4, "before the first heartbeat counts");
+        // Alone: every shard.
+        assert_eq!(
+            plan_leases(4, 1, &[], &[3, 0, 2, 1]),
+            LeasePlan {
+                take: vec![0, 1, 2, 3],
+                give: vec![]
+            }
+        );
+        // A second process came: the first gives up its top half, the second takes it.
+        assert_eq!(
+            plan_leases(4, 2, &[0, 1, 2, 3], &[]),
+            LeasePlan {
+                take: vec![],
+                give: vec![3, 2]
+            }
+        );
+        assert_eq!(
+            plan_leases(4, 2, &[], &[2, 3]),
+            LeasePlan {
+                take: vec![2, 3],
+                give: vec![]
+            }
+        );
+        // Three share four: at most two each, and the third may hold none.
+        assert_eq!(plan_leases(4, 3, &[0, 1], &[]), LeasePlan::default());
+        assert_eq!(plan_leases(4, 3, &[], &[]), LeasePlan::default());
+        // One died: its shard is free, and the others' fair share grew.
+        assert_eq!(
+            plan_leases(4, 2, &[0], &[3]),
+            LeasePlan {
+                take: vec![3],
+                give: vec![]
+            }
+        );
     }
 
     #[test]

@@ -68,7 +68,8 @@ pub async fn channel_in_guild(
             Err(not_in())
         };
     }
-    if !state.directory.has_guild(guild_id) {
+    // A guild on a shard another process runs is not in this one's directory: Discord says.
+    if !state.directory.has_guild(guild_id) && state.shards.carries(guild_id) {
         return Err(AppError::new(
             ErrorCode::BotNotInGuild,
             format!(

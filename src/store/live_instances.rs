@@ -8,7 +8,7 @@ use super::Database;
 use crate::error::AppResult;
 
 /// Milliseconds of PostgreSQL's clock.
-const DB_NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+pub(super) const DB_NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
 
 #[derive(Clone)]
 pub struct LiveInstances {

@@ -16,4 +16,5 @@ pub mod connectors;
 pub mod grants;
 pub mod servers;
 pub mod settings;
+pub mod shard_leases;
 pub mod tokens;

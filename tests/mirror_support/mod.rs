@@ -2,7 +2,10 @@
 //! guilds, the admin API calls an operator makes, and reads of what the sandbox holds.
 #![allow(dead_code)]
 
-use std::time::{Duration, Instant};
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
 
 use seatgate::{
     app,
@@ -297,4 +300,59 @@ pub async fn attached(sandbox: &SandboxHandle) {
         .await,
         "the service never attached to the gateway"
     );
+}
+
+/// A sandbox with the source guild and `targets` customer guilds whose `GET /gateway/bot`
+/// recommends `shards`, its rate limits off.
+pub async fn sandbox_recommending(shards: u64, targets: u64) -> SandboxHandle {
+    no_proxy();
+    Sandbox::start(SandboxOptions {
+        scenario: Some(Scenario::from_json(&scenario(targets)).expect("scenario")),
+        shards: Some(shards),
+        rate_limits: RateLimitConfig::disabled(),
+        ..SandboxOptions::default()
+    })
+    .await
+    .expect("sandbox starts")
+}
+
+pub async fn get_json(url: String) -> Value {
+    reqwest::get(url)
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("JSON")
+}
+
+/// Live sessions per shard `[id, total]`, from the sandbox's control API.
+pub async fn sessions_per_shard(sandbox: &SandboxHandle) -> BTreeMap<(u64, u64), usize> {
+    let sessions = get_json(format!("{}/gateway/sessions", sandbox.control_url())).await;
+    let mut per_shard = BTreeMap::new();
+    for s in sessions.as_array().into_iter().flatten() {
+        let shard = (
+            s["shard"][0].as_u64().unwrap_or(99),
+            s["shard"][1].as_u64().unwrap_or(99),
+        );
+        *per_shard.entry(shard).or_insert(0) += 1;
+    }
+    per_shard
+}
+
+/// Until the sandbox sees exactly one session on each of `total` shards (serenity waits 5 s
+/// between IDENTIFYs).
+pub async fn one_session_per_shard(sandbox: &SandboxHandle, total: u64) {
+    let want: BTreeMap<(u64, u64), usize> = (0..total).map(|id| ((id, total), 1)).collect();
+    let start = std::time::Instant::now();
+    loop {
+        let got = sessions_per_shard(sandbox).await;
+        if got == want {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(45),
+            "sessions per shard: {got:?}, want {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }

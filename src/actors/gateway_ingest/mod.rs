@@ -8,6 +8,7 @@
 mod create_order;
 mod edit_order;
 mod ordered;
+pub mod shard_keeper;
 
 use std::{
     sync::{Arc, Mutex},
@@ -50,6 +51,12 @@ pub struct GatewayIngest {
     api_url: String,
     shard_count: ShardCount,
     shards: Option<Arc<ShardManager>>,
+    /// PostgreSQL with `SEATGATE_SHARD_LEASES`: shards shared with the other processes.
+    leasing: Option<shard_keeper::ShardLeasing>,
+    keeper: Option<(
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+    )>,
 }
 
 #[derive(Clone)]
@@ -88,7 +95,15 @@ impl GatewayIngest {
             api_url,
             shard_count: ShardCount::Auto,
             shards: None,
+            leasing: None,
+            keeper: None,
         }
+    }
+
+    /// Runs only the shards this process holds a lease on (PostgreSQL).
+    pub fn with_shard_leasing(mut self, leasing: shard_keeper::ShardLeasing) -> Self {
+        self.leasing = Some(leasing);
+        self
     }
 
     /// How many shards to run (every one in this process), and where to tell how they are.
@@ -155,6 +170,19 @@ impl Actor for GatewayIngest {
         let handler = (*self.handler).clone();
         let api_url = self.api_url.clone();
         let shard_count = self.shard_count;
+        if let Some(leasing) = self.leasing.clone() {
+            let (stop, stopped) = tokio::sync::oneshot::channel();
+            let keeper = shard_keeper::Keeper {
+                leasing,
+                states: handler.shard_states.clone(),
+                handler,
+                api_url,
+                token,
+                count: shard_count,
+            };
+            self.keeper = Some((stop, tokio::spawn(keeper.run(stopped))));
+            return;
+        }
         let me = ctx.address();
         tokio::spawn(async move {
             let mut attempt = 0u32;
@@ -235,10 +263,15 @@ impl actix::Handler<Shutdown> for GatewayIngest {
     type Result = ResponseActFuture<Self, ()>;
     fn handle(&mut self, _: Shutdown, _: &mut Self::Context) -> Self::Result {
         let shards = self.shards.take();
+        let keeper = self.keeper.take();
         Box::pin(
             async move {
                 if let Some(s) = shards {
                     s.shutdown_all().await;
+                }
+                if let Some((stop, task)) = keeper {
+                    let _ = stop.send(());
+                    let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
                 }
             }
             .into_actor(self)

@@ -39,6 +39,9 @@ pub enum GuildChange {
         shard: crate::domain::shards::Shard,
         resumed_gap: bool,
     },
+    /// This process stopped running `shard` (another process holds its lease now): the counts
+    /// of its guilds stand and age here.
+    ShardReleased { shard: crate::domain::shards::Shard },
     /// The ordered stream started after this guild's GUILD_CREATE went by: what happened in
     /// between is unknown, so the guild is recounted.
     OrderLost { guild_id: u64 },

@@ -703,6 +703,15 @@ impl Handler<GuildChange> for SeatAuditor {
                     }
                 }
             }
+            GuildChange::ShardReleased { shard } => {
+                for key in self.servers.keys() {
+                    if shard.carries(key.guild_id) {
+                        if let Some(st) = self.servers.get_mut(&key) {
+                            st.lose_track();
+                        }
+                    }
+                }
+            }
             GuildChange::OrderLost { guild_id } => {
                 for key in self.servers.of_guild(guild_id) {
                     self.lose_track(&key, AuditReason::Resync);
