@@ -170,11 +170,13 @@ pub fn start_actors_with(db: &Database, settings: &Settings, mirror_store: Mirro
     auditor_cfg.reconcile_interval = Duration::from_secs(settings.reconcile_interval_secs.max(1));
     // Re-stamp well inside the fresh window so that a live count never looks stale.
     auditor_cfg.keepalive_interval = Duration::from_secs((settings.fresh_window_secs / 3).max(1));
+    let shards = ShardStates::default();
     let mut seat_auditor = SeatAuditor::new(
         SeatAuditStore::new(db.clone()),
         AuditQueue::audit(db.clone(), policy),
         auditor_cfg,
     )
+    .with_shards(shards.clone())
     .with_cache(
         cache_actor.clone().recipient(),
         cache_actor.clone().recipient(),
@@ -186,7 +188,6 @@ pub fn start_actors_with(db: &Database, settings: &Settings, mirror_store: Mirro
     }
     auditor_ctx.run(seat_auditor);
     let directory = GuildDirectory::new();
-    let shards = ShardStates::default();
     let mut ingest = GatewayIngest::new(
         auditor.clone().recipient(),
         settings.discord_api_url.clone(),
@@ -381,6 +382,7 @@ pub async fn start_with(settings: &Settings, exclusive: bool) -> AppResult<Runni
                 auth: state.auth.clone(),
                 mirror: mirror_store,
                 kill_switch_default: settings.kill_switch,
+                owner: Some((actors.auditor.clone().recipient(), actors.shards.clone())),
             },
         )
         .start()

@@ -77,16 +77,13 @@ async fn the_service_runs_every_recommended_shard_and_serves_the_guilds_of_each(
         counted(&admin, target(i).0, 2).await;
     }
     post(&sandbox, "to every shard");
-    assert!(
-        until(Duration::from_secs(20), || {
-            (0..4).all(|i| live(&sandbox, target(i).1) == ["to every shard"])
-        })
-        .await,
-        "not mirrored into every shard's guild: {:?}",
-        (0..4)
-            .map(|i| live(&sandbox, target(i).1))
-            .collect::<Vec<_>>()
-    );
+    every_target_shows(
+        &sandbox,
+        &(0..4).map(|i| target(i).1).collect::<Vec<_>>(),
+        &["to every shard".to_owned()],
+        Duration::from_secs(20),
+    )
+    .await;
 
     let ready = get_json(format!("http://{}/readyz", running.bound)).await;
     let shards: Vec<(u64, u64, &str)> = ready["shards"]
@@ -129,13 +126,13 @@ async fn a_fixed_shard_count_overrides_what_discord_recommends() {
     one_session_per_shard(&sandbox, 2).await;
     admin.configure(&["bot", "bot"]).await;
     post(&sandbox, "two shards");
-    assert!(
-        until(Duration::from_secs(20), || {
-            (0..2).all(|i| live(&sandbox, target(i).1) == ["two shards"])
-        })
-        .await,
-        "not mirrored into both shards' guilds"
-    );
+    every_target_shows(
+        &sandbox,
+        &(0..2).map(|i| target(i).1).collect::<Vec<_>>(),
+        &["two shards".to_owned()],
+        Duration::from_secs(20),
+    )
+    .await;
     running.shutdown().await;
     sandbox.shutdown().await;
 }

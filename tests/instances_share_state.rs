@@ -256,10 +256,11 @@ async fn live_instances_split_the_bot_tokens_global_limit() {
     admin_a.configure(&modes).await;
     sandbox.reset_stats();
     post(&sandbox, "to every customer");
-    within(
+    every_target_shows(
+        &sandbox,
+        &(0..targets).map(|i| target(i).1).collect::<Vec<_>>(),
+        &["to every customer".to_owned()],
         Duration::from_secs(60),
-        "every target has the signal once",
-        || (0..targets).all(|i| live(&sandbox, target(i).1) == ["to every customer"]),
     )
     .await;
     let stats = sandbox.stats();

@@ -17,26 +17,6 @@ use mirror_support::*;
 
 const OPERATOR: &str = "rate-limits-operator";
 
-/// Waits until every target shows exactly `expected` (sorted), each once.
-async fn every_target_shows(
-    sandbox: &seatgate::sandbox::SandboxHandle,
-    targets: &[u64],
-    expected: &[String],
-    limit: Duration,
-) {
-    assert!(
-        until(limit, || targets
-            .iter()
-            .all(|c| sorted(live(sandbox, *c)) == expected))
-        .await,
-        "{:?}",
-        targets
-            .iter()
-            .map(|c| live(sandbox, *c))
-            .collect::<Vec<_>>()
-    );
-}
-
 #[actix_web::test]
 async fn global_shared_and_unusable_429s_lose_nothing_and_stick_no_lane() {
     let t = TestDatabase::empty().await.unwrap();

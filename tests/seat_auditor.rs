@@ -15,6 +15,7 @@ use seatgate::{
         ServerKey,
     },
     discord::port::{DiscordError, DiscordResult, GuildReader},
+    discord::shards::ShardStates,
     domain::{
         backoff::RetryPolicy,
         gate::SnapshotView,
@@ -195,6 +196,16 @@ struct Harness {
 }
 
 async fn start(t: TestDatabase, reader: Option<Arc<FakeReader>>, policy: RetryPolicy) -> Harness {
+    start_on(t, reader, policy, ShardStates::default()).await
+}
+
+/// [`start`] for a process running the shards `shards` says.
+async fn start_on(
+    t: TestDatabase,
+    reader: Option<Arc<FakeReader>>,
+    policy: RetryPolicy,
+    shards: ShardStates,
+) -> Harness {
     let spy = Spy::default();
     let seen = spy.snapshots.clone();
     let spy = spy.start();
@@ -206,6 +217,7 @@ async fn start(t: TestDatabase, reader: Option<Arc<FakeReader>>, policy: RetryPo
         AuditQueue::audit(t.db.clone(), policy),
         cfg,
     )
+    .with_shards(shards)
     .with_cache(spy.clone().recipient(), spy.recipient())
     .with_reader(reader.clone() as Arc<dyn GuildReader>)
     .start();
@@ -263,6 +275,49 @@ async fn ready_at_limit() -> Harness {
     })
     .await;
     h
+}
+
+/// With shard leases, a guild whose shard another process runs is that process's to count:
+/// its audit job goes back to the queue untouched (no read, no snapshot, no attempt), and is
+/// counted here once this process runs the shard.
+#[actix_web::test]
+async fn with_leased_shards_only_the_owner_of_a_guilds_shard_counts_it() {
+    use seatgate::domain::shards::shard_of;
+    let t = TestDatabase::new().await.unwrap();
+    configure(&t, 10).await;
+    let reader = Arc::new(FakeReader::default());
+    reader.guilds.lock().unwrap().insert(GUILD, guild());
+    let shards = ShardStates::default();
+    shards.set_leased();
+    let own = shard_of(GUILD, 2) as u32;
+    shards.ready(1 - own, 2);
+    let queue = AuditQueue::audit(t.db.clone(), RetryPolicy::default());
+    let h = start_on(
+        t,
+        Some(reader.clone()),
+        RetryPolicy::default(),
+        shards.clone(),
+    )
+    .await;
+    counted(&h, AuditReason::AdminRefresh).await;
+    // Many of the worker's 50 ms polls.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        *reader.calls.lock().unwrap(),
+        0,
+        "counted on another process's shard"
+    );
+    assert!(
+        last(&h).is_none(),
+        "a snapshot published for a guild not owned"
+    );
+    let counts = queue.counts(seatgate::store::now_ms()).await.unwrap();
+    assert_eq!(counts.pending, 1, "the job waits for its owner: {counts:?}");
+
+    // This process takes the guild's shard: the same job is counted here.
+    shards.ready(own, 2);
+    wait_for(&h, "counted once the shard is ours", |v| v.seats_used == 3).await;
+    assert_eq!(*reader.calls.lock().unwrap(), 1);
 }
 
 /// With several shards a READY after a gap loses only that shard's events: the guilds of

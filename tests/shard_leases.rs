@@ -104,16 +104,13 @@ async fn two_instances_share_four_shards_and_a_graceful_stop_hands_its_shards_ov
 
     admin.configure(&["bot", "bot", "bot", "bot"]).await;
     post(&sandbox, "to every shard");
-    assert!(
-        until(Duration::from_secs(20), || {
-            (0..4).all(|i| live(&sandbox, target(i).1) == ["to every shard"])
-        })
-        .await,
-        "not mirrored once into every shard's guild: {:?}",
-        (0..4)
-            .map(|i| live(&sandbox, target(i).1))
-            .collect::<Vec<_>>()
-    );
+    every_target_shows(
+        &sandbox,
+        &(0..4).map(|i| target(i).1).collect::<Vec<_>>(),
+        &["to every shard".to_owned()],
+        Duration::from_secs(20),
+    )
+    .await;
 
     // B stops gracefully: A takes its two shards, one IDENTIFY per 5 s as Discord allows (so
     // first 5 s after the last one).
@@ -152,6 +149,151 @@ async fn two_instances_share_four_shards_and_a_graceful_stop_hands_its_shards_ov
         most.values().all(|n| *n == 1),
         "a shard had two sessions at once: {most:?}"
     );
+    a.shutdown().await;
+    sandbox.shutdown().await;
+}
+
+/// With leases, the process that runs a guild's shard owns the guild: a crossing there is
+/// counted and told once (one pause notice, one resume notice, one history row each), even
+/// with the server configured through the other process and rechecks every second, and both
+/// processes hold its deliveries while it is over (neither vouches for a count it does not
+/// keep current).
+#[actix_web::test]
+async fn the_owner_of_a_guilds_shard_alone_counts_and_tells_its_crossings() {
+    use reqwest::Method;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    use seatgate::{actors::ServerKey, domain::shards::shard_of};
+    use serde_json::json;
+    if !wants_postgres() {
+        eprintln!("PostgreSQL only (SEATGATE_TEST_DATABASE=postgres)");
+        return;
+    }
+    let t = TestDatabase::empty().await.unwrap();
+    let sandbox = sandbox_recommending(2, 2).await;
+    let mut settings = service_settings(&t, &sandbox, OPERATOR);
+    settings.shard_leases = true;
+    settings.recheck_secs = 1;
+    settings.recheck_over_limit_secs = 1;
+    // Counts re-stamped every second: a process vouching for a count it does not keep
+    // current would show within the test.
+    settings.fresh_window_secs = 3;
+    settings.stale_window_secs = 10;
+    let mut settings_a = settings.clone();
+    settings_a.worker_id = Some("instance-a".into());
+    let mut settings_b = settings;
+    settings_b.worker_id = Some("instance-b".into());
+    let (a, admin_a) = start_service(&settings_a, OPERATOR).await;
+    let (b, admin_b) = start_service(&settings_b, OPERATOR).await;
+    let leases = ShardLeases::new(t.db.clone());
+    let start = Instant::now();
+    let split = loop {
+        let split = holders(&leases).await;
+        if split.values().map(Vec::len).collect::<Vec<_>>() == [1, 1] {
+            break split;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "{split:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    one_session_per_shard(&sandbox, 2).await;
+
+    let (guild, channel) = target(0);
+    let owner = if split["instance-a"].contains(&(shard_of(guild, 2) as u32)) {
+        "instance-a"
+    } else {
+        "instance-b"
+    };
+    // Configured through the process that does not own the guild.
+    let other_admin = if owner == "instance-a" {
+        &admin_b
+    } else {
+        &admin_a
+    };
+    other_admin.configure(&["bot", "bot"]).await;
+    let server = format!("/api/v1/tenants/{TENANT}/connectors/{CONNECTOR}/servers/{guild}");
+    other_admin
+        .call(
+            Method::PUT,
+            &server,
+            Some(server_config(json!({
+                "seat_limit": 1, "enforcement_mode": "enforce",
+                "notify_channel_id": channel.to_string()
+            }))),
+        )
+        .await;
+    let key = ServerKey {
+        tenant_key: TENANT.into(),
+        connector_id: CONNECTOR.into(),
+        guild_id: guild,
+    };
+    let both = |check: &dyn Fn(&seatgate::domain::gate::SnapshotView) -> bool| {
+        [&a, &b]
+            .iter()
+            .all(|r| r.cache.snapshot(&key).is_some_and(|s| check(&s)))
+    };
+    assert!(
+        until(Duration::from_secs(20), || both(&|s| s.seats_used == 1)).await,
+        "the owner's count never reached both processes"
+    );
+
+    let joined = Instant::now();
+    sandbox
+        .add_member(
+            guild,
+            &json!({"user": {"id": "720000000000000001", "username": "joiner"}, "roles": []}),
+        )
+        .expect("member added");
+    assert!(
+        until(Duration::from_secs(5), || both(&|s| s.is_over_limit())).await,
+        "the crossing never held on both processes"
+    );
+    println!(
+        "join -> over the limit in both processes' caches: {:?}",
+        joined.elapsed()
+    );
+    post(&sandbox, "while over");
+    let held = Instant::now();
+    while held.elapsed() < Duration::from_secs(3) {
+        assert!(
+            both(&|s| s.is_over_limit()),
+            "a process's gate saw the server under its limit again while it was over"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        !live(&sandbox, channel).iter().any(|c| c == "while over"),
+        "delivered into a server over its limit"
+    );
+    assert_eq!(live(&sandbox, target(1).1), ["while over"]);
+
+    sandbox
+        .remove_member(guild, 720_000_000_000_000_001)
+        .expect("member removed");
+    assert!(
+        until(Duration::from_secs(20), || live(&sandbox, channel)
+            .iter()
+            .any(|c| c == "while over"))
+        .await,
+        "the held signal never arrived after the resume"
+    );
+    // Rechecks every second on both processes: time for a second count to tell again.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let shown = live(&sandbox, channel);
+    let paused = shown.iter().filter(|c| c.contains("is paused")).count();
+    let resumed = shown.iter().filter(|c| c.contains("has resumed")).count();
+    assert_eq!((paused, resumed), (1, 1), "notices: {shown:?}");
+    use entities::seat_enforcement_events as events;
+    let rows = events::Entity::find()
+        .filter(events::Column::GuildId.eq(seatgate::domain::snowflake::to_db(guild)))
+        .all(t.db.conn())
+        .await
+        .unwrap();
+    let to_over = rows.iter().filter(|r| r.to_state == "over").count();
+    let back = rows
+        .iter()
+        .filter(|r| r.from_state == "over" && r.to_state == "under")
+        .count();
+    assert_eq!((to_over, back), (1, 1), "history: {rows:?}");
+    b.shutdown().await;
     a.shutdown().await;
     sandbox.shutdown().await;
 }

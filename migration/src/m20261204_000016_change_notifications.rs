@@ -18,6 +18,10 @@ const WATCHED: &[(&str, &[&str])] = &[
         &["tenant_key", "connector_id", "guild_id"],
     ),
     ("connectors", &["tenant_key", "connector_id"]),
+    (
+        "connector_mappings",
+        &["tenant_key", "connector_id", "target_guild_id"],
+    ),
     ("service_settings", &["key"]),
     ("tenant_tokens", &["id"]),
     ("service_webhooks", &["webhook_id"]),

@@ -14,6 +14,7 @@ use sea_orm::sqlx::postgres::PgListener;
 use tokio::sync::mpsc;
 
 use super::{
+    seat_auditor::{AuditReason, AuditRequested},
     snapshot_cache::{
         ConnectorRun, ConnectorState, KillSwitchSet, PolicyUpdated, SnapshotCache,
         SnapshotCacheActor, SnapshotStored,
@@ -21,6 +22,7 @@ use super::{
     ServerKey, Shutdown,
 };
 use crate::{
+    discord::shards::ShardStates,
     domain::{backoff::RetryPolicy, changes::Change},
     error::{AppError, AppResult, ErrorCode},
     http::auth::Authenticator,
@@ -47,6 +49,9 @@ pub struct Holders {
     pub mirror: MirrorStore,
     /// `SEATGATE_KILL_SWITCH`: the kill switch when the API never set it.
     pub kill_switch_default: bool,
+    /// With shard leases: this process's auditor reloads a server's config or mappings that
+    /// another process changed, when this process runs the server's guild's shard.
+    pub owner: Option<(Recipient<AuditRequested>, ShardStates)>,
 }
 
 pub struct ChangeFeed {
@@ -213,7 +218,9 @@ pub async fn apply(holders: &Holders, change: &Change) -> AppResult<()> {
         Change::ServerConfig(key) => {
             let policy = servers.config(key).await?.map(|row| policy_of(&row));
             policy_held(holders, key.clone(), policy);
+            owner_reloads(holders, key);
         }
+        Change::Mapping(key) => owner_reloads(holders, key),
         Change::Connector {
             tenant_key,
             connector_id,
@@ -288,6 +295,19 @@ pub async fn reload(holders: &Holders) -> AppResult<()> {
     holders.auth.reload().await?;
     holders.mirror.load_own_webhooks().await?;
     Ok(())
+}
+
+/// The guild's owner counts with the new config (the process whose API took the change asked
+/// its own auditor, which may not be the owner).
+fn owner_reloads(holders: &Holders, key: &ServerKey) {
+    if let Some((auditor, shards)) = &holders.owner {
+        if shards.is_leased() && shards.carries(key.guild_id) {
+            auditor.do_send(AuditRequested {
+                key: key.clone(),
+                reason: AuditReason::ConfigChanged,
+            });
+        }
+    }
 }
 
 /// Only what differs from what is held goes to the cache: an unchanged policy would release

@@ -75,6 +75,10 @@ impl ShardStates {
         self.lock().values().cloned().collect()
     }
 
+    pub fn is_leased(&self) -> bool {
+        self.leased.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub fn set_leased(&self) {
         self.leased
             .store(true, std::sync::atomic::Ordering::Relaxed);

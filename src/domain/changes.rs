@@ -11,6 +11,8 @@ use super::{gate::SnapshotView, server_key::ServerKey, snowflake};
 pub enum Change {
     Snapshot(ServerKey),
     ServerConfig(ServerKey),
+    /// A mapping into this server was added, changed or removed.
+    Mapping(ServerKey),
     Connector {
         tenant_key: String,
         connector_id: String,
@@ -30,6 +32,7 @@ struct Payload {
     connector_id: Option<String>,
     /// Discord ids as stored: the snowflake with its sign bit flipped.
     guild_id: Option<i64>,
+    target_guild_id: Option<i64>,
     key: Option<String>,
     webhook_id: Option<i64>,
 }
@@ -43,12 +46,13 @@ impl Change {
             Some(ServerKey {
                 tenant_key: p.tenant_key?,
                 connector_id: p.connector_id?,
-                guild_id: snowflake::from_db(p.guild_id?),
+                guild_id: snowflake::from_db(p.guild_id.or(p.target_guild_id)?),
             })
         };
         match p.table.as_str() {
             "discord_server_seat_snapshots" => server(p).map(Change::Snapshot),
             "discord_server_configs" => server(p).map(Change::ServerConfig),
+            "connector_mappings" => server(p).map(Change::Mapping),
             "connectors" => Some(Change::Connector {
                 tenant_key: p.tenant_key?,
                 connector_id: p.connector_id?,
@@ -93,7 +97,14 @@ mod tests {
         };
         assert_eq!(Change::parse(&snap), Some(Change::Snapshot(key.clone())));
         let config = snap.replace("discord_server_seat_snapshots", "discord_server_configs");
-        assert_eq!(Change::parse(&config), Some(Change::ServerConfig(key)));
+        assert_eq!(
+            Change::parse(&config),
+            Some(Change::ServerConfig(key.clone()))
+        );
+        let mapping = format!(
+            r#"{{"table":"connector_mappings","op":"update","tenant_key":"acme","connector_id":"signals","target_guild_id":{stored}}}"#
+        );
+        assert_eq!(Change::parse(&mapping), Some(Change::Mapping(key)));
         assert_eq!(
             Change::parse(
                 r#"{"table":"connectors","op":"delete","tenant_key":"acme","connector_id":"signals"}"#

@@ -635,6 +635,10 @@ fn standing_warnings(
 ) -> Vec<Warning> {
     let guild_id = from_db(row.guild_id);
     if !state.directory.has_guild(guild_id) {
+        if !state.shards.carries(guild_id) {
+            // Another process runs its shard and knows.
+            return Vec::new();
+        }
         return vec![Warning {
             code: ErrorCode::BotNotInGuild.as_str().to_owned(),
             message: format!(
@@ -664,7 +668,7 @@ async fn save(
     input: &ServerConfigInput,
 ) -> AppResult<HttpResponse> {
     let mut warnings = Vec::new();
-    if !state.directory.has_guild(key.guild_id) {
+    if !state.directory.has_guild(key.guild_id) && state.shards.carries(key.guild_id) {
         warnings.push(Warning {
             code: ErrorCode::BotNotInGuild.as_str().to_owned(),
             message: format!(

@@ -356,3 +356,24 @@ pub async fn one_session_per_shard(sandbox: &SandboxHandle, total: u64) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Waits until every target channel shows exactly `expected` (sorted), each once; panics
+/// with what they show after `limit`.
+pub async fn every_target_shows(
+    sandbox: &SandboxHandle,
+    targets: &[u64],
+    expected: &[String],
+    limit: Duration,
+) {
+    assert!(
+        until(limit, || targets
+            .iter()
+            .all(|c| sorted(live(sandbox, *c)) == expected))
+        .await,
+        "{:?}",
+        targets
+            .iter()
+            .map(|c| live(sandbox, *c))
+            .collect::<Vec<_>>()
+    );
+}

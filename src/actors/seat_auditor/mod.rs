@@ -40,7 +40,10 @@ use super::{
     Shutdown,
 };
 use crate::{
-    discord::port::{DiscordPort, GuildReader},
+    discord::{
+        port::{DiscordPort, GuildReader},
+        shards::ShardStates,
+    },
     domain::{
         audit::{self, LimitState, WriteDecision, Written},
         freshness::Freshness,
@@ -101,6 +104,9 @@ pub struct SeatAuditor {
     writer: Option<tokio::task::JoinHandle<()>>,
     /// When each server's progress was last written.
     progress_written: std::collections::HashMap<ServerKey, i64>,
+    /// The shards this process runs: with shard leases, a guild on another process's shard
+    /// is that process's to count, write and tell its owner about.
+    shards: ShardStates,
 }
 
 impl SeatAuditor {
@@ -121,7 +127,14 @@ impl SeatAuditor {
             worker: None,
             writer: None,
             progress_written: Default::default(),
+            shards: ShardStates::default(),
         }
+    }
+
+    /// Which guilds this process owns (all of them unless shards are leased).
+    pub fn with_shards(mut self, shards: ShardStates) -> Self {
+        self.shards = shards;
+        self
     }
 
     /// Recounts from Discord (audit jobs run only with a reader).
@@ -174,6 +187,9 @@ impl SeatAuditor {
     /// Writes the server's complete live count as a fresh snapshot, to the cache at once and
     /// to the database through the ordered writer, with its transition and notice if any.
     fn write_now(&mut self, key: &ServerKey, cause: &str) {
+        if !self.shards.carries(key.guild_id) {
+            return;
+        }
         let now = now_ms();
         let recheck = Self::ms(self.cfg.recheck);
         let recheck_over = Self::ms(self.cfg.recheck_over_limit);
@@ -245,6 +261,9 @@ impl SeatAuditor {
     /// Shows how far a member list has got (at most once a second per server, and always
     /// when `force`): the snapshot says `seat_check_pending` meanwhile.
     fn show_progress(&mut self, key: &ServerKey, force: bool) {
+        if !self.shards.carries(key.guild_id) {
+            return;
+        }
         let now = now_ms();
         let Some(st) = self.servers.get(key) else {
             return;
@@ -422,6 +441,9 @@ impl SeatAuditor {
     /// (the recount was only a check); one without is blocked with `seat_audit_failed` and
     /// counted again at its `next_check_after`, until an audit succeeds.
     fn audit_failed(&mut self, key: &ServerKey, cause: &str) {
+        if !self.shards.carries(key.guild_id) {
+            return;
+        }
         let now = now_ms();
         // Tried again after the queue's longest backoff, until an audit succeeds; a guild
         // the bot is not in at the recheck interval (it may be invited any time).
@@ -645,6 +667,7 @@ impl Actor for SeatAuditor {
                 cfg: self.cfg.clone(),
                 stop: self.worker_stop.clone(),
                 wake: self.worker_wake.clone(),
+                shards: self.shards.clone(),
             };
             self.worker = Some(tokio::spawn(worker.run()));
         }

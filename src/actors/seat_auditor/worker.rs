@@ -19,7 +19,10 @@ use super::{
     SeatAuditor, SeatAuditorConfig,
 };
 use crate::{
-    discord::port::{DiscordError, DiscordResult, GuildReader},
+    discord::{
+        port::{DiscordError, DiscordResult, GuildReader},
+        shards::ShardStates,
+    },
     domain::{seats::GuildIndex, server_key::ServerKey, snowflake},
     error::{AppError, AppResult, ErrorCode},
     store::{
@@ -38,7 +41,11 @@ pub(super) struct AuditWorker {
     pub cfg: SeatAuditorConfig,
     pub stop: Arc<AtomicBool>,
     pub wake: Arc<Notify>,
+    pub shards: ShardStates,
 }
+
+/// A job for a guild on another process's shard goes back for its owner, this long later.
+const NOT_OURS_BACKOFF_MS: i64 = 1_000;
 
 impl AuditWorker {
     pub async fn run(self) {
@@ -76,6 +83,14 @@ impl AuditWorker {
             guild_id: snowflake::from_db(job.guild_id),
         };
         let token = job.claim_token.clone().unwrap_or_default();
+        if !self.shards.carries(key.guild_id) {
+            // Its shard runs in another process, which counts it from its own index.
+            let now = now_ms();
+            self.queue
+                .release(job.id, &token, now + NOT_OURS_BACKOFF_MS, None, true, now)
+                .await?;
+            return Ok(());
+        }
         let gone = |e: MailboxError| AppError::internal(format!("auditor gone: {e}"));
         let plan = self
             .auditor
