@@ -297,3 +297,53 @@ async fn the_owner_of_a_guilds_shard_alone_counts_and_tells_its_crossings() {
     a.shutdown().await;
     sandbox.shutdown().await;
 }
+
+/// A shard whose lease cannot be renewed (here its table is renamed away, as a database that
+/// stopped answering would) stops within 10 s, before the lease could expire and another
+/// process take it; when the table is back the shard is taken and runs again.
+#[actix_web::test]
+async fn a_shard_whose_lease_cannot_be_renewed_stops_before_it_could_run_twice() {
+    use sea_orm::ConnectionTrait;
+    if !wants_postgres() {
+        eprintln!("PostgreSQL only (SEATGATE_TEST_DATABASE=postgres)");
+        return;
+    }
+    let t = TestDatabase::empty().await.unwrap();
+    let sandbox = sandbox_recommending(1, 1).await;
+    let mut settings = service_settings(&t, &sandbox, OPERATOR);
+    settings.shard_leases = true;
+    settings.worker_id = Some("instance-a".into());
+    let (a, _) = start_service(&settings, OPERATOR).await;
+    one_session_per_shard(&sandbox, 1).await;
+
+    let db = t.db.conn();
+    db.execute_unprepared("ALTER TABLE gateway_shard_leases RENAME TO gateway_shard_leases_away")
+        .await
+        .unwrap();
+    let cut = Instant::now();
+    assert!(
+        until(Duration::from_secs(14), || sandbox.connected_sessions()
+            == 0)
+        .await,
+        "the shard kept running with a lease it could not renew"
+    );
+    let stopped = cut.elapsed();
+    println!("lease unrenewable -> shard stopped after {stopped:?}");
+    assert!(
+        stopped < Duration::from_secs(15),
+        "stopped only after the lease could expire"
+    );
+
+    db.execute_unprepared("ALTER TABLE gateway_shard_leases_away RENAME TO gateway_shard_leases")
+        .await
+        .unwrap();
+    // Its own lease expires 15 s after its last renewal; then it is free to take again.
+    assert!(
+        until(Duration::from_secs(30), || sandbox.connected_sessions()
+            == 1)
+        .await,
+        "the shard never ran again"
+    );
+    a.shutdown().await;
+    sandbox.shutdown().await;
+}

@@ -7,7 +7,8 @@
 //! (<https://discord.com/developers/docs/events/gateway#session-start-limit-object>). Each
 //! shard runs in a serenity client of its own, so that one can start and stop without the
 //! others. A graceful stop releases every lease at once; a killed process's leases expire
-//! after [`LEASE_TTL`].
+//! after [`LEASE_TTL`]. A shard whose lease cannot be renewed for [`UNCONFIRMED_LIMIT`] (the
+//! database away) stops here before the lease can expire, so that no shard runs twice.
 
 use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
@@ -42,9 +43,15 @@ pub struct ShardLeasing {
 
 struct RunningShard {
     epoch: i64,
+    /// When its lease was last renewed (or taken).
+    renewed: tokio::time::Instant,
     manager: Arc<ShardManager>,
     task: tokio::task::JoinHandle<()>,
 }
+
+/// A shard whose lease could not be renewed for this long stops here, database or not: its
+/// lease may expire and another process take it, and a shard must never run twice.
+const UNCONFIRMED_LIMIT: Duration = Duration::from_secs(10);
 
 pub(super) struct Keeper {
     pub leasing: ShardLeasing,
@@ -130,9 +137,24 @@ impl Keeper {
     ) -> AppResult<()> {
         let l = &self.leasing;
         let ttl = ms(LEASE_TTL);
+        let unconfirmed: Vec<u32> = running
+            .iter()
+            .filter(|(_, r)| r.renewed.elapsed() > UNCONFIRMED_LIMIT)
+            .map(|(s, _)| *s)
+            .collect();
+        for shard in unconfirmed {
+            tracing::error!(shard, "shard leases: the lease could not be renewed for 10 s (database away?); stopping the shard here before it can expire");
+            if let Some(r) = running.remove(&shard) {
+                self.stop_shard(shard, total, r, false).await;
+            }
+        }
         let held: Vec<(u32, i64)> = running.iter().map(|(s, r)| (*s, r.epoch)).collect();
         for (shard, epoch) in held {
-            if !l.leases.renew(shard, &l.worker_id, epoch, ttl).await? {
+            if l.leases.renew(shard, &l.worker_id, epoch, ttl).await? {
+                if let Some(r) = running.get_mut(&shard) {
+                    r.renewed = tokio::time::Instant::now();
+                }
+            } else {
                 tracing::warn!(shard, "shard leases: lease lost (another process holds it now); stopping the shard here");
                 if let Some(r) = running.remove(&shard) {
                     self.stop_shard(shard, total, r, false).await;
@@ -198,6 +220,7 @@ impl Keeper {
         });
         Ok(RunningShard {
             epoch,
+            renewed: tokio::time::Instant::now(),
             manager,
             task,
         })
