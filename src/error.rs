@@ -62,6 +62,8 @@ pub enum ErrorCode {
     // Infrastructure.
     ConfigInvalid,
     InstanceAlreadyRunning,
+    /// A write for a guild whose shard lease this process no longer holds.
+    ShardLeaseLost,
     DatabaseUnavailable,
     DatabaseError,
     IoError,
@@ -118,6 +120,7 @@ impl ErrorCode {
             DiscordRequestInvalid => "discord_request_invalid",
             ConfigInvalid => "config_invalid",
             InstanceAlreadyRunning => "instance_already_running",
+            ShardLeaseLost => "shard_lease_lost",
             DatabaseUnavailable => "database_unavailable",
             DatabaseError => "database_error",
             IoError => "io_error",
@@ -174,6 +177,7 @@ impl ErrorCode {
             DiscordRequestInvalid,
             ConfigInvalid,
             InstanceAlreadyRunning,
+            ShardLeaseLost,
             DatabaseUnavailable,
             DatabaseError,
             IoError,

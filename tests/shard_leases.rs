@@ -347,3 +347,80 @@ async fn a_shard_whose_lease_cannot_be_renewed_stops_before_it_could_run_twice()
     a.shutdown().await;
     sandbox.shutdown().await;
 }
+
+/// The database refuses a write under a lease that was lost (it expired and another process
+/// took the shard), even from a process that has not noticed: its fenced transaction never
+/// begins, and the new holder's goes through.
+#[actix_web::test]
+async fn a_write_under_a_lost_lease_is_refused_by_the_database() {
+    use seatgate::{
+        actors::ServerKey,
+        store::seat_audit::{SeatAuditStore, Transition},
+    };
+    if !wants_postgres() {
+        eprintln!("PostgreSQL only (SEATGATE_TEST_DATABASE=postgres)");
+        return;
+    }
+    let t = TestDatabase::new().await.unwrap();
+    let leases = ShardLeases::new(t.db.clone());
+    let store = SeatAuditStore::new(t.db.clone());
+    leases.ensure(1).await.unwrap();
+    seatgate::store::testing::seed::connector(&t.db, "acme", "signals", 1)
+        .await
+        .unwrap();
+    let key = ServerKey {
+        tenant_key: "acme".into(),
+        connector_id: "signals".into(),
+        guild_id: 840_000_000_000_000_000,
+    };
+    let pause = |cause: &'static str| Transition {
+        from: "under",
+        to: "over",
+        seats_used: 3,
+        seat_limit: 2,
+        at: 1,
+        cause,
+    };
+    let a = leases.take(0, "a", 200).await.unwrap().expect("free");
+    let txn = leases
+        .begin_fenced(0, "a", a)
+        .await
+        .unwrap()
+        .expect("a holds it");
+    store
+        .append_event_on(&txn, &key, &pause("a, held"))
+        .await
+        .unwrap();
+    txn.commit().await.unwrap();
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let b = leases
+        .take(0, "b", 15_000)
+        .await
+        .unwrap()
+        .expect("a's lease expired");
+    assert!(b > a, "every take raises the epoch");
+    assert!(
+        leases.begin_fenced(0, "a", a).await.unwrap().is_none(),
+        "a write under the lost lease began"
+    );
+    let txn = leases
+        .begin_fenced(0, "b", b)
+        .await
+        .unwrap()
+        .expect("b holds it");
+    store
+        .append_event_on(&txn, &key, &pause("b, held"))
+        .await
+        .unwrap();
+    txn.commit().await.unwrap();
+    let causes: Vec<String> = store
+        .events(&key)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.cause)
+        .collect();
+    assert_eq!(causes.len(), 2, "{causes:?}");
+    assert!(causes.iter().all(|c| c.ends_with("held")), "{causes:?}");
+}

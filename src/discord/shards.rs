@@ -34,6 +34,19 @@ pub struct ShardStates {
     /// Shards are leased: other processes run the rest, and what the gateway told this one
     /// covers only the guilds of its own.
     leased: Arc<std::sync::atomic::AtomicBool>,
+    /// The epoch of each shard lease this process holds.
+    epochs: Arc<Mutex<BTreeMap<u32, (u32, i64)>>>,
+}
+
+/// What a write about a guild must prove before the database takes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fence {
+    /// Shards are not leased: one process owns every guild.
+    Open,
+    /// The lease on `shard` under `epoch`.
+    Lease { shard: u32, epoch: i64 },
+    /// Another process runs the guild's shard: nothing to write here.
+    NotHeld,
 }
 
 impl ShardStates {
@@ -73,6 +86,43 @@ impl ShardStates {
 
     pub fn list(&self) -> Vec<ShardState> {
         self.lock().values().cloned().collect()
+    }
+
+    /// The lease on `shard` of `total` was taken under `epoch`.
+    pub fn hold(&self, shard: u32, total: u32, epoch: i64) {
+        self.epochs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(shard, (total, epoch));
+    }
+
+    /// The shard stopped here.
+    pub fn unhold(&self, shard: u32) {
+        self.epochs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&shard);
+    }
+
+    /// What a write about `guild_id` must hold.
+    pub fn fence(&self, guild_id: u64) -> Fence {
+        if !self.is_leased() {
+            return Fence::Open;
+        }
+        let epochs = self.epochs.lock().unwrap_or_else(|p| p.into_inner());
+        epochs
+            .iter()
+            .find(|(shard, (total, _))| {
+                crate::domain::shards::Shard {
+                    id: **shard,
+                    total: *total,
+                }
+                .carries(guild_id)
+            })
+            .map_or(Fence::NotHeld, |(shard, (_, epoch))| Fence::Lease {
+                shard: *shard,
+                epoch: *epoch,
+            })
     }
 
     pub fn is_leased(&self) -> bool {

@@ -7,7 +7,7 @@ use sea_orm::{
     sea_query::{Expr, OnConflict},
     ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
+    ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
 };
 
 use entities::{
@@ -100,6 +100,10 @@ fn tier(id: Option<i64>) -> Option<u64> {
 }
 
 impl SeatAuditStore {
+    pub fn db(&self) -> &Database {
+        &self.db
+    }
+
     pub fn new(db: Database) -> Self {
         Self { db }
     }
@@ -200,6 +204,17 @@ impl SeatAuditStore {
         s: &SnapshotRecord,
         now: i64,
     ) -> AppResult<()> {
+        self.write_snapshot_on(self.db.conn(), key, s, now).await
+    }
+
+    /// [`Self::write_snapshot`] on `conn` (a transaction fenced by a shard lease).
+    pub async fn write_snapshot_on<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        key: &ServerKey,
+        s: &SnapshotRecord,
+        now: i64,
+    ) -> AppResult<()> {
         let row = snapshots::ActiveModel {
             tenant_key: Set(key.tenant_key.clone()),
             connector_id: Set(key.connector_id.clone()),
@@ -243,7 +258,7 @@ impl SeatAuditStore {
                 ])
                 .to_owned(),
             )
-            .exec(self.db.conn())
+            .exec(conn)
             .await?;
         Ok(())
     }
@@ -253,6 +268,20 @@ impl SeatAuditStore {
     /// counted gets a row that says so (`checked_at` 0, `expired`).
     pub async fn write_counting(
         &self,
+        key: &ServerKey,
+        members: u64,
+        member_count: Option<u64>,
+        seat_limit: u64,
+        now: i64,
+    ) -> AppResult<()> {
+        self.write_counting_on(self.db.conn(), key, members, member_count, seat_limit, now)
+            .await
+    }
+
+    /// [`Self::write_counting`] on `conn` (a transaction fenced by a shard lease).
+    pub async fn write_counting_on<C: ConnectionTrait>(
+        &self,
+        conn: &C,
         key: &ServerKey,
         members: u64,
         member_count: Option<u64>,
@@ -293,7 +322,7 @@ impl SeatAuditStore {
                 ])
                 .to_owned(),
             )
-            .exec(self.db.conn())
+            .exec(conn)
             .await?;
         Ok(())
     }
@@ -301,6 +330,18 @@ impl SeatAuditStore {
     /// Re-stamps `checked_at` of live-counted servers without touching their counts.
     pub async fn restamp(
         &self,
+        key: &ServerKey,
+        checked_at: i64,
+        next_check_after: i64,
+    ) -> AppResult<()> {
+        self.restamp_on(self.db.conn(), key, checked_at, next_check_after)
+            .await
+    }
+
+    /// [`Self::restamp`] on `conn` (a transaction fenced by a shard lease).
+    pub async fn restamp_on<C: ConnectionTrait>(
+        &self,
+        conn: &C,
         key: &ServerKey,
         checked_at: i64,
         next_check_after: i64,
@@ -319,13 +360,23 @@ impl SeatAuditStore {
             .filter(snapshots::Column::TenantKey.eq(key.tenant_key.as_str()))
             .filter(snapshots::Column::ConnectorId.eq(key.connector_id.as_str()))
             .filter(snapshots::Column::GuildId.eq(snowflake::to_db(key.guild_id)))
-            .exec(self.db.conn())
+            .exec(conn)
             .await?;
         Ok(())
     }
 
     /// Appends one over/under transition to the pause/resume history; returns its id.
     pub async fn append_event(&self, key: &ServerKey, t: &Transition<'_>) -> AppResult<i64> {
+        self.append_event_on(self.db.conn(), key, t).await
+    }
+
+    /// [`Self::append_event`] on `conn` (a transaction fenced by a shard lease).
+    pub async fn append_event_on<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        key: &ServerKey,
+        t: &Transition<'_>,
+    ) -> AppResult<i64> {
         let row = events::ActiveModel {
             tenant_key: Set(key.tenant_key.clone()),
             connector_id: Set(key.connector_id.clone()),
@@ -338,7 +389,7 @@ impl SeatAuditStore {
             cause: Set(t.cause.to_owned()),
             ..Default::default()
         }
-        .insert(self.db.conn())
+        .insert(conn)
         .await?;
         Ok(row.id)
     }

@@ -3,7 +3,7 @@
 //! take raises the shard's epoch; a renew or a release names the epoch it holds, so a process
 //! whose lease expired and was taken cannot renew or release the new holder's.
 
-use sea_orm::{ConnectionTrait, DatabaseBackend, Statement, Value};
+use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseTransaction, Statement, Value};
 
 use super::{live_instances::DB_NOW_MS, Database};
 use crate::error::AppResult;
@@ -121,6 +121,35 @@ impl ShardLeases {
             ))
             .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// A write transaction that may change what the holder of `shard` owns: it holds the
+    /// lease row (`FOR SHARE`, so no take can commit before it does) if `holder` still holds
+    /// it under `epoch`; `None` when the lease was lost (the write is refused).
+    pub async fn begin_fenced(
+        &self,
+        shard: u32,
+        holder: &str,
+        epoch: i64,
+    ) -> AppResult<Option<DatabaseTransaction>> {
+        let txn = self.db.begin_write().await?;
+        let sql = format!(
+            "SELECT 1 AS held FROM gateway_shard_leases \
+             WHERE shard_id = $1 AND holder = $2 AND epoch = $3 AND expires_at > {DB_NOW_MS} \
+             FOR SHARE"
+        );
+        let held = txn
+            .query_one_raw(statement(
+                sql,
+                vec![i64::from(shard).into(), holder.into(), epoch.into()],
+            ))
+            .await?;
+        if held.is_some() {
+            Ok(Some(txn))
+        } else {
+            txn.rollback().await?;
+            Ok(None)
+        }
     }
 
     pub async fn list(&self) -> AppResult<Vec<ShardLease>> {

@@ -195,6 +195,7 @@ impl Keeper {
                                 epoch,
                                 "shard leases: shard taken"
                             );
+                            self.states.hold(shard, total, epoch);
                             running.insert(shard, r);
                         }
                         Err(err) => {
@@ -229,6 +230,7 @@ impl Keeper {
     /// Stops a shard here; its guilds' counts stand and age until their new holder counts
     /// them. `release`: give the lease back at once (else it was lost already).
     async fn stop_shard(&self, shard: u32, total: u32, r: RunningShard, release: bool) {
+        self.states.unhold(shard);
         r.manager.shutdown_all().await;
         let _ = tokio::time::timeout(Duration::from_secs(5), r.task).await;
         self.handler.send(GuildChange::ShardReleased {

@@ -610,6 +610,10 @@ impl Actor for SeatAuditor {
         self.writer = Some(tokio::spawn(writer::run_writer(
             self.store.clone(),
             self.notifier.clone(),
+            writer::Fencing {
+                shards: self.shards.clone(),
+                holder: self.cfg.worker_id.clone(),
+            },
             rx,
         )));
 

@@ -8,12 +8,19 @@ use std::{collections::HashMap, sync::Arc};
 use tokio::sync::mpsc;
 
 use super::registry::Progress;
+use sea_orm::ConnectionTrait;
+
 use crate::{
-    discord::port::{DiscordPort, OutgoingMessage},
+    discord::{
+        port::{DiscordPort, OutgoingMessage},
+        shards::{Fence, ShardStates},
+    },
     domain::{audit::LimitState, server_key::ServerKey},
+    error::{AppResult, ErrorCode},
     store::{
         now_ms,
         seat_audit::{SeatAuditStore, SnapshotRecord, Transition},
+        shard_leases::ShardLeases,
     },
 };
 
@@ -47,79 +54,152 @@ pub(super) enum WriteOp {
     },
 }
 
+impl WriteOp {
+    fn key(&self) -> &ServerKey {
+        match self {
+            WriteOp::Snapshot { key, .. }
+            | WriteOp::Restamp { key, .. }
+            | WriteOp::Counting { key, .. }
+            | WriteOp::Transition { key, .. } => key,
+        }
+    }
+}
+
+/// Where the writer stands among processes sharing shards: the shards it runs (their lease
+/// epochs) and the name it holds them under.
+pub(super) struct Fencing {
+    pub shards: ShardStates,
+    pub holder: String,
+}
+
 pub(super) async fn run_writer(
     store: SeatAuditStore,
     notifier: Option<Arc<dyn DiscordPort>>,
+    fencing: Fencing,
     mut rx: mpsc::UnboundedReceiver<WriteOp>,
 ) {
+    let leases = ShardLeases::new(store.db().clone());
     // When each server went over its limit, for the pause-to-resume histogram (in memory: a
     // pause that spans a restart is measured from the first count after the restart).
     let mut paused_at: HashMap<ServerKey, i64> = HashMap::new();
     while let Some(op) = rx.recv().await {
         let now = now_ms();
-        let result = match &op {
-            WriteOp::Snapshot { key, record } => store.write_snapshot(key, record, now).await,
-            WriteOp::Restamp {
-                key,
-                checked_at,
-                next_check_after,
-            } => store.restamp(key, *checked_at, *next_check_after).await,
-            WriteOp::Counting {
-                key,
-                progress,
-                seat_limit,
-            } => {
-                store
-                    .write_counting(
-                        key,
-                        progress.members,
-                        progress.member_count,
-                        *seat_limit,
-                        now,
-                    )
-                    .await
+        let written = match fencing.shards.fence(op.key().guild_id) {
+            Fence::Open => persist(&store, store.db().conn(), &op, now).await,
+            Fence::NotHeld => {
+                tracing::debug!(server = %op.key(), "[seat-audit] not written: another process runs the guild's shard");
+                continue;
             }
-            WriteOp::Transition {
-                key,
-                from,
-                to,
-                seats,
-                limit,
-                cause,
-                notify,
-            } => {
-                let t = Transition {
-                    from: from.as_str(),
-                    to: to.as_str(),
-                    seats_used: *seats,
-                    seat_limit: *limit,
-                    at: now,
-                    cause,
-                };
-                let written = store.append_event(key, &t).await;
-                match to {
-                    LimitState::Over => {
-                        paused_at.entry(key.clone()).or_insert(now);
+            // The database refuses a write from a process that lost the shard's lease, even
+            // one that does not know it yet.
+            Fence::Lease { shard, epoch } => {
+                match leases.begin_fenced(shard, &fencing.holder, epoch).await {
+                    Ok(Some(txn)) => match persist(&store, &txn, &op, now).await {
+                        Ok(event) => txn.commit().await.map(|_| event).map_err(Into::into),
+                        Err(err) => Err(err),
+                    },
+                    Ok(None) => {
+                        tracing::warn!(server = %op.key(), shard, epoch, "{}: the shard's lease was lost; the write is refused and its new holder counts the guild", ErrorCode::ShardLeaseLost);
+                        continue;
                     }
-                    LimitState::Under => {
-                        if let Some(since) = paused_at.remove(key) {
-                            metrics::histogram!("seatgate_pause_to_resume_seconds")
-                                .record((now - since).max(0) as f64 / 1000.0);
-                        }
-                    }
-                    LimitState::Unknown => {}
+                    Err(err) => Err(err),
                 }
-                tracing::info!(server = %key, from = from.as_str(), to = to.as_str(), seats, limit, cause = %cause, "[seat-audit] enforcement state changed");
-                if let (Ok(event_id), Some(port), Some(channel)) = (&written, &notifier, notify) {
-                    notify_owner(port.as_ref(), *channel, *to, *seats, *limit, *event_id).await;
-                }
-                written.map(|_| ())
             }
         };
-        if let Err(err) = result {
-            tracing::warn!(error = %err, "[seat-audit] snapshot write failed; the next change or keep-alive writes again");
+        let event_id = match written {
+            Ok(event_id) => event_id,
+            Err(err) => {
+                tracing::warn!(error = %err, "[seat-audit] snapshot write failed; the next change or keep-alive writes again");
+                continue;
+            }
+        };
+        if let WriteOp::Transition {
+            key,
+            from,
+            to,
+            seats,
+            limit,
+            cause,
+            notify,
+        } = &op
+        {
+            match to {
+                LimitState::Over => {
+                    paused_at.entry(key.clone()).or_insert(now);
+                }
+                LimitState::Under => {
+                    if let Some(since) = paused_at.remove(key) {
+                        metrics::histogram!("seatgate_pause_to_resume_seconds")
+                            .record((now - since).max(0) as f64 / 1000.0);
+                    }
+                }
+                LimitState::Unknown => {}
+            }
+            tracing::info!(server = %key, from = from.as_str(), to = to.as_str(), seats, limit, cause = %cause, "[seat-audit] enforcement state changed");
+            if let (Some(event_id), Some(port), Some(channel)) = (event_id, &notifier, notify) {
+                notify_owner(port.as_ref(), *channel, *to, *seats, *limit, event_id).await;
+            }
         }
     }
+}
+
+/// Writes one op on `conn`; a transition's history row id.
+async fn persist<C: ConnectionTrait>(
+    store: &SeatAuditStore,
+    conn: &C,
+    op: &WriteOp,
+    now: i64,
+) -> AppResult<Option<i64>> {
+    match op {
+        WriteOp::Snapshot { key, record } => {
+            store.write_snapshot_on(conn, key, record, now).await?;
+        }
+        WriteOp::Restamp {
+            key,
+            checked_at,
+            next_check_after,
+        } => {
+            store
+                .restamp_on(conn, key, *checked_at, *next_check_after)
+                .await?;
+        }
+        WriteOp::Counting {
+            key,
+            progress,
+            seat_limit,
+        } => {
+            store
+                .write_counting_on(
+                    conn,
+                    key,
+                    progress.members,
+                    progress.member_count,
+                    *seat_limit,
+                    now,
+                )
+                .await?;
+        }
+        WriteOp::Transition {
+            key,
+            from,
+            to,
+            seats,
+            limit,
+            cause,
+            ..
+        } => {
+            let t = Transition {
+                from: from.as_str(),
+                to: to.as_str(),
+                seats_used: *seats,
+                seat_limit: *limit,
+                at: now,
+                cause,
+            };
+            return Ok(Some(store.append_event_on(conn, key, &t).await?));
+        }
+    }
+    Ok(None)
 }
 
 /// The notice's nonce comes from the history row it announces: the same transition posted
