@@ -282,7 +282,7 @@ async fn ready_at_limit() -> Harness {
 /// counted here once this process runs the shard.
 #[actix_web::test]
 async fn with_leased_shards_only_the_owner_of_a_guilds_shard_counts_it() {
-    use seatgate::domain::shards::shard_of;
+    use seatgate::domain::shards::{shard_of, Shard};
     let t = TestDatabase::new().await.unwrap();
     configure(&t, 10).await;
     let reader = Arc::new(FakeReader::default());
@@ -290,7 +290,10 @@ async fn with_leased_shards_only_the_owner_of_a_guilds_shard_counts_it() {
     let shards = ShardStates::default();
     shards.set_leased();
     let own = shard_of(GUILD, 2) as u32;
-    shards.ready(1 - own, 2);
+    shards.ready(Shard {
+        id: 1 - own,
+        total: 2,
+    });
     let queue = AuditQueue::audit(t.db.clone(), RetryPolicy::default());
     let h = start_on(
         t,
@@ -315,7 +318,7 @@ async fn with_leased_shards_only_the_owner_of_a_guilds_shard_counts_it() {
     assert_eq!(counts.pending, 1, "the job waits for its owner: {counts:?}");
 
     // This process takes the guild's shard: the same job is counted here.
-    shards.ready(own, 2);
+    shards.ready(Shard { id: own, total: 2 });
     wait_for(&h, "counted once the shard is ours", |v| v.seats_used == 3).await;
     assert_eq!(*reader.calls.lock().unwrap(), 1);
 }

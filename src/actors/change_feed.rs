@@ -29,7 +29,7 @@ use crate::{
     store::{
         connectors::ConnectorStore,
         mirror::MirrorStore,
-        seat_audit::view_of_row,
+        seat_audit::{snapshot_of_row, SeatAuditStore},
         servers::{key_of, policy_of, ServerStore},
         settings::{SettingsStore, KILL_SWITCH},
         Database,
@@ -209,9 +209,10 @@ pub async fn apply(holders: &Holders, change: &Change) -> AppResult<()> {
     match change {
         Change::Snapshot(key) => {
             if let Some(row) = servers.snapshot(key).await? {
+                let (key, record) = snapshot_of_row(row);
                 holders.cache_actor.do_send(SnapshotStored {
-                    key: key.clone(),
-                    snapshot: view_of_row(&row),
+                    key,
+                    snapshot: record.view(),
                 });
             }
         }
@@ -282,14 +283,10 @@ pub async fn reload(holders: &Holders) -> AppResult<()> {
             connector_held(holders, &tenant_key, &connector_id, ConnectorRun::Live);
         }
     }
-    for row in servers.all_snapshots().await? {
+    for (key, record) in SeatAuditStore::new(holders.db.clone()).snapshots().await? {
         holders.cache_actor.do_send(SnapshotStored {
-            key: ServerKey {
-                tenant_key: row.tenant_key.clone(),
-                connector_id: row.connector_id.clone(),
-                guild_id: crate::domain::snowflake::from_db(row.guild_id),
-            },
-            snapshot: view_of_row(&row),
+            key,
+            snapshot: record.view(),
         });
     }
     holders.auth.reload().await?;

@@ -9,6 +9,8 @@ use std::{
 
 use serde::Serialize;
 
+use crate::domain::shards::{Shard, ShardSessions};
+
 /// One shard this process runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ShardState {
@@ -20,6 +22,15 @@ pub struct ShardState {
     pub stage: String,
     /// READYs on this shard since the process started (more than one: sessions after gaps).
     pub sessions: u32,
+}
+
+/// A READY as [`ShardStates::ready`] counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ready {
+    /// The shard had a session before: the events in between are lost.
+    pub after_gap: bool,
+    /// READYs on every shard together, this one included.
+    pub session: u32,
 }
 
 impl ShardState {
@@ -35,7 +46,9 @@ pub struct ShardStates {
     /// covers only the guilds of its own.
     leased: Arc<std::sync::atomic::AtomicBool>,
     /// The epoch of each shard lease this process holds.
-    epochs: Arc<Mutex<BTreeMap<u32, (u32, i64)>>>,
+    epochs: Arc<Mutex<BTreeMap<u32, (Shard, i64)>>>,
+    /// READYs per shard, kept when a shard stops here (taken again later, it had a gap).
+    sessions: Arc<Mutex<ShardSessions>>,
 }
 
 /// What a write about a guild must prove before the database takes it.
@@ -63,13 +76,19 @@ impl ShardStates {
         })
     }
 
-    /// A READY on shard `id` of `total`: connected (before the next look at the runners).
-    pub fn ready(&self, id: u32, total: u32) {
+    /// A READY on `shard`: connected (before the next look at the runners), and counted.
+    pub fn ready(&self, shard: Shard) -> Ready {
+        let (after_gap, session, of_shard) = {
+            let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+            let after_gap = sessions.ready(shard.id);
+            (after_gap, sessions.total(), sessions.of(shard.id))
+        };
         let mut map = self.lock();
-        let shard = Self::entry(&mut map, id);
-        shard.total = total;
-        shard.sessions += 1;
-        shard.stage = "connected".into();
+        let state = Self::entry(&mut map, shard.id);
+        state.total = shard.total;
+        state.sessions = of_shard;
+        state.stage = "connected".into();
+        Ready { after_gap, session }
     }
 
     /// Every runner's stage, as serenity's shard manager lists them; shards no longer run
@@ -84,16 +103,36 @@ impl ShardStates {
         map.retain(|id, _| seen.contains(id));
     }
 
+    /// Reads every runner's stage from serenity's shard managers (one, or one per leased
+    /// shard) into the list; whether there is a runner and every one is connected.
+    pub async fn report(&self, managers: &[Arc<serenity::all::ShardManager>]) -> bool {
+        let mut stages = Vec::new();
+        for manager in managers {
+            let runners = manager.runners.lock().await;
+            stages.extend(runners.iter().map(|(id, r)| (id.0, r.stage)));
+        }
+        let connected = !stages.is_empty()
+            && stages
+                .iter()
+                .all(|(_, stage)| *stage == serenity::gateway::ConnectionStage::Connected);
+        self.stages(
+            stages
+                .into_iter()
+                .map(|(id, stage)| (id, stage.to_string())),
+        );
+        connected
+    }
+
     pub fn list(&self) -> Vec<ShardState> {
         self.lock().values().cloned().collect()
     }
 
-    /// The lease on `shard` of `total` was taken under `epoch`.
-    pub fn hold(&self, shard: u32, total: u32, epoch: i64) {
+    /// The lease on `shard` was taken under `epoch`.
+    pub fn hold(&self, shard: Shard, epoch: i64) {
         self.epochs
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .insert(shard, (total, epoch));
+            .insert(shard.id, (shard, epoch));
     }
 
     /// The shard stopped here.
@@ -111,16 +150,10 @@ impl ShardStates {
         }
         let epochs = self.epochs.lock().unwrap_or_else(|p| p.into_inner());
         epochs
-            .iter()
-            .find(|(shard, (total, _))| {
-                crate::domain::shards::Shard {
-                    id: **shard,
-                    total: *total,
-                }
-                .carries(guild_id)
-            })
-            .map_or(Fence::NotHeld, |(shard, (_, epoch))| Fence::Lease {
-                shard: *shard,
+            .values()
+            .find(|(shard, _)| shard.carries(guild_id))
+            .map_or(Fence::NotHeld, |(shard, epoch)| Fence::Lease {
+                shard: shard.id,
                 epoch: *epoch,
             })
     }
@@ -137,12 +170,12 @@ impl ShardStates {
     /// Whether this process's gateway carries `guild_id`'s events: always, unless shards are
     /// leased and the guild's shard runs elsewhere.
     pub fn carries(&self, guild_id: u64) -> bool {
-        if !self.leased.load(std::sync::atomic::Ordering::Relaxed) {
+        if !self.is_leased() {
             return true;
         }
         self.lock().values().any(|s| {
             s.total > 0
-                && crate::domain::shards::Shard {
+                && Shard {
                     id: s.id,
                     total: s.total,
                 }
@@ -159,8 +192,10 @@ mod tests {
     fn a_shard_is_listed_with_its_total_stage_and_sessions_until_its_runner_goes() {
         let states = ShardStates::default();
         states.stages([(0, "identifying".into()), (1, "identifying".into())]);
-        states.ready(0, 2);
-        states.ready(0, 2);
+        let first = states.ready(Shard { id: 0, total: 2 });
+        let again = states.ready(Shard { id: 0, total: 2 });
+        assert!(!first.after_gap && again.after_gap);
+        assert_eq!(again.session, 2);
         let list = states.list();
         assert_eq!(list.len(), 2);
         assert_eq!((list[0].total, list[0].sessions), (2, 2));

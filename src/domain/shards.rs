@@ -129,6 +129,11 @@ impl ShardSessions {
         *n > 1
     }
 
+    /// READYs on `shard`.
+    pub fn of(&self, shard: u32) -> u32 {
+        self.started.get(&shard).copied().unwrap_or(0)
+    }
+
     /// READYs on every shard together.
     pub fn total(&self) -> u32 {
         self.started.values().sum()

@@ -61,14 +61,30 @@ impl SnapshotRecord {
     }
 }
 
-/// What the gate needs of a stored snapshot (as another instance's auditor wrote it).
-pub fn view_of_row(row: &snapshots::Model) -> SnapshotView {
-    SnapshotView {
-        seats_used: u64::try_from(row.seats_used).unwrap_or(0),
-        seat_limit: u64::try_from(row.seat_limit).unwrap_or(0),
-        checked_at_ms: row.checked_at,
-        audit_failed: audit_failed(row.last_error.as_deref()),
-    }
+/// A stored snapshot row as the auditor writes it (another instance's included).
+pub fn snapshot_of_row(r: snapshots::Model) -> (ServerKey, SnapshotRecord) {
+    (
+        ServerKey {
+            tenant_key: r.tenant_key,
+            connector_id: r.connector_id,
+            guild_id: snowflake::from_db(r.guild_id),
+        },
+        SnapshotRecord {
+            count: SeatCount {
+                seats_used: r.seats_used.max(0) as u64,
+                by_tier: crate::domain::seats::TierCounts {
+                    basic: r.basic_count.max(0) as u64,
+                    advanced: r.advanced_count.max(0) as u64,
+                    pro: r.pro_count.max(0) as u64,
+                },
+            },
+            seat_limit: r.seat_limit.max(0) as u64,
+            checked_at: r.checked_at,
+            next_check_after: r.next_check_after,
+            status: Freshness::parse(&r.status).unwrap_or(Freshness::Expired),
+            last_error: r.last_error,
+        },
+    )
 }
 
 /// A guild the bot is not in cannot be counted either: the gate holds it the same.
@@ -168,33 +184,7 @@ impl SeatAuditStore {
     /// Every stored snapshot, for the cache at start.
     pub async fn snapshots(&self) -> AppResult<Vec<(ServerKey, SnapshotRecord)>> {
         let rows = snapshots::Entity::find().all(self.db.conn()).await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| {
-                (
-                    ServerKey {
-                        tenant_key: r.tenant_key,
-                        connector_id: r.connector_id,
-                        guild_id: snowflake::from_db(r.guild_id),
-                    },
-                    SnapshotRecord {
-                        count: SeatCount {
-                            seats_used: r.seats_used.max(0) as u64,
-                            by_tier: crate::domain::seats::TierCounts {
-                                basic: r.basic_count.max(0) as u64,
-                                advanced: r.advanced_count.max(0) as u64,
-                                pro: r.pro_count.max(0) as u64,
-                            },
-                        },
-                        seat_limit: r.seat_limit.max(0) as u64,
-                        checked_at: r.checked_at,
-                        next_check_after: r.next_check_after,
-                        status: Freshness::parse(&r.status).unwrap_or(Freshness::Expired),
-                        last_error: r.last_error,
-                    },
-                )
-            })
-            .collect())
+        Ok(rows.into_iter().map(snapshot_of_row).collect())
     }
 
     /// Inserts or replaces the server's snapshot (one statement: an upsert on its key).

@@ -10,10 +10,7 @@ mod edit_order;
 mod ordered;
 pub mod shard_keeper;
 
-use std::{
-    sync::{Arc, Mutex},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use actix::prelude::*;
 use serenity::{
@@ -21,7 +18,6 @@ use serenity::{
         ChannelId, Context as SerenityContext, EventHandler, Guild, GuildId, Message, MessageId,
         MessageUpdateEvent, Ready, ResumedEvent, ShardManager, User, UserId,
     },
-    gateway::ConnectionStage,
     http::{Http, MessagePagination},
 };
 
@@ -35,7 +31,7 @@ use crate::{
     discord::{connect, directory::GuildDirectory, rest::SerenityRest, shards::ShardStates},
     domain::{
         mirror::{AttachmentRef, MirrorPayload, StickerRef},
-        shards::{Shard, ShardCount, ShardSessions},
+        shards::{Shard, ShardCount},
     },
     error::{AppError, AppResult, ErrorCode},
     store::{
@@ -64,9 +60,7 @@ struct Handler {
     auditor: Recipient<GuildChange>,
     ordered: ordered::OrderedChanges,
     mirror: Option<(MirrorStore, GateInbox)>,
-    /// READYs per shard: a shard's second one follows a gap.
-    sessions: Arc<Mutex<ShardSessions>>,
-    /// What each shard is doing, for the admin API.
+    /// What each shard is doing (and its READYs: a shard's second one follows a gap).
     shard_states: ShardStates,
     catch_up: CatchUpConfig,
     /// One catch-up at a time; a READY during one queues the next behind it.
@@ -84,7 +78,6 @@ impl GatewayIngest {
                 ordered: ordered::OrderedChanges::new(auditor.clone(), GuildDirectory::new()),
                 auditor,
                 mirror: None,
-                sessions: Arc::default(),
                 shard_states: ShardStates::default(),
                 catch_up: CatchUpConfig::default(),
                 catching_up: Arc::new(tokio::sync::Mutex::new(())),
@@ -236,14 +229,7 @@ impl actix::Handler<Connected> for GatewayIngest {
             let mut tick = tokio::time::interval(Duration::from_millis(500));
             loop {
                 tick.tick().await;
-                let connected = {
-                    let runners = manager.runners.lock().await;
-                    states.stages(runners.iter().map(|(id, r)| (id.0, r.stage.to_string())));
-                    !runners.is_empty()
-                        && runners
-                            .values()
-                            .all(|r| r.stage == ConnectionStage::Connected)
-                };
+                let connected = states.report(std::slice::from_ref(&manager)).await;
                 if last != Some(connected) {
                     last = Some(connected);
                     if !connected {
@@ -524,14 +510,11 @@ impl EventHandler for Handler {
             id: ctx.shard_id.0,
             total: ready.shard.map_or(1, |s| s.total),
         };
-        let (gap, session) = {
-            let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-            (sessions.ready(shard.id), sessions.total())
-        };
-        self.shard_states.ready(shard.id, shard.total);
+        let counted = self.shard_states.ready(shard);
+        let session = counted.session;
         self.send(GuildChange::SessionStarted {
             shard,
-            resumed_gap: gap,
+            resumed_gap: counted.after_gap,
         });
         // The shard's first session (start) or a new one (events of the gap are lost):
         // catch up its guilds' source channels.

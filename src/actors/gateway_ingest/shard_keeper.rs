@@ -195,7 +195,7 @@ impl Keeper {
                                 epoch,
                                 "shard leases: shard taken"
                             );
-                            self.states.hold(shard, total, epoch);
+                            self.states.hold(Shard { id: shard, total }, epoch);
                             running.insert(shard, r);
                         }
                         Err(err) => {
@@ -246,13 +246,8 @@ impl Keeper {
 
     /// Every running shard's stage for the admin API; whether all are connected.
     async fn report(&self, running: &BTreeMap<u32, RunningShard>) -> bool {
-        let mut stages = Vec::new();
-        for r in running.values() {
-            let runners = r.manager.runners.lock().await;
-            stages.extend(runners.iter().map(|(id, x)| (id.0, x.stage.to_string())));
-        }
-        let connected = !stages.is_empty() && stages.iter().all(|(_, stage)| stage == "connected");
-        self.states.stages(stages);
-        connected
+        let managers: Vec<Arc<ShardManager>> =
+            running.values().map(|r| r.manager.clone()).collect();
+        self.states.report(&managers).await
     }
 }
