@@ -11,6 +11,7 @@ use crate::{
     actors::{
         admin_http::AdminHttp,
         change_feed::{ChangeFeed, Holders},
+        directory_publisher::DirectoryPublisher,
         gateway_ingest::GatewayIngest,
         instance_registry::InstanceRegistry,
         mirror_gate::{GateInbox, MirrorGate, MirrorGateConfig},
@@ -70,6 +71,8 @@ pub struct Running {
     pub feed: Option<Addr<ChangeFeed>>,
     /// PostgreSQL only: this process's heartbeat and its share of the global rate limit.
     pub registry: Option<Addr<InstanceRegistry>>,
+    /// With shard leases: this process's guilds, published for the other processes.
+    pub publisher: Option<Addr<DirectoryPublisher>>,
     /// Discord's REST API with its rate limiter (`None` without a token).
     pub rest: Option<Arc<SerenityRest>>,
 }
@@ -85,6 +88,9 @@ impl Running {
         }
         let _ = self.auditor.send(Shutdown).await;
         let _ = self.pruner.send(Shutdown).await;
+        if let Some(publisher) = &self.publisher {
+            let _ = publisher.send(Shutdown).await;
+        }
         if let Some(feed) = &self.feed {
             let _ = feed.send(Shutdown).await;
         }
@@ -321,6 +327,13 @@ pub async fn admin_state(
         metrics: http::metrics::install(),
         directory: actors.directory.clone(),
         shards: actors.shards.clone(),
+        forwarder: (settings.shard_leases && settings.database_url.starts_with("postgres")).then(
+            || {
+                http::forward::Forwarder::new(crate::store::live_instances::LiveInstances::new(
+                    db.clone(),
+                ))
+            },
+        ),
         discord: actors.rest.clone().map(|r| r as Arc<dyn DiscordPort>),
         names: actors
             .rest
@@ -354,21 +367,22 @@ pub async fn start_with(settings: &Settings, exclusive: bool) -> AppResult<Runni
     } else {
         None
     };
-    let mirror_store = MirrorStore::new(
-        db.clone(),
-        MirrorQueue::mirror(db.clone(), retry_policy(settings)),
-    );
+    let mut mirror_queue = MirrorQueue::mirror(db.clone(), retry_policy(settings));
+    if settings.shard_leases {
+        mirror_queue = mirror_queue.across_processes();
+    }
+    let mirror_store = MirrorStore::new(db.clone(), mirror_queue);
     let own = mirror_store.load_own_webhooks().await?;
     tracing::info!(webhooks = own, "[mirror] the service's own webhooks loaded");
     let actors = start_actors_with(&db, settings, mirror_store.clone());
     let state = admin_state(&db, settings, &actors).await?;
     let on_postgres = settings.database_url.starts_with("postgres");
-    let registry = on_postgres.then(|| {
-        InstanceRegistry::new(
-            crate::store::live_instances::LiveInstances::new(db.clone()),
-            settings.worker_id(),
-            actors.rest.clone(),
-            settings.discord_global_rate,
+    let leased = on_postgres && settings.shard_leases;
+    let publisher = leased.then(|| {
+        DirectoryPublisher::new(
+            crate::store::guild_directory::GuildDirectoryStore::new(db.clone()),
+            actors.directory.clone(),
+            actors.shards.clone(),
         )
         .start()
     });
@@ -383,6 +397,7 @@ pub async fn start_with(settings: &Settings, exclusive: bool) -> AppResult<Runni
                 mirror: mirror_store,
                 kill_switch_default: settings.kill_switch,
                 owner: Some((actors.auditor.clone().recipient(), actors.shards.clone())),
+                directory: leased.then(|| actors.directory.clone()),
             },
         )
         .start()
@@ -423,6 +438,16 @@ pub async fn start_with(settings: &Settings, exclusive: bool) -> AppResult<Runni
         ingest,
         rest,
     } = actors;
+    let registry = on_postgres.then(|| {
+        InstanceRegistry::new(
+            crate::store::live_instances::LiveInstances::new(db.clone()),
+            settings.worker_id(),
+            settings.advertised_url(bound),
+            rest.clone(),
+            settings.discord_global_rate,
+        )
+        .start()
+    });
     Ok(Running {
         bound,
         lease,
@@ -436,6 +461,7 @@ pub async fn start_with(settings: &Settings, exclusive: bool) -> AppResult<Runni
         pruner,
         feed,
         registry,
+        publisher,
         rest,
     })
 }
@@ -457,7 +483,8 @@ pub fn serve_blocking(settings: Settings) -> AppResult<()> {
         ));
     }
     actix_system().block_on(async move {
-        let running = start_with(&settings, true).await?;
+        // With shard leases several processes share the database by design.
+        let running = start_with(&settings, !settings.shard_leases).await?;
         wait_for_stop_signal().await;
         tracing::info!("stop signal received; finishing in-flight work");
         running.shutdown().await;

@@ -57,6 +57,10 @@ pub struct Settings {
     pub database_url: String,
     /// Admin HTTP, `/healthz`, `/readyz`, `/metrics`.
     pub bind: SocketAddr,
+    /// With shard leases: where the other processes reach this one's admin API (for a
+    /// guild's `.../seats`, which only the owner of its shard holds). Default: `http://` and
+    /// the bound address, the host name in place of an unspecified address.
+    pub advertise_url: Option<String>,
     pub log_format: LogFormat,
     /// Bot token; required by `serve`.
     pub discord_token: Option<Secret>,
@@ -129,6 +133,7 @@ impl Default for Settings {
         Self {
             database_url: "sqlite://seatgate.db?mode=rwc".into(),
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            advertise_url: None,
             log_format: LogFormat::Human,
             discord_token: None,
             discord_api_url: "https://discord.com".into(),
@@ -232,6 +237,11 @@ impl Settings {
                 "retention_jobs_secs and retention_links_secs must be at least mirror_max_age_secs (a job still due needs its job row and its links)",
             );
         }
+        if let Some(url) = &self.advertise_url {
+            if !matches!(reqwest::Url::parse(url), Ok(u) if u.scheme().starts_with("http")) {
+                return bad("advertise_url", "must be an absolute http(s) URL");
+            }
+        }
         if reqwest::Url::parse(&self.discord_api_url).is_err() {
             return bad("discord_api_url", "must be an absolute URL");
         }
@@ -246,6 +256,18 @@ impl Settings {
         self.worker_id
             .clone()
             .unwrap_or_else(|| DEFAULT_WORKER_ID.get_or_init(fresh_worker_id).clone())
+    }
+
+    /// Where the other processes reach this one's admin API, once it listens on `bound`.
+    pub fn advertised_url(&self, bound: SocketAddr) -> String {
+        if let Some(url) = &self.advertise_url {
+            return url.trim_end_matches('/').to_owned();
+        }
+        if bound.ip().is_unspecified() {
+            format!("http://{}:{}", host_name(), bound.port())
+        } else {
+            format!("http://{bound}")
+        }
     }
 
     /// The configuration as TOML with secrets redacted, for `seatgate config`.
@@ -418,7 +440,16 @@ static DEFAULT_WORKER_ID: std::sync::OnceLock<String> = std::sync::OnceLock::new
 
 /// `seatgate-<host>-<pid>-<8 hex>`.
 fn fresh_worker_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+    format!(
+        "seatgate-{}-{}-{:08x}",
+        host_name(),
+        std::process::id(),
+        rand::random::<u32>()
+    )
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())
         .map(|h| {
@@ -429,12 +460,7 @@ fn fresh_worker_id() -> String {
                 .collect::<String>()
         })
         .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "host".to_owned());
-    format!(
-        "seatgate-{host}-{}-{:08x}",
-        std::process::id(),
-        rand::random::<u32>()
-    )
+        .unwrap_or_else(|| "host".to_owned())
 }
 
 #[cfg(test)]

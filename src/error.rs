@@ -64,6 +64,8 @@ pub enum ErrorCode {
     InstanceAlreadyRunning,
     /// A write for a guild whose shard lease this process no longer holds.
     ShardLeaseLost,
+    /// A request about a guild whose shard another process runs, which did not answer.
+    ShardOwnerUnavailable,
     DatabaseUnavailable,
     DatabaseError,
     IoError,
@@ -121,6 +123,7 @@ impl ErrorCode {
             ConfigInvalid => "config_invalid",
             InstanceAlreadyRunning => "instance_already_running",
             ShardLeaseLost => "shard_lease_lost",
+            ShardOwnerUnavailable => "shard_owner_unavailable",
             DatabaseUnavailable => "database_unavailable",
             DatabaseError => "database_error",
             IoError => "io_error",
@@ -178,6 +181,7 @@ impl ErrorCode {
             ConfigInvalid,
             InstanceAlreadyRunning,
             ShardLeaseLost,
+            ShardOwnerUnavailable,
             DatabaseUnavailable,
             DatabaseError,
             IoError,
@@ -205,7 +209,9 @@ impl ErrorCode {
             NotFound | SeatSnapshotMissing => StatusCode::NOT_FOUND,
             Conflict | LeaseLost => StatusCode::CONFLICT,
             NotYet => StatusCode::NOT_IMPLEMENTED,
-            DatabaseUnavailable | DiscordUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            DatabaseUnavailable | DiscordUnavailable | ShardOwnerUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             DiscordRateLimited => StatusCode::TOO_MANY_REQUESTS,
             SeatLimitExceeded | SeatCheckPending | SeatAuditFailed | SeatOverrideBlock
             | MirrorJobExpired | MirrorDisabled => StatusCode::CONFLICT,

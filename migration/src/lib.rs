@@ -27,6 +27,7 @@ mod m20261202_000015_link_parts;
 mod m20261204_000016_change_notifications;
 mod m20261204_000017_service_instances;
 mod m20261204_000018_shard_leases;
+mod m20261207_000019_guild_directory;
 mod queue_columns;
 
 /// The PostgreSQL `NOTIFY` channel on which every change of a row other instances keep in
@@ -57,6 +58,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261204_000016_change_notifications::Migration),
             Box::new(m20261204_000017_service_instances::Migration),
             Box::new(m20261204_000018_shard_leases::Migration),
+            Box::new(m20261207_000019_guild_directory::Migration),
         ]
     }
 }

@@ -22,12 +22,13 @@ use super::{
     ServerKey, Shutdown,
 };
 use crate::{
-    discord::shards::ShardStates,
+    discord::{directory::GuildDirectory, shards::ShardStates},
     domain::{backoff::RetryPolicy, changes::Change},
     error::{AppError, AppResult, ErrorCode},
     http::auth::Authenticator,
     store::{
         connectors::ConnectorStore,
+        guild_directory::GuildDirectoryStore,
         mirror::MirrorStore,
         seat_audit::{snapshot_of_row, SeatAuditStore},
         servers::{key_of, policy_of, ServerStore},
@@ -52,6 +53,9 @@ pub struct Holders {
     /// With shard leases: this process's auditor reloads a server's config or mappings that
     /// another process changed, when this process runs the server's guild's shard.
     pub owner: Option<(Recipient<AuditRequested>, ShardStates)>,
+    /// With shard leases: the guilds the other processes' shards carry, as they published
+    /// them.
+    pub directory: Option<GuildDirectory>,
 }
 
 pub struct ChangeFeed {
@@ -247,6 +251,17 @@ pub async fn apply(holders: &Holders, change: &Change) -> AppResult<()> {
         Change::Webhook(_) => {
             holders.mirror.load_own_webhooks().await?;
         }
+        Change::Guild(guild_id) => {
+            if let Some(directory) = &holders.directory {
+                match GuildDirectoryStore::new(holders.db.clone())
+                    .get(*guild_id)
+                    .await?
+                {
+                    Some(info) => directory.set_remote(info),
+                    None => directory.drop_remote(*guild_id),
+                }
+            }
+        }
     }
     Ok(())
 }
@@ -291,6 +306,9 @@ pub async fn reload(holders: &Holders) -> AppResult<()> {
     }
     holders.auth.reload().await?;
     holders.mirror.load_own_webhooks().await?;
+    if let Some(directory) = &holders.directory {
+        directory.replace_remote(GuildDirectoryStore::new(holders.db.clone()).all().await?);
+    }
     Ok(())
 }
 

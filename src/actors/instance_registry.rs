@@ -28,6 +28,8 @@ const FORGET_AFTER: Duration = Duration::from_secs(24 * 60 * 60);
 pub struct InstanceRegistry {
     store: LiveInstances,
     worker_id: String,
+    /// Where the other processes reach this one's admin API.
+    admin_url: String,
     rest: Option<Arc<SerenityRest>>,
     /// The token's whole limit (`SEATGATE_DISCORD_GLOBAL_RATE`).
     global_per_sec: u32,
@@ -39,12 +41,14 @@ impl InstanceRegistry {
     pub fn new(
         store: LiveInstances,
         worker_id: String,
+        admin_url: String,
         rest: Option<Arc<SerenityRest>>,
         global_per_sec: u32,
     ) -> Self {
         Self {
             store,
             worker_id,
+            admin_url,
             rest,
             global_per_sec,
             live: 1,
@@ -59,11 +63,12 @@ impl InstanceRegistry {
         self.beating = true;
         let store = self.store.clone();
         let worker_id = self.worker_id.clone();
+        let admin_url = self.admin_url.clone();
         let ttl = i64::try_from(LIVE_TTL.as_millis()).unwrap_or(i64::MAX);
         let forget = i64::try_from(FORGET_AFTER.as_millis()).unwrap_or(i64::MAX);
         ctx.spawn(
             async move {
-                store.heartbeat(&worker_id).await?;
+                store.heartbeat(&worker_id, &admin_url).await?;
                 let live = store.live(ttl).await?;
                 store.forget_dead(forget).await?;
                 Ok::<u32, crate::error::AppError>(live)

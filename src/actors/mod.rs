@@ -10,9 +10,11 @@
 //! | [`retention_pruner::RetentionPruner`] | nothing: deletes aged rows | its interval |
 //! | [`change_feed::ChangeFeed`] | a PostgreSQL `LISTEN` connection | other instances' changes |
 //! | [`instance_registry::InstanceRegistry`] | this process's heartbeat row | its interval |
+//! | [`directory_publisher::DirectoryPublisher`] | nothing: writes its shards' guilds | its interval |
 
 pub mod admin_http;
 pub mod change_feed;
+pub mod directory_publisher;
 pub mod gateway_ingest;
 pub mod instance_registry;
 pub mod mirror_gate;

@@ -2,6 +2,12 @@
 //! their overwrites, for the bot's own permissions), threads and roles. No members. Filled in
 //! gateway order by the ordered stream (`gateway_ingest::ordered`), read by the admin API to
 //! check the Discord ids it is given and to offer names and pickers.
+//!
+//! With shard leases a process's gateway tells it only the guilds of its own shards. The
+//! others come from the processes that run their shards, through `guild_directory` and the
+//! change feed ([`GuildDirectory::set_remote`]): reads take what this process's gateway told
+//! first, then what another process published, so every process answers the same. Which of
+//! its own guilds changed is kept for the publisher ([`GuildDirectory::take_changed`]).
 
 use std::{
     collections::BTreeMap,
@@ -11,7 +17,7 @@ use std::{
     },
 };
 
-use dashmap::DashMap;
+use dashmap::{DashMap, DashSet};
 use serenity::model::{
     channel::GuildChannel,
     event::Event,
@@ -21,13 +27,14 @@ use serenity::model::{
 use crate::domain::{
     permissions::{GuildView, Overwrite, ADMINISTRATOR, VIEW_CHANNEL},
     seats::overwrites_from_serenity,
+    shards::Shard,
 };
 
 pub const SEND_MESSAGES: u64 = 1 << 11;
 pub const MANAGE_WEBHOOKS: u64 = 1 << 29;
 pub const SEND_MESSAGES_IN_THREADS: u64 = 1 << 38;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ChannelInfo {
     pub id: u64,
     pub name: String,
@@ -44,7 +51,7 @@ impl ChannelInfo {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RoleInfo {
     pub id: u64,
     pub name: String,
@@ -53,7 +60,7 @@ pub struct RoleInfo {
     pub permissions: u64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct GuildInfo {
     pub id: u64,
     pub name: String,
@@ -132,11 +139,46 @@ fn role_info(r: &Role) -> RoleInfo {
     }
 }
 
+/// Guilds by id, and where each channel is.
+#[derive(Clone, Default)]
+struct Layer {
+    guilds: Arc<DashMap<u64, GuildInfo>>,
+    channel_guild: Arc<DashMap<u64, u64>>,
+}
+
+impl Layer {
+    fn insert(&self, info: GuildInfo) {
+        for id in info.channels.keys() {
+            self.channel_guild.insert(*id, info.id);
+        }
+        self.guilds.insert(info.id, info);
+    }
+
+    fn remove(&self, guild_id: u64) -> Option<GuildInfo> {
+        let (_, g) = self.guilds.remove(&guild_id)?;
+        for c in g.channels.keys() {
+            self.channel_guild
+                .remove_if(c, |_, owner| *owner == guild_id);
+        }
+        Some(g)
+    }
+
+    fn channel(&self, channel_id: u64) -> Option<(u64, ChannelInfo)> {
+        let guild_id = *self.channel_guild.get(&channel_id)?;
+        let g = self.guilds.get(&guild_id)?;
+        g.channels.get(&channel_id).map(|c| (guild_id, c.clone()))
+    }
+}
+
 /// The guilds the bot is in, by id, and where each channel is.
 #[derive(Clone, Default)]
 pub struct GuildDirectory {
-    guilds: Arc<DashMap<u64, GuildInfo>>,
-    channel_guild: Arc<DashMap<u64, u64>>,
+    /// What this process's gateway told.
+    local: Layer,
+    /// What the processes running the other shards published.
+    remote: Layer,
+    /// Local guilds changed since the publisher last looked.
+    changed: Arc<DashSet<u64>>,
     bot_id: Arc<AtomicU64>,
 }
 
@@ -153,20 +195,36 @@ impl GuildDirectory {
         self.bot_id.store(id, Ordering::Relaxed);
     }
 
+    /// What this process's gateway told of the guild, else what another process published.
     pub fn guild(&self, guild_id: u64) -> Option<GuildInfo> {
-        self.guilds.get(&guild_id).map(|g| g.clone())
+        self.local
+            .guilds
+            .get(&guild_id)
+            .or_else(|| self.remote.guilds.get(&guild_id))
+            .map(|g| g.clone())
     }
 
+    /// This process's gateway delivered the guild (what another process published aside).
     pub fn has_guild(&self, guild_id: u64) -> bool {
-        self.guilds.contains_key(&guild_id)
+        self.local.guilds.contains_key(&guild_id)
     }
 
+    /// Every guild known, here or through another process.
     pub fn guild_ids(&self) -> Vec<u64> {
-        self.guilds.iter().map(|g| *g.key()).collect()
+        let mut ids: Vec<u64> = self
+            .local
+            .guilds
+            .iter()
+            .chain(self.remote.guilds.iter())
+            .map(|g| *g.key())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids
     }
 
     pub fn guild_name(&self, guild_id: u64) -> Option<String> {
-        self.guilds.get(&guild_id).map(|g| g.name.clone())
+        self.guild(guild_id).map(|g| g.name)
     }
 
     pub fn channel_name(&self, channel_id: u64) -> Option<String> {
@@ -175,17 +233,78 @@ impl GuildDirectory {
 
     /// A channel (or thread) the gateway told of, with its guild.
     pub fn channel(&self, channel_id: u64) -> Option<(u64, ChannelInfo)> {
-        let guild_id = *self.channel_guild.get(&channel_id)?;
-        let g = self.guilds.get(&guild_id)?;
-        g.channels.get(&channel_id).map(|c| (guild_id, c.clone()))
+        self.local
+            .channel(channel_id)
+            .or_else(|| self.remote.channel(channel_id))
+    }
+
+    /// A guild as the process running its shard published it.
+    pub fn set_remote(&self, info: GuildInfo) {
+        self.remote.remove(info.id);
+        self.remote.insert(info);
+    }
+
+    /// The process running the guild's shard no longer knows it (the bot left).
+    pub fn drop_remote(&self, guild_id: u64) {
+        self.remote.remove(guild_id);
+    }
+
+    /// Everything the other processes published, replacing what was held (a reload).
+    pub fn replace_remote(&self, all: Vec<GuildInfo>) {
+        let keep: std::collections::HashSet<u64> = all.iter().map(|g| g.id).collect();
+        let gone: Vec<u64> = self
+            .remote
+            .guilds
+            .iter()
+            .map(|g| *g.key())
+            .filter(|id| !keep.contains(id))
+            .collect();
+        for id in gone {
+            self.remote.remove(id);
+        }
+        for info in all {
+            self.set_remote(info);
+        }
+    }
+
+    /// This process stopped running `shard`: its guilds are now the new holder's to tell.
+    pub fn forget_shard(&self, shard: Shard) {
+        let gone: Vec<u64> = self
+            .local
+            .guilds
+            .iter()
+            .map(|g| *g.key())
+            .filter(|id| shard.carries(*id))
+            .collect();
+        for id in gone {
+            self.local.remove(id);
+        }
+    }
+
+    /// The local guilds changed since the last call (added, changed or gone).
+    pub fn take_changed(&self) -> Vec<u64> {
+        let ids: Vec<u64> = self.changed.iter().map(|id| *id).collect();
+        for id in &ids {
+            self.changed.remove(id);
+        }
+        ids
+    }
+
+    /// A guild to look at again (its publication failed).
+    pub fn mark_changed(&self, guild_id: u64) {
+        self.changed.insert(guild_id);
+    }
+
+    /// What this process's gateway told of the guild (for the publisher).
+    pub fn local_guild(&self, guild_id: u64) -> Option<GuildInfo> {
+        self.local.guilds.get(&guild_id).map(|g| g.clone())
     }
 
     /// Whether the bot can post in a known channel; `None` when the channel is not known.
     pub fn bot_can_post(&self, channel_id: u64, mode: PostMode) -> Option<bool> {
-        let guild_id = *self.channel_guild.get(&channel_id)?;
-        let g = self.guilds.get(&guild_id)?;
-        let c = g.channels.get(&channel_id)?;
-        Some(g.bot_can_post(self.bot_id(), c, mode))
+        let (guild_id, c) = self.channel(channel_id)?;
+        let g = self.guild(guild_id)?;
+        Some(g.bot_can_post(self.bot_id(), &c, mode))
     }
 
     /// GUILD_CREATE: the whole guild as it arrived.
@@ -215,27 +334,27 @@ impl GuildDirectory {
                 .unwrap_or_default(),
             unavailable: false,
         };
-        for id in info.channels.keys() {
-            self.channel_guild.insert(*id, info.id);
-        }
-        self.guilds.insert(info.id, info);
+        self.changed.insert(info.id);
+        self.local.remove(info.id);
+        self.local.insert(info);
     }
 
     fn with_guild(&self, guild_id: u64, f: impl FnOnce(&mut GuildInfo)) {
-        if let Some(mut g) = self.guilds.get_mut(&guild_id) {
+        if let Some(mut g) = self.local.guilds.get_mut(&guild_id) {
             f(&mut g);
+            self.changed.insert(guild_id);
         }
     }
 
     fn channel_upsert(&self, guild_id: u64, c: &GuildChannel) {
-        self.channel_guild.insert(c.id.get(), guild_id);
+        self.local.channel_guild.insert(c.id.get(), guild_id);
         self.with_guild(guild_id, |g| {
             g.channels.insert(c.id.get(), channel_info(c));
         });
     }
 
     fn channel_remove(&self, guild_id: u64, channel_id: u64) {
-        self.channel_guild.remove(&channel_id);
+        self.local.channel_guild.remove(&channel_id);
         self.with_guild(guild_id, |g| {
             g.channels.remove(&channel_id);
         });
@@ -261,10 +380,8 @@ impl GuildDirectory {
                 let id = e.guild.id.get();
                 if e.guild.unavailable {
                     self.with_guild(id, |g| g.unavailable = true);
-                } else if let Some((_, g)) = self.guilds.remove(&id) {
-                    for c in g.channels.keys() {
-                        self.channel_guild.remove(c);
-                    }
+                } else if self.local.remove(id).is_some() {
+                    self.changed.insert(id);
                 }
             }
             Event::GuildRoleCreate(e) => self.with_guild(e.role.guild_id.get(), |g| {

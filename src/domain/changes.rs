@@ -23,6 +23,8 @@ pub enum Change {
     Token,
     /// A webhook the service created (its copies are never mirrored back).
     Webhook(u64),
+    /// What the owner of a guild's shard knows of the guild (`guild_directory`).
+    Guild(u64),
 }
 
 #[derive(Deserialize)]
@@ -60,6 +62,7 @@ impl Change {
             "service_settings" => p.key.map(Change::Setting),
             "tenant_tokens" => Some(Change::Token),
             "service_webhooks" => p.webhook_id.map(|w| Change::Webhook(snowflake::from_db(w))),
+            "guild_directory" => p.guild_id.map(|g| Change::Guild(snowflake::from_db(g))),
             _ => None,
         }
     }
@@ -128,6 +131,12 @@ mod tests {
                 r#"{{"table":"service_webhooks","op":"insert","webhook_id":{hook}}}"#
             )),
             Some(Change::Webhook(123))
+        );
+        assert_eq!(
+            Change::parse(&format!(
+                r#"{{"table":"guild_directory","op":"delete","guild_id":{stored}}}"#
+            )),
+            Some(Change::Guild(guild))
         );
     }
 

@@ -13,14 +13,16 @@ pub const VIEW_CHANNEL: u64 = 1 << 10;
 pub const ALL: u64 = u64::MAX;
 
 /// Whom a channel overwrite targets. The `@everyone` overwrite is `Role(guild_id)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum OverwriteTarget {
     Role(u64),
     Member(u64),
 }
 
 /// One entry of a channel's `permission_overwrites`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Overwrite {
     pub target: OverwriteTarget,
     pub allow: u64,

@@ -7,6 +7,7 @@ pub mod connectors;
 pub mod discord_checks;
 pub mod enforcement;
 pub mod failed_jobs;
+pub mod forward;
 pub mod grants;
 pub mod guilds;
 pub mod health;
@@ -83,6 +84,8 @@ pub struct AppState {
     pub directory: GuildDirectory,
     /// The gateway shards this process runs.
     pub shards: crate::discord::shards::ShardStates,
+    /// With shard leases: the way to the process that runs another shard's guild.
+    pub forwarder: Option<forward::Forwarder>,
     /// Discord's REST API, for what the gateway did not tell (`None` without a token).
     pub discord: Option<Arc<dyn DiscordPort>>,
     /// Members' names for the rows shown, read over REST and kept briefly (`None` without a

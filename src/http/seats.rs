@@ -3,12 +3,13 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use actix_web::{get, web, HttpResponse};
+use actix_web::{get, web, HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{
     auth::Caller,
+    forward,
     openapi::ErrorBody,
     servers::{require_config, server_key},
     validate, AppState,
@@ -279,10 +280,14 @@ async fn seats_of(
 pub async fn list_seats(
     state: web::Data<AppState>,
     caller: Caller,
+    req: HttpRequest,
     path: web::Path<(String, String, String)>,
     query: web::Query<SeatsQuery>,
 ) -> AppResult<HttpResponse> {
     let key = server_key(&state, &caller, path.into_inner()).await?;
+    if let Some(answer) = forward::to_owner(&state, &req, key.guild_id).await? {
+        return Ok(answer);
+    }
     let limit = query.limit.unwrap_or(100);
     if !(1..=500).contains(&limit) {
         return Err(AppError::new(
@@ -340,9 +345,13 @@ const EXPORT_PAGE: usize = 500;
 pub async fn export_seats(
     state: web::Data<AppState>,
     caller: Caller,
+    req: HttpRequest,
     path: web::Path<(String, String, String)>,
 ) -> AppResult<HttpResponse> {
     let key = server_key(&state, &caller, path.into_inner()).await?;
+    if let Some(answer) = forward::to_owner(&state, &req, key.guild_id).await? {
+        return Ok(answer);
+    }
     require_config(&state, &key).await?;
     // The first page answers the errors (no live count yet) before the stream starts.
     let first = counted_page(&state, &key, None, EXPORT_PAGE, &Filter::All).await?;

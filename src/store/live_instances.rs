@@ -24,18 +24,45 @@ impl LiveInstances {
         Statement::from_sql_and_values(DatabaseBackend::Postgres, sql, values)
     }
 
-    /// This process is alive now.
-    pub async fn heartbeat(&self, worker_id: &str) -> AppResult<()> {
+    /// This process is alive now, its admin API at `admin_url`.
+    pub async fn heartbeat(&self, worker_id: &str, admin_url: &str) -> AppResult<()> {
         let sql = format!(
-            "INSERT INTO service_instances (worker_id, started_at, last_seen) \
-             VALUES ($1, {DB_NOW_MS}, {DB_NOW_MS}) \
-             ON CONFLICT (worker_id) DO UPDATE SET last_seen = EXCLUDED.last_seen"
+            "INSERT INTO service_instances (worker_id, started_at, last_seen, admin_url) \
+             VALUES ($1, {DB_NOW_MS}, {DB_NOW_MS}, $2) \
+             ON CONFLICT (worker_id) DO UPDATE SET last_seen = EXCLUDED.last_seen, \
+             admin_url = EXCLUDED.admin_url"
         );
         self.db
             .conn()
-            .execute_raw(Self::statement(sql, vec![worker_id.into()]))
+            .execute_raw(Self::statement(
+                sql,
+                vec![worker_id.into(), admin_url.into()],
+            ))
             .await?;
         Ok(())
+    }
+
+    /// The admin API of the live process that holds the lease of the shard carrying
+    /// `guild_id`, if one does.
+    pub async fn owner_url(&self, guild_id: u64) -> AppResult<Option<String>> {
+        let sql = format!(
+            "SELECT i.admin_url FROM gateway_shard_leases l \
+             JOIN service_instances i ON i.worker_id = l.holder \
+             WHERE l.shard_id = $1 % l.shard_total AND l.expires_at > {DB_NOW_MS} \
+             AND i.admin_url IS NOT NULL"
+        );
+        let row = self
+            .db
+            .conn()
+            .query_one_raw(Self::statement(
+                sql,
+                vec![i64::try_from(guild_id >> 22).unwrap_or(0).into()],
+            ))
+            .await?;
+        Ok(match row {
+            Some(r) => r.try_get::<Option<String>>("", "admin_url")?,
+            None => None,
+        })
     }
 
     /// Processes seen within the last `ttl_ms`, this one included once it has beaten.

@@ -14,6 +14,7 @@ pub mod testing;
 pub use db::{now_ms, Database};
 pub mod connectors;
 pub mod grants;
+pub mod guild_directory;
 pub mod servers;
 pub mod settings;
 pub mod shard_leases;

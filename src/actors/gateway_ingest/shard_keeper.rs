@@ -233,6 +233,11 @@ impl Keeper {
         self.states.unhold(shard);
         r.manager.shutdown_all().await;
         let _ = tokio::time::timeout(Duration::from_secs(5), r.task).await;
+        // Its guilds are the new holder's to tell (through the guild directory).
+        self.handler
+            .ordered
+            .directory()
+            .forget_shard(Shard { id: shard, total });
         self.handler.send(GuildChange::ShardReleased {
             shard: Shard { id: shard, total },
         });
