@@ -119,6 +119,9 @@ pub struct Queue<E: EntityTrait> {
     claim_frees_dedupe_key: bool,
     /// When this queue (and its clones) last looked for expired leases.
     last_reclaim: Arc<AtomicI64>,
+    /// Several processes claim from this queue (PostgreSQL with shard leases): see
+    /// [`MirrorQueue::across_processes`].
+    across_processes: bool,
     _entity: PhantomData<E>,
 }
 
@@ -134,6 +137,7 @@ impl<E: EntityTrait> Clone for Queue<E> {
             claim_guard: self.claim_guard,
             claim_frees_dedupe_key: self.claim_frees_dedupe_key,
             last_reclaim: self.last_reclaim.clone(),
+            across_processes: self.across_processes,
             _entity: PhantomData,
         }
     }
@@ -158,11 +162,26 @@ const MIRROR_ORDER_GUARD: &str = "AND NOT EXISTS (SELECT 1 FROM mirror_jobs p \
      WHERE p.mapping_id = j.mapping_id AND p.source_message_id = j.source_message_id \
      AND p.id < j.id AND p.status IN ('pending', 'processing'))";
 
+/// The advisory lock that serialises claims across processes ("seatgate" in ASCII, its
+/// last bit flipped: not the instance lease's key).
+const CLAIM_LOCK: i64 = 0x7365_6174_6761_7465 ^ 1;
+
 impl MirrorQueue {
     pub fn mirror(db: Database, policy: RetryPolicy) -> Self {
         let mut q = Queue::new(db, "mirror_jobs", policy);
         q.claim_guard = MIRROR_ORDER_GUARD;
         q
+    }
+
+    /// Per-target order across processes (PostgreSQL): a job is not claimed while an earlier
+    /// job for the same target channel is held by another process's live lease, and claims
+    /// run one at a time under a transaction-scoped advisory lock, so that a claim sees the
+    /// one before it committed (under READ COMMITTED two concurrent claims would not see each
+    /// other's rows and could both take a channel's jobs). Within a process the channel's lane
+    /// keeps the order, as on a single process.
+    pub fn across_processes(mut self) -> Self {
+        self.across_processes = self.db.backend() == DatabaseBackend::Postgres;
+        self
     }
 }
 
@@ -225,6 +244,7 @@ where
             claim_guard: "",
             claim_frees_dedupe_key: false,
             last_reclaim: Arc::new(AtomicI64::new(i64::MIN / 2)),
+            across_processes: false,
             _entity: PhantomData,
         }
     }
@@ -453,6 +473,16 @@ where
             DatabaseBackend::Postgres => "FOR UPDATE SKIP LOCKED",
             _ => "",
         };
+        let other_holder = if self.across_processes {
+            format!(
+                " AND NOT EXISTS (SELECT 1 FROM {t} o WHERE o.target_channel_id = j.target_channel_id \
+                 AND o.id < j.id AND o.status = '{PROCESSING}' AND o.lease_owner <> {owner} \
+                 AND o.lease_expires_at > {now_p})",
+                t = self.table
+            )
+        } else {
+            String::new()
+        };
         let (condition, order) = match which {
             Claimable::LeaseExpired => (
                 format!("j.status = '{PROCESSING}' AND j.lease_expires_at <= {now_p}"),
@@ -467,7 +497,7 @@ where
             "UPDATE {t} SET status = '{PROCESSING}', lease_owner = {owner}, \
              lease_expires_at = {expires}, claim_token = {token_p}, attempts = attempts + 1, \
              updated_at = {now_p}{free_key} \
-             WHERE id IN (SELECT j.id FROM {t} j WHERE {condition} {guard} \
+             WHERE id IN (SELECT j.id FROM {t} j WHERE {condition} {guard}{other_holder} \
                ORDER BY {order} LIMIT {limit_p} {lock}) \
              RETURNING *",
             t = self.table,
@@ -478,6 +508,19 @@ where
                 ""
             },
         );
+        if self.across_processes {
+            use sea_orm::TransactionTrait;
+            let txn = self.db.claim_conn().begin().await?;
+            txn.execute_raw(Statement::from_sql_and_values(
+                backend,
+                "SELECT pg_advisory_xact_lock($1)",
+                [CLAIM_LOCK.into()],
+            ))
+            .await?;
+            let rows = E::find().from_raw_sql(p.statement(sql)).all(&txn).await?;
+            txn.commit().await?;
+            return Ok(rows);
+        }
         let rows = E::find()
             .from_raw_sql(p.statement(sql))
             .all(self.db.claim_conn())
