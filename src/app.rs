@@ -154,6 +154,7 @@ pub fn start_actors_with(db: &Database, settings: &Settings, mirror_store: Mirro
         .collect();
     gate_cfg.windows =
         FreshnessWindows::from_secs(settings.fresh_window_secs, settings.stale_window_secs);
+    gate_cfg.handover = !(settings.shard_leases && settings.database_url.starts_with("postgres"));
     let gate = MirrorGate::new(
         mirror_store.clone(),
         cache.clone(),

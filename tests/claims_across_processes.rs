@@ -124,7 +124,7 @@ async fn a_channels_later_job_waits_while_another_process_holds_an_earlier_one()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dead_processs_expired_lease_does_not_block_its_channel() {
+async fn a_dead_processs_jobs_are_taken_again_before_their_channels_later_ones() {
     if !wants_postgres() {
         eprintln!("PostgreSQL only (SEATGATE_TEST_DATABASE=postgres)");
         return;
@@ -150,14 +150,20 @@ async fn a_dead_processs_expired_lease_does_not_block_its_channel() {
         .await
         .unwrap();
     assert_eq!(got.len(), 1);
-    // A dies; its lease runs out. B takes the first job again and then the second, in order.
-    let later = now + 1_000;
+    // While A's lease is live, B leaves the channel alone.
+    let before = b
+        .claim("process-b", 10, Duration::from_secs(60), now + 50)
+        .await
+        .unwrap();
+    assert!(before.is_empty(), "{before:?}");
+    // A dies; its lease runs out. B takes the first job again and the second in one claim,
+    // in the channel's order (its lane delivers them one after the other).
+    let later = now + 1_100;
     let taken = b
         .claim("process-b", 10, Duration::from_secs(60), later)
         .await
         .unwrap();
-    let mut messages: Vec<i64> = taken.iter().map(|j| j.source_message_id).collect();
-    messages.sort_unstable();
+    let messages: Vec<i64> = taken.iter().map(|j| j.source_message_id).collect();
     assert_eq!(
         messages,
         [snowflake::to_db(5001), snowflake::to_db(5002)],

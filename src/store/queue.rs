@@ -174,11 +174,14 @@ impl MirrorQueue {
     }
 
     /// Per-target order across processes (PostgreSQL): a job is not claimed while an earlier
-    /// job for the same target channel is held by another process's live lease, and claims
-    /// run one at a time under a transaction-scoped advisory lock, so that a claim sees the
-    /// one before it committed (under READ COMMITTED two concurrent claims would not see each
-    /// other's rows and could both take a channel's jobs). Within a process the channel's lane
-    /// keeps the order, as on a single process.
+    /// job for the same target channel is held by another process (its lease live, or
+    /// expired and not yet taken again: a claim takes expired leases first, so the earlier
+    /// job and the later go to one process, in id order), and claims run one at a time
+    /// under a transaction-scoped advisory lock, so that a claim sees the one before it
+    /// committed (under READ COMMITTED two concurrent claims would not see each other's rows
+    /// and could both take a channel's jobs). Within a process the channel's lane keeps the
+    /// order, as on a single process. Ingest then writes new jobs pending rather than
+    /// claimed for itself (`MirrorGateConfig::handover`), so every job passes this claim.
     pub fn across_processes(mut self) -> Self {
         self.across_processes = self.db.backend() == DatabaseBackend::Postgres;
         self
@@ -435,6 +438,29 @@ where
         // lease expired: each read in its partial index's order. A claim costs one statement
         // (also the many that find nothing), and a dead worker's jobs are taken within a
         // second of their lease running out.
+        if self.across_processes {
+            // Another process's jobs whose lease ran out first: a channel's later jobs wait
+            // behind them (see the claim guard), and both go to this process's lanes in id
+            // order.
+            let mut rows = Vec::new();
+            let last = self.last_reclaim.load(std::sync::atomic::Ordering::Relaxed);
+            if now - last >= RECLAIM_EVERY_MS {
+                self.last_reclaim
+                    .store(now, std::sync::atomic::Ordering::Relaxed);
+                rows = self
+                    .claim_some(worker, &token, limit, lease, now, Claimable::LeaseExpired)
+                    .await?;
+            }
+            let room = limit.saturating_sub(rows.len() as u64);
+            if room > 0 {
+                rows.extend(
+                    self.claim_some(worker, &token, room, lease, now, Claimable::Due)
+                        .await?,
+                );
+            }
+            rows.sort_by_key(|r| r.job_id());
+            return Ok(rows);
+        }
         let mut rows = self
             .claim_some(worker, &token, limit, lease, now, Claimable::Due)
             .await?;
@@ -476,8 +502,7 @@ where
         let other_holder = if self.across_processes {
             format!(
                 " AND NOT EXISTS (SELECT 1 FROM {t} o WHERE o.target_channel_id = j.target_channel_id \
-                 AND o.id < j.id AND o.status = '{PROCESSING}' AND o.lease_owner <> {owner} \
-                 AND o.lease_expires_at > {now_p})",
+                 AND o.id < j.id AND o.status = '{PROCESSING}' AND o.lease_owner <> {owner})",
                 t = self.table
             )
         } else {

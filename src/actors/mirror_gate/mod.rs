@@ -138,6 +138,10 @@ pub struct MirrorGateConfig {
     pub cdn_hosts: Vec<String>,
     /// A delivery (downloads, webhook creation, the send) that takes longer fails its job.
     pub delivery_timeout: Duration,
+    /// Ingest may write a new message's sends already claimed for this gate
+    /// ([`OfferSends`]). Off when several processes share the queue: every job then passes
+    /// the claim that keeps per-target order across processes.
+    pub handover: bool,
 }
 
 impl MirrorGateConfig {
@@ -155,6 +159,7 @@ impl MirrorGateConfig {
             attachment_limit_bytes: DEFAULT_UPLOAD_LIMIT_BYTES,
             cdn_hosts: Vec::new(),
             delivery_timeout: Duration::from_secs(120),
+            handover: true,
         }
     }
 }
@@ -280,7 +285,11 @@ impl Handler<Wake> for MirrorGate {
 impl Handler<OfferSends> for MirrorGate {
     type Result = Option<ClaimStamp>;
     fn handle(&mut self, _: OfferSends, _: &mut Self::Context) -> Self::Result {
-        self.worker.as_ref()?.offer()
+        let worker = self.worker.as_ref()?;
+        if !worker.cfg.handover {
+            return None;
+        }
+        worker.offer()
     }
 }
 
