@@ -12,6 +12,10 @@ use sea_orm::{
 use crate::error::{AppError, AppResult, ErrorCode};
 
 /// Milliseconds since the Unix epoch, UTC: the unit of every stored timestamp.
+/// The advisory lock migrations run under on PostgreSQL ("seatgate" in ASCII, its last
+/// bits changed: neither the instance lease's nor the claims').
+const MIGRATE_LOCK: i64 = 0x7365_6174_6761_7465 ^ 2;
+
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
@@ -163,7 +167,25 @@ impl Database {
     }
 
     pub async fn migrate(&self) -> AppResult<()> {
-        Migrator::up(&self.conn, None).await?;
+        if self.backend() != DatabaseBackend::Postgres {
+            Migrator::up(&self.conn, None).await?;
+            return Ok(());
+        }
+        // Several processes started at once on an empty database would each create the
+        // tables (and all but one fail on a duplicate key): one migrates at a time, holding a
+        // transaction-scoped advisory lock on a connection of its own while the migrator uses
+        // the others; the ones after it find nothing left to do.
+        let guard = self.conn.begin().await?;
+        guard
+            .execute_raw(sea_orm::Statement::from_sql_and_values(
+                DatabaseBackend::Postgres,
+                "SELECT pg_advisory_xact_lock($1)",
+                [MIGRATE_LOCK.into()],
+            ))
+            .await?;
+        let migrated = Migrator::up(&self.conn, None).await;
+        guard.commit().await?;
+        migrated?;
         Ok(())
     }
 
