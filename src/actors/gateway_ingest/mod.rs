@@ -266,6 +266,9 @@ impl actix::Handler<Shutdown> for GatewayIngest {
     }
 }
 
+/// How long recording a source event is retried while the database is away.
+const RECORD_RETRY_FOR: Duration = Duration::from_secs(60);
+
 impl Handler {
     fn send(&self, change: GuildChange) {
         self.auditor.do_send(change);
@@ -289,7 +292,7 @@ impl Handler {
             return;
         }
         let started = std::time::Instant::now();
-        let result = Self::record(store, gate, &event).await;
+        let result = Self::record_retrying(store, gate, &event).await;
         tracing::debug!(
             channel = event.channel_id(),
             message_id = event.message_id(),
@@ -304,6 +307,51 @@ impl Handler {
             Ok(_) => {}
             Err(err) => {
                 tracing::error!(error = %err, "[mirror] could not record a source message; the catch-up recovers it")
+            }
+        }
+    }
+
+    /// [`Self::record`], again with backoff while the database is away (a restart, a lost
+    /// connection) for up to [`RECORD_RETRY_FOR`]: catch-up reads what a session missed, not
+    /// what the database refused while the session was up. The channel's later messages wait
+    /// behind it, in order. A retry after a commit whose answer was lost writes nothing twice:
+    /// a send has its dedupe key, an edit or a delete applied twice changes nothing.
+    async fn record_retrying(
+        store: &MirrorStore,
+        gate: &GateInbox,
+        event: &SourceEvent,
+    ) -> AppResult<IngestOutcome> {
+        let backoff = crate::domain::backoff::RetryPolicy {
+            base: Duration::from_millis(200),
+            cap: Duration::from_secs(5),
+            max_attempts: u32::MAX,
+        };
+        let until = std::time::Instant::now() + RECORD_RETRY_FOR;
+        let mut attempt = 0u32;
+        loop {
+            match Self::record(store, gate, event).await {
+                Err(err)
+                    if matches!(
+                        err.code(),
+                        ErrorCode::DatabaseUnavailable | ErrorCode::DatabaseError
+                    ) && std::time::Instant::now() < until =>
+                {
+                    attempt += 1;
+                    if attempt == 1 {
+                        tracing::warn!(error = %err, message_id = event.message_id(), "[mirror] cannot record a source message yet; retrying while the database is away");
+                    }
+                    tokio::time::sleep(backoff.delay(attempt.min(16), 0.0)).await;
+                }
+                result => {
+                    if attempt > 0 && result.is_ok() {
+                        tracing::info!(
+                            message_id = event.message_id(),
+                            attempts = attempt + 1,
+                            "[mirror] source message recorded once the database answered again"
+                        );
+                    }
+                    return result;
+                }
             }
         }
     }
