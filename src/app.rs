@@ -328,6 +328,7 @@ pub async fn admin_state(
         metrics: http::metrics::install(),
         directory: actors.directory.clone(),
         shards: actors.shards.clone(),
+        worker_id: settings.worker_id(),
         forwarder: (settings.shard_leases && settings.database_url.starts_with("postgres")).then(
             || {
                 http::forward::Forwarder::new(crate::store::live_instances::LiveInstances::new(

@@ -345,6 +345,11 @@ async fn the_chip_follows_members_joining_and_leaving_in_the_sandbox() {
 
     // The auditor recounts from the sandbox; the page follows without a reload.
     d.wait_text(&chip, "ok").await;
+    // The operator sees which process runs the gateway's shard: this one, the only one.
+    d.wait_text("#shards", "0 of 1").await;
+    d.wait_text("#shards", "(this process)").await;
+    d.wait_text("#shards-answered", "One process runs every shard")
+        .await;
     d.wait_text("#snap-seats", &format!("{SEATS} of {SEATS}"))
         .await;
     assert!(d.text("#snap-status").await.starts_with("fresh"));

@@ -179,6 +179,65 @@ async fn every_process_answers_every_guilds_routes_alike() {
         "target guilds named on both: {mappings}"
     );
 
+    // Which process runs which shard: the same table from both, each marking its own.
+    let (_, sa) = admin_a
+        .try_call(Method::GET, "/api/v1/shards", None, None)
+        .await;
+    let (_, sb) = admin_b
+        .try_call(Method::GET, "/api/v1/shards", None, None)
+        .await;
+    let holders = |v: &Value| -> Vec<(u64, String)> {
+        v["shards"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| {
+                (
+                    s["shard_id"].as_u64().unwrap_or(99),
+                    s["holder"].as_str().unwrap_or("-").to_owned(),
+                )
+            })
+            .collect()
+    };
+    let want: Vec<(u64, String)> = split
+        .iter()
+        .map(|(shard, holder)| (u64::from(*shard), holder.clone()))
+        .collect();
+    assert_eq!(holders(&sa), want, "{sa}");
+    assert_eq!(holders(&sb), want, "{sb}");
+    assert_eq!(
+        (sa["answered_by"].as_str(), sb["answered_by"].as_str()),
+        (Some("instance-a"), Some("instance-b"))
+    );
+    let own = |v: &Value| -> Vec<String> {
+        v["shards"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|s| s["this_process"] == true)
+            .map(|s| s["holder"].as_str().unwrap_or("-").to_owned())
+            .collect()
+    };
+    assert_eq!(
+        (own(&sa), own(&sb)),
+        (vec!["instance-a".to_owned()], vec!["instance-b".to_owned()])
+    );
+    assert!(
+        sa["shards"][0]["holder_admin_url"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("http://127.0.0.1:")),
+        "{sa}"
+    );
+    let (status, _) = admin_a
+        .try_call(
+            Method::GET,
+            "/api/v1/shards",
+            None,
+            Some("not-the-operator"),
+        )
+        .await;
+    assert_eq!(status, 401);
+
     // Renamed on Discord: both processes show the new name within seconds.
     sandbox
         .update_channel(channel_0, &json!({"name": "renamed-signals"}))

@@ -18,6 +18,7 @@ pub mod page;
 pub mod queues;
 pub mod seats;
 pub mod servers;
+pub mod shards;
 pub mod tokens;
 pub mod validate;
 
@@ -84,6 +85,8 @@ pub struct AppState {
     pub directory: GuildDirectory,
     /// The gateway shards this process runs.
     pub shards: crate::discord::shards::ShardStates,
+    /// This process's worker id (its name on leases).
+    pub worker_id: String,
     /// With shard leases: the way to the process that runs another shard's guild.
     pub forwarder: Option<forward::Forwarder>,
     /// Discord's REST API, for what the gateway did not tell (`None` without a token).
@@ -158,6 +161,7 @@ pub fn configure(state: AppState) -> impl FnOnce(&mut web::ServiceConfig) {
             .service(enforcement::get_enforcement)
             .service(enforcement::put_enforcement)
             .service(queues::get_queues)
+            .service(shards::get_shards)
             .service(page::index)
             .service(page::admin_index)
             .service(page::app_js)

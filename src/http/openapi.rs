@@ -9,7 +9,7 @@ use utoipa::{
 
 use super::{
     connectors, enforcement, failed_jobs, grants, guilds, mappings, metrics, queues, seats,
-    servers, tokens,
+    servers, shards, tokens,
 };
 
 /// Every error: `{"error": {"code", "message"}}`.
@@ -53,7 +53,7 @@ impl Modify for BearerAuth {
         servers::get_snapshot, servers::request_audit, seats::list_seats, seats::export_seats, servers::list_events,
         failed_jobs::list_failed_jobs,
         enforcement::get_enforcement, enforcement::put_enforcement,
-        queues::get_queues, metrics::prometheus, openapi_json,
+        queues::get_queues, shards::get_shards, metrics::prometheus, openapi_json,
     ),
     components(schemas(ErrorBody, ErrorDetail))
 )]

@@ -82,6 +82,28 @@ impl LiveInstances {
         Ok(u32::try_from(n).unwrap_or(u32::MAX))
     }
 
+    /// Every process's row: worker id, admin URL, milliseconds since its last heartbeat.
+    pub async fn list(&self) -> AppResult<Vec<(String, Option<String>, i64)>> {
+        let sql = format!(
+            "SELECT worker_id, admin_url, {DB_NOW_MS} - last_seen AS ago \
+             FROM service_instances ORDER BY worker_id"
+        );
+        let rows = self
+            .db
+            .read_conn()
+            .query_all_raw(Self::statement(sql, Vec::new()))
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            out.push((
+                r.try_get("", "worker_id")?,
+                r.try_get("", "admin_url")?,
+                r.try_get("", "ago")?,
+            ));
+        }
+        Ok(out)
+    }
+
     /// A graceful stop: the others take this process's share at their next heartbeat.
     pub async fn leave(&self, worker_id: &str) -> AppResult<()> {
         self.db

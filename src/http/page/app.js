@@ -512,9 +512,39 @@ async function showBanGuard() {
   }
 }
 
+// Which process runs which gateway shard, for an operator's token.
+async function showShards() {
+  if (notOperator) return;
+  let r = null;
+  try { r = await apiCall("GET", "/api/v1/shards"); } catch (err) { if (err.status === 401 || err.status === 403) notOperator = true; }
+  const card = $("shards-card");
+  card.hidden = !r;
+  if (!r) return;
+  $("shards-answered").textContent = (r.leased ? "Shared through leases; " : "One process runs every shard; ") +
+    `answered by ${r.answered_by}.`;
+  const body = $("shards").querySelector("tbody");
+  body.replaceChildren();
+  for (const s of r.shards) {
+    const tr = document.createElement("tr");
+    tr.dataset.shard = String(s.shard_id);
+    const cells = [
+      `${s.shard_id} of ${s.shard_total}`,
+      s.holder ? s.holder + (s.this_process ? " (this process)" : "") : "free: being taken",
+      s.holder && r.leased ? `epoch ${s.epoch}, expires in ${Math.ceil(s.expires_in_ms / 1000)} s unless renewed` : "",
+    ];
+    for (const text of cells) {
+      const td = document.createElement("td");
+      td.textContent = text;
+      tr.appendChild(td);
+    }
+    body.appendChild(tr);
+  }
+}
+
 async function refreshLive() {
   if (!S.tenant || busy > 0 || document.hidden) return;
   await showBanGuard();
+  await showShards();
   if (!S.connector) return;
   const list = await api("GET", `${base()}/${enc(S.connector)}/servers`);
   S.servers = list.items;
