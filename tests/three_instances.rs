@@ -50,7 +50,12 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-fn spawn(name: &'static str, db_url: &str, sandbox: &SandboxHandle) -> Instance {
+fn spawn_with(
+    name: &'static str,
+    db_url: &str,
+    sandbox: &SandboxHandle,
+    extra: &[(&str, &str)],
+) -> Instance {
     let port = free_port();
     let log = std::env::var("SEATGATE_TEST_INSTANCES_LOG")
         .ok()
@@ -84,6 +89,7 @@ fn spawn(name: &'static str, db_url: &str, sandbox: &SandboxHandle) -> Instance 
             "RUST_LOG",
             std::env::var("SEATGATE_TEST_INSTANCES_RUST_LOG").unwrap_or_else(|_| "info".into()),
         )
+        .envs(extra.iter().copied())
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -158,7 +164,18 @@ async fn every_shard_runs_once(
 }
 
 async fn start_three(t: &TestDatabase, sandbox: &SandboxHandle) -> Vec<Instance> {
-    let instances: Vec<Instance> = NAMES.iter().map(|n| spawn(n, &t.url, sandbox)).collect();
+    start_three_with(t, sandbox, &[]).await
+}
+
+async fn start_three_with(
+    t: &TestDatabase,
+    sandbox: &SandboxHandle,
+    extra: &[(&str, &str)],
+) -> Vec<Instance> {
+    let instances: Vec<Instance> = NAMES
+        .iter()
+        .map(|n| spawn_with(n, &t.url, sandbox, extra))
+        .collect();
     for i in &instances {
         i.admin.wait_up(Duration::from_secs(60)).await;
     }
@@ -472,4 +489,185 @@ async fn every_process_recovers_by_itself_from_a_postgres_restart() {
     );
     drop(instances);
     sandbox.shutdown().await;
+}
+
+/// Until every process's `GET /api/v1/enforcement` (its snapshot cache) shows `on`; how long.
+async fn kill_switch_everywhere(instances: &[Instance], on: bool) -> Duration {
+    let start = Instant::now();
+    loop {
+        let mut all = true;
+        for i in instances {
+            let v = i
+                .admin
+                .call(reqwest::Method::GET, "/api/v1/enforcement", None)
+                .await;
+            all &= v["kill_switch"] == on;
+        }
+        if all {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the kill switch never reached every process"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[actix_web::test]
+#[ignore = "PostgreSQL only; run alone (see the module doc)"]
+async fn a_crossing_counted_by_one_process_holds_every_process_and_tells_once() {
+    if !wants_postgres() {
+        eprintln!("PostgreSQL only (SEATGATE_TEST_DATABASE=postgres)");
+        return;
+    }
+    no_proxy();
+    let t = TestDatabase::empty().await.unwrap();
+    let sandbox = sandbox_recommending(SHARDS, SHARDS).await;
+    let leases = ShardLeases::new(t.db.clone());
+    // Counts re-stamped every second: a process vouching again for a crossing it does not own
+    // would post a second notice within the test.
+    let instances = start_three_with(
+        &t,
+        &sandbox,
+        &[
+            ("SEATGATE_RECHECK_SECS", "1"),
+            ("SEATGATE_RECHECK_OVER_LIMIT_SECS", "1"),
+            ("SEATGATE_FRESH_WINDOW_SECS", "3"),
+            ("SEATGATE_STALE_WINDOW_SECS", "10"),
+        ],
+    )
+    .await;
+    every_shard_runs_once(&sandbox, &leases, &NAMES, Duration::from_secs(30)).await;
+    let (guild, channel) = target(0);
+    let owner = holders(&leases).await[&(shard_of(guild, SHARDS) as u32)].clone();
+    // Configured through a process that does not own the guild.
+    let other = instances
+        .iter()
+        .find(|i| i.name != owner)
+        .expect("a process that does not own the guild");
+    other.admin.configure(&["bot", "bot", "bot", "bot"]).await;
+    let server = format!("/api/v1/tenants/{TENANT}/connectors/{CONNECTOR}/servers/{guild}");
+    other
+        .admin
+        .call(
+            reqwest::Method::PUT,
+            &server,
+            Some(server_config(json!({
+                "seat_limit": 1, "enforcement_mode": "enforce",
+                "notify_channel_id": channel.to_string()
+            }))),
+        )
+        .await;
+
+    // The kill switch set through one process, on every process.
+    instances[0]
+        .admin
+        .call(
+            reqwest::Method::PUT,
+            "/api/v1/enforcement",
+            Some(json!({"kill_switch": true})),
+        )
+        .await;
+    let on = kill_switch_everywhere(&instances, true).await;
+    instances[2]
+        .admin
+        .call(
+            reqwest::Method::PUT,
+            "/api/v1/enforcement",
+            Some(json!({"kill_switch": false})),
+        )
+        .await;
+    let off = kill_switch_everywhere(&instances, false).await;
+    println!("kill switch through one process -> all three: on {on:?}, off {off:?}");
+    assert!(on < Duration::from_secs(1) && off < Duration::from_secs(1));
+
+    let snapshot_is = |want: bool| {
+        let admin = &instances[1].admin;
+        let path = format!("{server}/snapshot");
+        async move {
+            let start = Instant::now();
+            loop {
+                let (_, v) = admin
+                    .try_call(reqwest::Method::GET, &path, None, None)
+                    .await;
+                if v["is_over_limit"] == want && v["seats_used"].as_i64().is_some() {
+                    return start.elapsed();
+                }
+                assert!(start.elapsed() < Duration::from_secs(20), "{v}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    // The stored snapshot is the owner's count, written by the owner alone.
+    snapshot_is(false).await;
+    post_in_order(&sandbox, "before").await;
+
+    sandbox
+        .add_member(
+            guild,
+            &json!({"user": {"id": "720000000000000001", "username": "joiner"}, "roles": []}),
+        )
+        .expect("member added");
+    let counted = snapshot_is(true).await;
+    println!("join -> the owner's count over the limit, read through another process: {counted:?}");
+    // Signals while over: whichever process claims them holds them.
+    let mut held = Vec::new();
+    for n in 0..6 {
+        let content = format!("while over {n}");
+        post(&sandbox, &content);
+        held.push(content);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let shown = live(&sandbox, channel);
+    assert!(
+        !shown.iter().any(|c| c.starts_with("while over")),
+        "delivered into a server over its limit: {shown:?}"
+    );
+    assert!(
+        until(Duration::from_secs(10), || {
+            let other = live(&sandbox, target(1).1);
+            held.iter().all(|h| other.contains(h))
+        })
+        .await,
+        "the other servers' copies go on"
+    );
+
+    sandbox
+        .remove_member(guild, 720_000_000_000_000_001)
+        .expect("member removed");
+    assert!(
+        until(Duration::from_secs(30), || {
+            let shown = live(&sandbox, channel);
+            held.iter().all(|h| shown.contains(h))
+        })
+        .await,
+        "the held signals never arrived after the resume: {:?}",
+        live(&sandbox, channel)
+    );
+    // Rechecks every second on the owner: time for a second notice, were one to be posted.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let shown = live(&sandbox, channel);
+    let paused = shown.iter().filter(|c| c.contains("is paused")).count();
+    let resumed = shown.iter().filter(|c| c.contains("has resumed")).count();
+    assert_eq!((paused, resumed), (1, 1), "notices: {shown:?}");
+    println!("one crossing: {paused} pause notice and {resumed} resume notice, held signals delivered after the resume");
+    drop(instances);
+    sandbox.shutdown().await;
+}
+
+/// Posts one signal and waits until every target shows it.
+async fn post_in_order(sandbox: &SandboxHandle, content: &str) {
+    post(sandbox, content);
+    assert!(
+        until(Duration::from_secs(20), || (0..SHARDS).all(|i| live(
+            sandbox,
+            target(i).1
+        )
+        .iter()
+        .any(|c| c == content)))
+        .await,
+        "{content} never reached every target"
+    );
 }
