@@ -120,6 +120,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/enforcement"),
     ("put", "/api/v1/enforcement"),
     ("get", "/api/v1/queues"),
+    ("get", "/api/v1/shards"),
     ("get", "/api/v1/openapi.json"),
     ("get", "/metrics"),
 ];
