@@ -52,29 +52,46 @@ fn created(message_id: u64) -> SourceEvent {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_channels_later_job_waits_while_another_process_holds_an_earlier_one() {
-    if !wants_postgres() {
-        eprintln!("PostgreSQL only (SEATGATE_TEST_DATABASE=postgres)");
-        return;
-    }
-    let t = TestDatabase::new().await.unwrap();
-    seatgate::store::testing::seed::connector(&t.db, "acme", "signals", SOURCE_GUILD)
-        .await
-        .unwrap();
-    let x = mapping(&t, 1_000, CHAN_X).await;
-    let y = mapping(&t, 2_000, CHAN_Y).await;
+/// A mirror queue as one process with shard leases claims from it.
+fn queue(t: &TestDatabase) -> MirrorQueue {
     let policy = RetryPolicy {
         base: Duration::from_millis(50),
         cap: Duration::from_millis(200),
         max_attempts: 8,
     };
-    let queue = || MirrorQueue::mirror(t.db.clone(), policy).across_processes();
-    let store = MirrorStore::new(t.db.clone(), queue());
+    MirrorQueue::mirror(t.db.clone(), policy).across_processes()
+}
+
+/// A mapping into each of `targets` (guild, channel), and two source messages recorded by
+/// ingest: their mapping ids and when. `None` off PostgreSQL.
+async fn two_signals_into(targets: &[(u64, u64)]) -> Option<(TestDatabase, Vec<i64>, i64)> {
+    if !wants_postgres() {
+        eprintln!("PostgreSQL only (SEATGATE_TEST_DATABASE=postgres)");
+        return None;
+    }
+    let t = TestDatabase::new().await.unwrap();
+    seatgate::store::testing::seed::connector(&t.db, "acme", "signals", SOURCE_GUILD)
+        .await
+        .unwrap();
+    let mut mappings = Vec::new();
+    for (guild, channel) in targets {
+        mappings.push(mapping(&t, *guild, *channel).await);
+    }
+    let store = MirrorStore::new(t.db.clone(), queue(&t));
     let now = seatgate::store::now_ms();
     store.ingest(&created(5001), now).await.unwrap();
     store.ingest(&created(5002), now).await.unwrap();
-    let (a, b) = (queue(), queue());
+    Some((t, mappings, now))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channels_later_job_waits_while_another_process_holds_an_earlier_one() {
+    let Some((t, mappings, now)) = two_signals_into(&[(1_000, CHAN_X), (2_000, CHAN_Y)]).await
+    else {
+        return;
+    };
+    let (x, y) = (mappings[0], mappings[1]);
+    let (a, b) = (queue(&t), queue(&t));
     let lease = Duration::from_secs(60);
 
     let first = a.claim("process-a", 1, lease, now).await.unwrap();
@@ -125,26 +142,10 @@ async fn a_channels_later_job_waits_while_another_process_holds_an_earlier_one()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_processs_jobs_are_taken_again_before_their_channels_later_ones() {
-    if !wants_postgres() {
-        eprintln!("PostgreSQL only (SEATGATE_TEST_DATABASE=postgres)");
+    let Some((t, _, now)) = two_signals_into(&[(1_000, CHAN_X)]).await else {
         return;
-    }
-    let t = TestDatabase::new().await.unwrap();
-    seatgate::store::testing::seed::connector(&t.db, "acme", "signals", SOURCE_GUILD)
-        .await
-        .unwrap();
-    mapping(&t, 1_000, CHAN_X).await;
-    let policy = RetryPolicy {
-        base: Duration::from_millis(50),
-        cap: Duration::from_millis(200),
-        max_attempts: 8,
     };
-    let queue = || MirrorQueue::mirror(t.db.clone(), policy).across_processes();
-    let store = MirrorStore::new(t.db.clone(), queue());
-    let now = seatgate::store::now_ms();
-    store.ingest(&created(5001), now).await.unwrap();
-    store.ingest(&created(5002), now).await.unwrap();
-    let (a, b) = (queue(), queue());
+    let (a, b) = (queue(&t), queue(&t));
     let got = a
         .claim("process-a", 1, Duration::from_millis(100), now)
         .await

@@ -40,13 +40,6 @@ struct Service {
     child: Child,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 fn spawn(db_url: &str, sandbox: &SandboxHandle, port: u16) -> Service {
     let child = Command::new(env!("CARGO_BIN_EXE_seatgate"))
         .arg("serve")

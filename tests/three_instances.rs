@@ -43,13 +43,6 @@ struct Instance {
     admin: Admin,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 fn spawn_with(
     name: &'static str,
     db_url: &str,
@@ -163,10 +156,6 @@ async fn every_shard_runs_once(
     }
 }
 
-async fn start_three(t: &TestDatabase, sandbox: &SandboxHandle) -> Vec<Instance> {
-    start_three_with(t, sandbox, &[]).await
-}
-
 async fn start_three_with(
     t: &TestDatabase,
     sandbox: &SandboxHandle,
@@ -180,6 +169,36 @@ async fn start_three_with(
         i.admin.wait_up(Duration::from_secs(60)).await;
     }
     instances
+}
+
+/// Three processes on a fresh database and a sandbox recommending four shards.
+struct Cluster {
+    _t: TestDatabase,
+    sandbox: SandboxHandle,
+    leases: ShardLeases,
+    instances: Vec<Instance>,
+}
+
+/// A [`Cluster`] with every shard running once (and how long that took after start), its
+/// processes started with `extra` settings; `None` off PostgreSQL.
+async fn cluster(extra: &[(&str, &str)]) -> Option<(Cluster, Duration)> {
+    if !wants_postgres() {
+        eprintln!("PostgreSQL only (SEATGATE_TEST_DATABASE=postgres)");
+        return None;
+    }
+    no_proxy();
+    let t = TestDatabase::empty().await.unwrap();
+    let sandbox = sandbox_recommending(SHARDS, SHARDS).await;
+    let leases = ShardLeases::new(t.db.clone());
+    let instances = start_three_with(&t, &sandbox, extra).await;
+    let took = every_shard_runs_once(&sandbox, &leases, &NAMES, Duration::from_secs(30)).await;
+    let c = Cluster {
+        _t: t,
+        sandbox,
+        leases,
+        instances,
+    };
+    Some((c, took))
 }
 
 /// What the test did to one source message, in posting order.
@@ -282,18 +301,17 @@ async fn every_target_holds(sandbox: &SandboxHandle, sources: &[Source], ordered
 }
 
 #[actix_web::test]
-#[ignore = "PostgreSQL only; run alone (see the module doc)"]
+#[ignore = "three serve processes on PostgreSQL; .ci/run runs this file alone with --ignored"]
 async fn three_processes_share_four_shards_through_a_sigkill_and_a_graceful_stop() {
-    if !wants_postgres() {
-        eprintln!("PostgreSQL only (SEATGATE_TEST_DATABASE=postgres)");
+    let Some((c, took)) = cluster(&[]).await else {
         return;
-    }
-    no_proxy();
-    let t = TestDatabase::empty().await.unwrap();
-    let sandbox = sandbox_recommending(SHARDS, SHARDS).await;
-    let leases = ShardLeases::new(t.db.clone());
-    let mut instances = start_three(&t, &sandbox).await;
-    let took = every_shard_runs_once(&sandbox, &leases, &NAMES, Duration::from_secs(30)).await;
+    };
+    let Cluster {
+        _t,
+        sandbox,
+        leases,
+        mut instances,
+    } = c;
     println!("start: every shard one session after {took:?}");
 
     instances[0]
@@ -421,18 +439,17 @@ fn restart_postgres() {
 }
 
 #[actix_web::test]
-#[ignore = "restarts PostgreSQL; run alone (see the module doc)"]
+#[ignore = "restarts the PostgreSQL cluster the other tests share; .ci/run runs this file alone with --ignored"]
 async fn every_process_recovers_by_itself_from_a_postgres_restart() {
-    if !wants_postgres() {
-        eprintln!("PostgreSQL only (SEATGATE_TEST_DATABASE=postgres)");
+    let Some((c, _)) = cluster(&[]).await else {
         return;
-    }
-    no_proxy();
-    let t = TestDatabase::empty().await.unwrap();
-    let sandbox = sandbox_recommending(SHARDS, SHARDS).await;
-    let leases = ShardLeases::new(t.db.clone());
-    let instances = start_three(&t, &sandbox).await;
-    every_shard_runs_once(&sandbox, &leases, &NAMES, Duration::from_secs(30)).await;
+    };
+    let Cluster {
+        _t,
+        sandbox,
+        leases,
+        instances,
+    } = c;
     instances[1]
         .admin
         .configure(&["bot", "bot", "webhook", "bot"])
@@ -515,30 +532,26 @@ async fn kill_switch_everywhere(instances: &[Instance], on: bool) -> Duration {
 }
 
 #[actix_web::test]
-#[ignore = "PostgreSQL only; run alone (see the module doc)"]
+#[ignore = "three serve processes on PostgreSQL; .ci/run runs this file alone with --ignored"]
 async fn a_crossing_counted_by_one_process_holds_every_process_and_tells_once() {
-    if !wants_postgres() {
-        eprintln!("PostgreSQL only (SEATGATE_TEST_DATABASE=postgres)");
-        return;
-    }
-    no_proxy();
-    let t = TestDatabase::empty().await.unwrap();
-    let sandbox = sandbox_recommending(SHARDS, SHARDS).await;
-    let leases = ShardLeases::new(t.db.clone());
     // Counts re-stamped every second: a process vouching again for a crossing it does not own
     // would post a second notice within the test.
-    let instances = start_three_with(
-        &t,
-        &sandbox,
-        &[
-            ("SEATGATE_RECHECK_SECS", "1"),
-            ("SEATGATE_RECHECK_OVER_LIMIT_SECS", "1"),
-            ("SEATGATE_FRESH_WINDOW_SECS", "3"),
-            ("SEATGATE_STALE_WINDOW_SECS", "10"),
-        ],
-    )
-    .await;
-    every_shard_runs_once(&sandbox, &leases, &NAMES, Duration::from_secs(30)).await;
+    let Some((c, _)) = cluster(&[
+        ("SEATGATE_RECHECK_SECS", "1"),
+        ("SEATGATE_RECHECK_OVER_LIMIT_SECS", "1"),
+        ("SEATGATE_FRESH_WINDOW_SECS", "3"),
+        ("SEATGATE_STALE_WINDOW_SECS", "10"),
+    ])
+    .await
+    else {
+        return;
+    };
+    let Cluster {
+        _t,
+        sandbox,
+        leases,
+        instances,
+    } = c;
     let (guild, channel) = target(0);
     let owner = holders(&leases).await[&(shard_of(guild, SHARDS) as u32)].clone();
     // Configured through a process that does not own the guild.

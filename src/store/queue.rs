@@ -438,45 +438,44 @@ where
         // lease expired: each read in its partial index's order. A claim costs one statement
         // (also the many that find nothing), and a dead worker's jobs are taken within a
         // second of their lease running out.
-        if self.across_processes {
-            // Another process's jobs whose lease ran out first: a channel's later jobs wait
-            // behind them (see the claim guard), and both go to this process's lanes in id
-            // order.
-            let mut rows = Vec::new();
-            let last = self.last_reclaim.load(std::sync::atomic::Ordering::Relaxed);
-            if now - last >= RECLAIM_EVERY_MS {
-                self.last_reclaim
-                    .store(now, std::sync::atomic::Ordering::Relaxed);
-                rows = self
-                    .claim_some(worker, &token, limit, lease, now, Claimable::LeaseExpired)
-                    .await?;
+        // With several processes, expired leases first: a channel's later jobs wait behind
+        // another process's jobs whose lease ran out (see the claim guard), and both go to
+        // this process's lanes in id order.
+        let order = if self.across_processes {
+            [Claimable::LeaseExpired, Claimable::Due]
+        } else {
+            [Claimable::Due, Claimable::LeaseExpired]
+        };
+        let reclaim = self.reclaim_due(now);
+        let mut rows = Vec::new();
+        for which in order {
+            if matches!(which, Claimable::LeaseExpired) && !reclaim {
+                continue;
             }
             let room = limit.saturating_sub(rows.len() as u64);
-            if room > 0 {
-                rows.extend(
-                    self.claim_some(worker, &token, room, lease, now, Claimable::Due)
-                        .await?,
-                );
+            if room == 0 {
+                break;
             }
-            rows.sort_by_key(|r| r.job_id());
-            return Ok(rows);
+            rows.extend(
+                self.claim_some(worker, &token, room, lease, now, which)
+                    .await?,
+            );
         }
-        let mut rows = self
-            .claim_some(worker, &token, limit, lease, now, Claimable::Due)
-            .await?;
-        let last = self.last_reclaim.load(std::sync::atomic::Ordering::Relaxed);
-        if now - last >= RECLAIM_EVERY_MS {
-            self.last_reclaim
-                .store(now, std::sync::atomic::Ordering::Relaxed);
-            let room = limit.saturating_sub(rows.len() as u64);
-            if room > 0 {
-                rows.extend(
-                    self.claim_some(worker, &token, room, lease, now, Claimable::LeaseExpired)
-                        .await?,
-                );
-            }
+        if self.across_processes {
+            rows.sort_by_key(|r| r.job_id());
         }
         Ok(rows)
+    }
+
+    /// Whether this claim also looks for expired leases (at most once a second per queue).
+    fn reclaim_due(&self, now: i64) -> bool {
+        let last = self.last_reclaim.load(std::sync::atomic::Ordering::Relaxed);
+        if now - last < RECLAIM_EVERY_MS {
+            return false;
+        }
+        self.last_reclaim
+            .store(now, std::sync::atomic::Ordering::Relaxed);
+        true
     }
 
     async fn claim_some(
