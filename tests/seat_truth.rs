@@ -109,6 +109,27 @@ async fn counted(admin: &Admin, seats: u64, since: i64) -> Value {
 /// The connector, its mapping to #signals, and the server (enforced, notices in
 /// #seat-notices), as an operator configures them.
 async fn configure(admin: &Admin, limit: u64) {
+    // The mapping's ids are checked against what the gateway told: wait until it told the
+    // source guild (under load the first GUILD_CREATE can come after the HTTP server is up).
+    let start = Instant::now();
+    loop {
+        let (_, guilds) = admin
+            .try_call(Method::GET, "/api/v1/tenants/acme/guilds", None, None)
+            .await;
+        let told = guilds["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|g| g["id"] == SOURCE_GUILD.to_string() && g["bot_in_guild"] == true);
+        if told {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the gateway never told the source guild: {guilds}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     admin
         .call(
             Method::POST,
