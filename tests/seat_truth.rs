@@ -116,11 +116,9 @@ async fn configure(admin: &Admin, limit: u64) {
         let (_, guilds) = admin
             .try_call(Method::GET, "/api/v1/tenants/acme/guilds", None, None)
             .await;
-        let told = guilds["items"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|g| g["id"] == SOURCE_GUILD.to_string() && g["bot_in_guild"] == true);
+        let told = guilds["items"].as_array().into_iter().flatten().any(|g| {
+            g["id"].as_str() == Some(SOURCE_GUILD.to_string().as_str()) && g["bot_in_guild"] == true
+        });
         if told {
             break;
         }
