@@ -100,9 +100,10 @@ pub struct Settings {
     /// Gateway shards: `auto` (the `shards` that `GET /gateway/bot` recommends) or a number.
     /// One process runs every shard.
     pub shards: crate::domain::shards::ShardCount,
-    /// PostgreSQL, not yet for production: the shards are shared with the other processes on
-    /// the database through leases (each shard run by one process, a fair share each). Guild
-    /// ownership is not built yet, so `serve` still refuses a second process.
+    /// PostgreSQL: the shards are shared with the other processes on the database through
+    /// leases (each shard run by one process, a fair share each), and any process delivers
+    /// any job. Loaded settings default to it on PostgreSQL (every process runs with the same
+    /// configuration); `false` there keeps one `serve` per database. SQLite: never.
     pub shard_leases: bool,
     /// Starts the service with enforcement globally off (every server behaves as `off`).
     pub kill_switch: bool,
@@ -174,7 +175,7 @@ impl Settings {
     }
 
     fn load_from(config_file: Option<&Path>, env: Env) -> Result<Settings, AppError> {
-        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        let mut given = Figment::new();
         if let Some(path) = config_file {
             if !path.exists() {
                 return Err(AppError::new(
@@ -182,11 +183,22 @@ impl Settings {
                     format!("config file {} does not exist", path.display()),
                 ));
             }
-            figment = figment.merge(Toml::file(path));
+            given = given.merge(Toml::file(path));
         }
-        let settings: Settings = figment.merge(env).extract().map_err(config_error)?;
+        given = given.merge(env);
+        let mut settings: Settings = Figment::from(Serialized::defaults(Settings::default()))
+            .merge(given.clone())
+            .extract()
+            .map_err(config_error)?;
+        if !given.contains("shard_leases") {
+            settings.shard_leases = settings.on_postgres();
+        }
         settings.validate()?;
         Ok(settings)
+    }
+
+    pub fn on_postgres(&self) -> bool {
+        self.database_url.starts_with("postgres")
     }
 
     fn validate(&self) -> Result<(), AppError> {
@@ -355,6 +367,29 @@ mod tests {
             jail.set_env("SEATGATE_DATABASE_URL", "postgres://seatgate@db/seatgate");
             let s = Settings::load(None).map_err(|e| e.to_string())?;
             assert!(s.shard_leases);
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail fixes the closure's error type
+    fn shard_leases_default_on_postgresql_only_and_can_be_turned_off() {
+        figment::Jail::expect_with(|jail| {
+            let s = Settings::load(None).map_err(|e| e.to_string())?;
+            assert!(!s.shard_leases, "SQLite: one process runs every shard");
+            jail.set_env("SEATGATE_DATABASE_URL", "postgres://seatgate@db/seatgate");
+            let s = Settings::load(None).map_err(|e| e.to_string())?;
+            assert!(s.shard_leases, "PostgreSQL: shared by default");
+            jail.set_env("SEATGATE_SHARD_LEASES", "false");
+            let s = Settings::load(None).map_err(|e| e.to_string())?;
+            assert!(!s.shard_leases, "turned off: one serve per database");
+            jail.clear_env();
+            jail.create_file(
+                "seatgate.toml",
+                "database_url = \"postgresql://seatgate@db/seatgate\"\nshard_leases = false\n",
+            )?;
+            let s = Settings::load(Some(Path::new("seatgate.toml"))).map_err(|e| e.to_string())?;
+            assert!(!s.shard_leases, "a config file's setting counts too");
             Ok(())
         });
     }

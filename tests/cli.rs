@@ -184,9 +184,9 @@ async fn json_log_format_writes_one_json_object_per_line() {
     );
 }
 
-/// Until instances share the work, a second `serve` on the same database must not run
-/// beside the first: it exits 2 naming the holder. A first one killed with SIGKILL holds
-/// nothing: the next starts at once.
+/// Without shard leases (SQLite, or PostgreSQL with `SEATGATE_SHARD_LEASES=false`) a second
+/// `serve` on the same database must not run beside the first: it exits 2 naming the holder.
+/// A first one killed with SIGKILL holds nothing: the next starts at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_serve_on_the_same_database_exits_2_naming_the_first() {
     let t = TestDatabase::empty().await.unwrap();
@@ -194,6 +194,7 @@ async fn a_second_serve_on_the_same_database_exits_2_naming_the_first() {
         seatgate()
             .arg("serve")
             .env("SEATGATE_DATABASE_URL", &t.url)
+            .env("SEATGATE_SHARD_LEASES", "false")
             .env("SEATGATE_DISCORD_TOKEN", "test-token")
             .env("SEATGATE_BIND", format!("127.0.0.1:{port}"))
             .env("SEATGATE_DISCORD_API_URL", "http://127.0.0.1:9")

@@ -424,3 +424,34 @@ async fn a_write_under_a_lost_lease_is_refused_by_the_database() {
     assert_eq!(causes.len(), 2, "{causes:?}");
     assert!(causes.iter().all(|c| c.ends_with("held")), "{causes:?}");
 }
+
+/// A process restarted under the same worker id (after a SIGKILL, with `SEATGATE_WORKER_ID`
+/// fixed, as a systemd instance name does) takes its shard back at once rather than waiting
+/// out its own lease; anyone else still waits, and the earlier run's epoch is fenced.
+#[actix_web::test]
+async fn the_same_worker_id_takes_its_own_shard_back_at_once_and_fences_the_earlier_run() {
+    if !wants_postgres() {
+        eprintln!("PostgreSQL only (SEATGATE_TEST_DATABASE=postgres)");
+        return;
+    }
+    let t = TestDatabase::new().await.unwrap();
+    let leases = ShardLeases::new(t.db.clone());
+    leases.ensure(1).await.unwrap();
+    let first = leases.take(0, "p1", 15_000).await.unwrap().expect("free");
+    assert_eq!(
+        leases.take(0, "p2", 15_000).await.unwrap(),
+        None,
+        "another process waits for the lease to expire"
+    );
+    let again = leases
+        .take(0, "p1", 15_000)
+        .await
+        .unwrap()
+        .expect("the same worker id takes it back");
+    assert!(again > first, "a new epoch");
+    assert!(
+        leases.begin_fenced(0, "p1", first).await.unwrap().is_none(),
+        "the earlier run's writes are refused"
+    );
+    assert!(leases.begin_fenced(0, "p1", again).await.unwrap().is_some());
+}

@@ -1,5 +1,5 @@
-//! Three `seatgate serve` processes (separate OS processes) on one PostgreSQL database with
-//! shard leases, the sandbox recommending four shards and a customer guild on each:
+//! Three `seatgate serve` processes (separate OS processes) on one PostgreSQL database, run
+//! as an operator runs them (shard leases are PostgreSQL's default), the sandbox recommending four shards and a customer guild on each:
 //! - each shard has exactly one session, held by some process, within 30 s of start;
 //! - 600 messages with edits and deletes while one process is SIGKILLed: every shard has a
 //!   session again within 30 s, and every target ends with every surviving message exactly
@@ -70,7 +70,7 @@ fn spawn_with(
         .env("SEATGATE_OPERATOR_TOKEN", OPERATOR)
         .env("SEATGATE_BIND", format!("127.0.0.1:{port}"))
         .env("SEATGATE_WORKER_ID", name)
-        .env("SEATGATE_SHARD_LEASES", "true")
+        // Shard leases are not set: they are the default on PostgreSQL.
         // A killed process's queue leases expire after this; the default minute would
         // dominate the test.
         .env("SEATGATE_QUEUE_LEASE_SECS", "3")

@@ -58,12 +58,16 @@ impl ShardLeases {
         Ok(())
     }
 
-    /// Takes `shard` for `holder` if it is free or its lease expired; the new epoch.
+    /// Takes `shard` for `holder` if it is free, its lease expired, or it is still held
+    /// under `holder` by an earlier run (a process restarted with the same
+    /// `SEATGATE_WORKER_ID` after a crash takes its shards back at once instead of waiting
+    /// out its own lease; the new epoch fences anything the earlier run still sends). The
+    /// new epoch.
     pub async fn take(&self, shard: u32, holder: &str, ttl_ms: i64) -> AppResult<Option<i64>> {
         let sql = format!(
             "UPDATE gateway_shard_leases SET holder = $2, epoch = epoch + 1, \
              expires_at = {DB_NOW_MS} + $3 \
-             WHERE shard_id = $1 AND (holder IS NULL OR expires_at <= {DB_NOW_MS}) \
+             WHERE shard_id = $1 AND (holder IS NULL OR holder = $2 OR expires_at <= {DB_NOW_MS}) \
              RETURNING epoch"
         );
         let row = self

@@ -162,9 +162,14 @@ impl Keeper {
             }
         }
         let leases = l.leases.list().await?;
+        // Held under this worker id but not run here: an earlier run's, before a restart.
         let free: Vec<u32> = leases
             .iter()
-            .filter(|x| !x.held())
+            .filter(|x| {
+                !x.held()
+                    || (x.holder.as_deref() == Some(l.worker_id.as_str())
+                        && !running.contains_key(&x.shard_id))
+            })
             .map(|x| x.shard_id)
             .collect();
         let mine: Vec<u32> = running.keys().copied().collect();
