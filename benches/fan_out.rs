@@ -16,18 +16,25 @@
 //! per-webhook limits only bind for 20 signals to one channel (5 per 5 s: 15 s), below the
 //! global floor of 2,000 requests (39 s).
 //!
-//! `cargo bench --bench fan_out`.
+//! `cargo bench --bench fan_out`. With `FAN_OUT_PROCESSES=3` (PostgreSQL from
+//! `SEATGATE_TEST_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432/test`) the same
+//! runs across three `seatgate serve` processes sharing the sandbox's four shards through
+//! leases (`SEATGATE_SHARD_LEASES`): any of them delivers any job, and together they keep the
+//! bot token's one global limit (each its share of the live processes).
 
 use std::time::{Duration, Instant};
+
+mod support;
 
 use seatgate::{
     app,
     config::{Secret, Settings},
     domain::rate_limits::global_floor,
     sandbox::{RateLimitConfig, Sandbox, SandboxHandle, SandboxOptions, Scenario},
-    store::testing::TestDatabase,
+    store::{testing::TestDatabase, Database},
 };
 use serde_json::{json, Value};
+use support::Serve;
 
 const BOT: u64 = 990_000_000_000_000_001;
 const PROVIDER: u64 = 700_000_000_000_000_001;
@@ -38,7 +45,9 @@ const WEBHOOK_SOURCE: u64 = 830_000_000_000_000_002;
 const ORDER_SOURCE: u64 = 830_000_000_000_000_003;
 const ORDER_TARGETS: u64 = 100;
 const ORDER_SIGNALS: usize = 20;
-const OPERATOR: &str = "bench-operator";
+use support::OPERATOR;
+/// Shards the sandbox recommends when several processes share them.
+const SHARDS: u64 = 4;
 const VIEW: u64 = 1 << 10;
 const SEND: u64 = 1 << 11;
 const HISTORY: u64 = 1 << 16;
@@ -49,7 +58,7 @@ fn target(i: u64) -> (u64, u64) {
     (840_000_000_000_000_000 + i, 860_000_000_000_000_000 + i)
 }
 
-fn scenario(targets: u64) -> Value {
+fn scenario(targets: u64, shards: u64) -> Value {
     let channel = |id: u64, name: &str| json!({"id": id.to_string(), "name": name, "type": 0});
     let mut guilds = vec![json!({
         "id": SOURCE_GUILD.to_string(), "name": "Provider", "owner_id": PROVIDER.to_string(),
@@ -66,7 +75,7 @@ fn scenario(targets: u64) -> Value {
             "members": [{"user": {"id": (701_000_000_000_000_000 + i).to_string(), "username": "owner"}, "roles": []}]
         }));
     }
-    json!({"bot": {"id": BOT.to_string(), "username": "seatgate"}, "guilds": guilds})
+    json!({"bot": {"id": BOT.to_string(), "username": "seatgate"}, "shards": shards, "guilds": guilds})
 }
 
 fn snowflake_ms(id: u64) -> i64 {
@@ -150,10 +159,10 @@ async fn last_arrival(
 }
 
 /// How long after the last delivery the last of the fan-out's jobs was written done.
-async fn settled(running: &app::Running, posted_ms: i64, took: Duration) -> Result<(), String> {
+async fn settled(db: &Database, posted_ms: i64, took: Duration) -> Result<(), String> {
     use sea_orm::ConnectionTrait;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let conn = running.db.conn();
+    let conn = db.conn();
     let source_ms = posted_ms + seatgate::domain::snowflake::DISCORD_EPOCH_MS;
     let row = conn
         .query_one_raw(sea_orm::Statement::from_string(
@@ -190,35 +199,102 @@ fn report(label: &str, took: Duration, requests: u32, rate_limited: u64) {
     );
 }
 
+/// The service measured: one instance in this process on SQLite, or several `serve`
+/// processes on PostgreSQL.
+enum Service {
+    InProcess(Box<app::Running>),
+    Processes(Vec<(Serve, tempfile::NamedTempFile)>),
+}
+
+impl Service {
+    async fn start(
+        processes: usize,
+        t: &TestDatabase,
+        sandbox: &SandboxHandle,
+        client: &reqwest::Client,
+    ) -> Result<Service, String> {
+        if processes <= 1 {
+            let settings = Settings {
+                database_url: t.url.clone(),
+                bind: "127.0.0.1:0".parse().map_err(|_| "bind")?,
+                discord_token: Some(Secret::new(sandbox.bot_token())),
+                discord_api_url: sandbox.api_url().to_owned(),
+                operator_token: Some(Secret::new(OPERATOR.to_owned())),
+                ..Settings::default()
+            };
+            let running = app::start(&settings).await.map_err(|e| e.to_string())?;
+            return Ok(Service::InProcess(Box::new(running)));
+        }
+        let mut started = Vec::new();
+        for p in 0..processes {
+            let log = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
+            let worker = format!("fan-out-p{p}");
+            let serve = Serve::start_with(
+                &t.url,
+                sandbox,
+                "warn",
+                &log,
+                client,
+                &[
+                    ("SEATGATE_SHARD_LEASES", "true"),
+                    ("SEATGATE_WORKER_ID", &worker),
+                ],
+            )
+            .await;
+            started.push((serve, log));
+        }
+        Ok(Service::Processes(started))
+    }
+
+    /// The admin API of the (first) instance: any process answers every route alike.
+    fn api(&self) -> String {
+        match self {
+            Service::InProcess(running) => format!("http://{}", running.bound),
+            Service::Processes(p) => p.first().map(|(s, _)| s.base.clone()).unwrap_or_default(),
+        }
+    }
+
+    async fn shutdown(self) {
+        match self {
+            Service::InProcess(running) => running.shutdown().await,
+            Service::Processes(p) => drop(p),
+        }
+    }
+}
+
 async fn run() -> Result<(), String> {
     let targets: u64 = std::env::var("FAN_OUT_TARGETS")
         .ok()
         .and_then(|v| v.parse().ok())
         .filter(|n| *n >= ORDER_TARGETS)
         .unwrap_or(1000);
-    std::env::set_var("SEATGATE_TEST_DATABASE", "sqlite");
+    let processes: usize = std::env::var("FAN_OUT_PROCESSES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| (1..=8).contains(n))
+        .unwrap_or(1);
+    let shards = if processes > 1 { SHARDS } else { 1 };
+    std::env::set_var(
+        "SEATGATE_TEST_DATABASE",
+        if processes > 1 { "postgres" } else { "sqlite" },
+    );
     let t = TestDatabase::empty().await.map_err(|e| e.to_string())?;
     let sandbox = Sandbox::start(SandboxOptions {
-        scenario: Some(Scenario::from_json(&scenario(targets)).map_err(|e| e.message)?),
+        scenario: Some(Scenario::from_json(&scenario(targets, shards)).map_err(|e| e.message)?),
         rate_limits: RateLimitConfig::default(),
         ..SandboxOptions::default()
     })
     .await
     .map_err(|e| e.to_string())?;
-    let settings = Settings {
-        database_url: t.url.clone(),
-        bind: "127.0.0.1:0".parse().map_err(|_| "bind")?,
-        discord_token: Some(Secret::new(sandbox.bot_token())),
-        discord_api_url: sandbox.api_url().to_owned(),
-        operator_token: Some(Secret::new(OPERATOR.to_owned())),
-        ..Settings::default()
-    };
-    let running = app::start(&settings).await.map_err(|e| e.to_string())?;
     let client = reqwest::Client::builder()
         .no_proxy()
         .build()
         .map_err(|e| e.to_string())?;
-    let api = format!("http://{}", running.bound);
+    let service = Service::start(processes, &t, &sandbox, &client).await?;
+    let api = service.api();
+    if processes > 1 {
+        println!("{processes} serve processes on one PostgreSQL database, {shards} shards");
+    }
     let call = |path: String, body: Value| {
         client
             .post(format!("{api}{path}"))
@@ -299,7 +375,7 @@ async fn run() -> Result<(), String> {
         stat(&sandbox, "rate_limited"),
     );
     let start = Instant::now();
-    while sandbox.connected_sessions() < 1 {
+    while sandbox.connected_sessions() < shards as usize {
         if start.elapsed() > Duration::from_secs(30) {
             return Err("gateway never connected".into());
         }
@@ -327,7 +403,7 @@ async fn run() -> Result<(), String> {
         n,
         stat(&sandbox, "rate_limited"),
     );
-    settled(&running, posted, took).await?;
+    settled(&t.db, posted, took).await?;
     settle(&sandbox, Duration::from_secs(2), Duration::from_secs(120)).await;
 
     // Webhook mode: the first signal makes every webhook (a create and an execute each).
@@ -411,7 +487,7 @@ async fn run() -> Result<(), String> {
         (ORDER_SIGNALS as u32) * ORDER_TARGETS as u32,
         stat(&sandbox, "rate_limited"),
     );
-    running.shutdown().await;
+    service.shutdown().await;
     sandbox.shutdown().await;
     Ok(())
 }

@@ -1,12 +1,16 @@
-//! Pause latency across processes, printed: two instances on one PostgreSQL database share a
-//! sandbox's two shards through leases (`SEATGATE_SHARD_LEASES`); a member joins a server at
-//! its limit on the sandbox, and the time is measured from the join to the first decision of
-//! the *other* process's gate (not the guild's owner) to hold a job for that server: its
-//! snapshot cache, fed by the change feed, says over the limit. p50 / p99 / max over 100
-//! crossings (each followed by the leave that ends it).
+//! Pause latency across processes, printed: three instances on one PostgreSQL database share
+//! a sandbox's three shards through leases (`SEATGATE_SHARD_LEASES`), two of them `seatgate
+//! serve` processes of their own and the third this bench's process, one customer server on
+//! each shard. A member joins, on the sandbox, a server at its limit whose shard a `serve`
+//! process holds, and the time is measured from the join to the first decision of this
+//! process's gate (which does not own that server) to hold a job for it: its snapshot cache,
+//! fed through PostgreSQL `LISTEN`/`NOTIFY` from the owner's write, says over the limit.
+//! p50 / p99 / max over 100 crossings (each followed by the leave that ends it).
 //!
 //! `cargo bench --bench pause_latency`. PostgreSQL from `SEATGATE_TEST_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/test`).
+
+mod support;
 
 use std::time::{Duration, Instant};
 
@@ -23,43 +27,51 @@ use seatgate::{
     store::{now_ms, shard_leases::ShardLeases, testing::TestDatabase},
 };
 use serde_json::{json, Value};
+use support::{Serve, OPERATOR};
 
 const CROSSINGS: usize = 100;
+const SHARDS: u64 = 3;
 const BOT: u64 = 990_000_000_000_000_001;
 const PROVIDER: u64 = 700_000_000_000_000_001;
 const SOURCE_GUILD: u64 = 810_000_000_000_000_001;
 const SOURCE_CHANNEL: u64 = 830_000_000_000_000_001;
-const GUILD: u64 = 840_000_000_000_000_000;
-const CHANNEL: u64 = 860_000_000_000_000_000;
+const GUILD_BASE: u64 = 840_000_000_000_000_000;
+const CHANNEL_BASE: u64 = 860_000_000_000_000_000;
 const OWNER: u64 = 701_000_000_000_000_000;
 const JOINER: u64 = 720_000_000_000_000_001;
-const OPERATOR: &str = "bench-operator";
+const OBSERVER: &str = "bench-observer";
 const VIEW: u64 = 1 << 10;
 const SEND: u64 = 1 << 11;
 const HISTORY: u64 = 1 << 16;
 
+/// The customer server on `shard`: the first id from `GUILD_BASE` up whose shard it is.
+fn guild_on(shard: u64) -> u64 {
+    (0..)
+        .map(|k| GUILD_BASE + (k << 22))
+        .find(|g| shard_of(*g, SHARDS) == shard)
+        .unwrap_or(GUILD_BASE)
+}
+
 fn scenario() -> Value {
-    json!({
-        "bot": {"id": BOT.to_string(), "username": "seatgate"},
-        "shards": 2,
-        "guilds": [
-            {
-                "id": SOURCE_GUILD.to_string(), "name": "Provider", "owner_id": PROVIDER.to_string(),
-                "roles": [{"id": SOURCE_GUILD.to_string(), "name": "@everyone", "permissions": (VIEW | HISTORY).to_string(), "position": 0}],
-                "channels": [{"id": SOURCE_CHANNEL.to_string(), "name": "announcements", "type": 0}],
-                "members": [{"user": {"id": PROVIDER.to_string(), "username": "provider"}, "roles": []}]
-            },
-            {
-                "id": GUILD.to_string(), "name": "Customer", "owner_id": OWNER.to_string(),
-                "roles": [{"id": GUILD.to_string(), "name": "@everyone", "permissions": (VIEW | SEND | HISTORY).to_string(), "position": 0}],
-                "channels": [{"id": CHANNEL.to_string(), "name": "signals", "type": 0}],
-                "members": [
-                    {"user": {"id": OWNER.to_string(), "username": "owner"}, "roles": []},
-                    {"user": {"id": BOT.to_string(), "username": "seatgate", "bot": true}, "roles": []}
-                ]
-            }
-        ]
-    })
+    let mut guilds = vec![json!({
+        "id": SOURCE_GUILD.to_string(), "name": "Provider", "owner_id": PROVIDER.to_string(),
+        "roles": [{"id": SOURCE_GUILD.to_string(), "name": "@everyone", "permissions": (VIEW | HISTORY).to_string(), "position": 0}],
+        "channels": [{"id": SOURCE_CHANNEL.to_string(), "name": "announcements", "type": 0}],
+        "members": [{"user": {"id": PROVIDER.to_string(), "username": "provider"}, "roles": []}]
+    })];
+    for shard in 0..SHARDS {
+        let guild = guild_on(shard);
+        guilds.push(json!({
+            "id": guild.to_string(), "name": format!("Customer {shard}"), "owner_id": OWNER.to_string(),
+            "roles": [{"id": guild.to_string(), "name": "@everyone", "permissions": (VIEW | SEND | HISTORY).to_string(), "position": 0}],
+            "channels": [{"id": (CHANNEL_BASE + shard).to_string(), "name": "signals", "type": 0}],
+            "members": [
+                {"user": {"id": OWNER.to_string(), "username": "owner"}, "roles": []},
+                {"user": {"id": BOT.to_string(), "username": "seatgate", "bot": true}, "roles": []}
+            ]
+        }));
+    }
+    json!({"bot": {"id": BOT.to_string(), "username": "seatgate"}, "shards": SHARDS, "guilds": guilds})
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -81,27 +93,44 @@ async fn run() -> Result<(), String> {
     })
     .await
     .map_err(|e| e.to_string())?;
-    let base = Settings {
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut serves = Vec::new();
+    for worker in ["bench-serve-a", "bench-serve-b"] {
+        let log = tempfile::NamedTempFile::new().map_err(|e| e.to_string())?;
+        let serve = Serve::start_with(
+            &t.url,
+            &sandbox,
+            "warn",
+            &log,
+            &client,
+            &[
+                ("SEATGATE_SHARD_LEASES", "true"),
+                ("SEATGATE_WORKER_ID", worker),
+            ],
+        )
+        .await;
+        serves.push((serve, log));
+    }
+    let observer = app::start(&Settings {
         database_url: t.url.clone(),
         bind: "127.0.0.1:0".parse().map_err(|_| "bind")?,
         discord_token: Some(Secret::new(sandbox.bot_token())),
         discord_api_url: sandbox.api_url().to_owned(),
         operator_token: Some(Secret::new(OPERATOR.to_owned())),
         shard_leases: true,
+        worker_id: Some(OBSERVER.into()),
         ..Settings::default()
-    };
-    let mut a_settings = base.clone();
-    a_settings.worker_id = Some("bench-a".into());
-    let mut b_settings = base;
-    b_settings.worker_id = Some("bench-b".into());
-    let a = app::start(&a_settings).await.map_err(|e| e.to_string())?;
-    let b = app::start(&b_settings).await.map_err(|e| e.to_string())?;
+    })
+    .await
+    .map_err(|e| e.to_string())?;
 
-    // Until each holds one of the two shards.
+    // Until each of the three holds one shard; the server measured is one a `serve` holds.
     let leases = ShardLeases::new(t.db.clone());
-    let guild_shard = shard_of(GUILD, 2) as u32;
     let start = Instant::now();
-    let owner = loop {
+    let guild = loop {
         let held: Vec<(u32, String)> = leases
             .list()
             .await
@@ -110,32 +139,33 @@ async fn run() -> Result<(), String> {
             .filter(|l| l.held())
             .map(|l| (l.shard_id, l.holder.unwrap_or_default()))
             .collect();
-        if held.len() == 2 && held[0].1 != held[1].1 {
-            break held
-                .into_iter()
-                .find(|(s, _)| *s == guild_shard)
-                .map(|(_, h)| h)
-                .unwrap_or_default();
+        let mut holders: Vec<&str> = held.iter().map(|(_, h)| h.as_str()).collect();
+        holders.sort_unstable();
+        holders.dedup();
+        if held.len() == SHARDS as usize
+            && holders.len() == SHARDS as usize
+            && sandbox.connected_sessions() == SHARDS as usize
+        {
+            let shard = held
+                .iter()
+                .find(|(_, h)| h != OBSERVER)
+                .map(|(s, _)| u64::from(*s))
+                .unwrap_or(0);
+            break guild_on(shard);
         }
-        if start.elapsed() > Duration::from_secs(40) {
-            return Err(format!("shards never split: {held:?}"));
+        if start.elapsed() > Duration::from_secs(60) {
+            return Err(format!("shards never split one each: {held:?}"));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let (owner_run, other) = if owner == "bench-a" {
-        (&a, &b)
-    } else {
-        (&b, &a)
-    };
-    while sandbox.connected_sessions() < 2 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let channel = CHANNEL_BASE + shard_of(guild, SHARDS);
 
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .map_err(|e| e.to_string())?;
-    let api = format!("http://{}", owner_run.bound);
+    // Configured through a `serve` process's API; the directory of the other processes'
+    // guilds reaches it through the change feed.
+    let api = serves
+        .first()
+        .map(|(s, _)| s.base.clone())
+        .unwrap_or_default();
     let send = |method: reqwest::Method, path: String, body: Value| {
         client
             .request(method, format!("{api}{path}"))
@@ -152,49 +182,62 @@ async fn run() -> Result<(), String> {
         (
             reqwest::Method::POST,
             "/api/v1/tenants/bench/connectors/c/mappings".to_owned(),
-            json!({"source_channel_id": SOURCE_CHANNEL.to_string(), "target_guild_id": GUILD.to_string(),
-                   "target_channel_id": CHANNEL.to_string(), "delivery_mode": "bot"}),
+            json!({"source_channel_id": SOURCE_CHANNEL.to_string(), "target_guild_id": guild.to_string(),
+                   "target_channel_id": channel.to_string(), "delivery_mode": "bot"}),
         ),
         (
             reqwest::Method::PUT,
-            format!("/api/v1/tenants/bench/connectors/c/servers/{GUILD}"),
+            format!("/api/v1/tenants/bench/connectors/c/servers/{guild}"),
             json!({"seat_limit": 1, "enforcement_mode": "enforce", "override": "none", "stale_grace": false,
                    "basic_role_id": null, "advanced_role_id": null, "pro_role_id": null, "notify_channel_id": null}),
         ),
     ] {
-        let r = send(method, path.clone(), body)
-            .await
-            .map_err(|e| e.to_string())?;
-        if !r.status().is_success() {
-            return Err(format!("{path}: {}", r.status()));
+        let start = Instant::now();
+        loop {
+            let r = send(method.clone(), path.clone(), body.clone())
+                .await
+                .map_err(|e| e.to_string())?;
+            if r.status().is_success() {
+                break;
+            }
+            // The directory may not hold the other processes' guilds yet.
+            if start.elapsed() > Duration::from_secs(30) {
+                let status = r.status();
+                return Err(format!(
+                    "{path}: {status} {}",
+                    r.text().await.unwrap_or_default()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
     let key = ServerKey {
         tenant_key: "bench".into(),
         connector_id: "c".into(),
-        guild_id: GUILD,
+        guild_id: guild,
     };
     let windows = FreshnessWindows::default();
-    let held = |run: &app::Running| {
+    let held = || {
         let decision = gate::decide(
-            run.cache.kill_switch(),
-            run.cache.policy(&key).as_ref(),
-            run.cache.snapshot(&key).as_ref(),
+            observer.cache.kill_switch(),
+            observer.cache.policy(&key).as_ref(),
+            observer.cache.snapshot(&key).as_ref(),
             JobKind::Send,
             now_ms(),
             &windows,
         );
         matches!(decision, GateDecision::Block { .. })
     };
-    let counted = |run: &app::Running, seats: u64| {
-        run.cache
+    let counted = |seats: u64| {
+        observer
+            .cache
             .snapshot(&key)
             .is_some_and(|s| s.seats_used == seats)
     };
     let start = Instant::now();
-    while !counted(other, 1) || held(other) {
+    while !counted(1) || held() {
         if start.elapsed() > Duration::from_secs(30) {
-            return Err("the server was never counted at its limit on the other process".into());
+            return Err("the server was never counted at its limit on the observer".into());
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -204,22 +247,23 @@ async fn run() -> Result<(), String> {
         let joined = Instant::now();
         sandbox
             .add_member(
-                GUILD,
+                guild,
                 &json!({"user": {"id": JOINER.to_string(), "username": "joiner"}, "roles": []}),
             )
             .map_err(|e| format!("{e:?}"))?;
-        while !held(other) {
+        while !held() {
             if joined.elapsed() > Duration::from_secs(10) {
-                return Err("the other process never held after a join".into());
+                return Err("the observer never held after a join".into());
             }
             tokio::task::yield_now().await;
         }
         took.push(joined.elapsed().as_secs_f64() * 1000.0);
         sandbox
-            .remove_member(GUILD, JOINER)
+            .remove_member(guild, JOINER)
             .map_err(|e| format!("{e:?}"))?;
+        // Until the owner's count of the leave reached the observer.
         let left = Instant::now();
-        while held(other) || held(owner_run) {
+        while held() || !counted(1) {
             if left.elapsed() > Duration::from_secs(10) {
                 return Err("never under the limit again after the leave".into());
             }
@@ -228,13 +272,13 @@ async fn run() -> Result<(), String> {
     }
     took.sort_by(f64::total_cmp);
     println!(
-        "pause latency, join on the sandbox -> held by the gate of the process that does not own the guild, {CROSSINGS} crossings: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        "pause latency, join on the sandbox -> held by the gate of a process (this one) that does not own the server, {SHARDS} processes, {CROSSINGS} crossings: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         percentile(&took, 0.50),
         percentile(&took, 0.99),
         took.last().copied().unwrap_or(f64::NAN)
     );
-    b.shutdown().await;
-    a.shutdown().await;
+    observer.shutdown().await;
+    drop(serves);
     sandbox.shutdown().await;
     drop(t);
     Ok(())

@@ -48,6 +48,18 @@ impl Serve {
         log: &tempfile::NamedTempFile,
         client: &reqwest::Client,
     ) -> Serve {
+        Serve::start_with(database_url, sandbox, rust_log, log, client, &[]).await
+    }
+
+    /// [`Serve::start`] with `extra` settings.
+    pub async fn start_with(
+        database_url: &str,
+        sandbox: &SandboxHandle,
+        rust_log: &str,
+        log: &tempfile::NamedTempFile,
+        client: &reqwest::Client,
+        extra: &[(&str, &str)],
+    ) -> Serve {
         let port = free_port();
         let started = Instant::now();
         let child = Command::new(env!("CARGO_BIN_EXE_seatgate"))
@@ -60,6 +72,7 @@ impl Serve {
             .env("RUST_LOG", rust_log)
             .env("SEATGATE_LOG_FORMAT", "json")
             .env("NO_PROXY", "127.0.0.1,localhost")
+            .envs(extra.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log.reopen().expect("log file")))
             .spawn()
