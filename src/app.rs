@@ -388,6 +388,20 @@ pub async fn start_with(settings: &Settings, exclusive: bool) -> AppResult<Runni
         )
         .start()
     });
+    let rate_limits = match (&actors.rest, leased) {
+        (Some(rest), true) => {
+            let (to, holds) = tokio::sync::mpsc::unbounded_channel();
+            if rest.limiter().share_holds(to) {
+                tokio::spawn(crate::store::rate_holds::publish(
+                    db.clone(),
+                    settings.worker_id(),
+                    holds,
+                ));
+            }
+            Some((settings.worker_id(), rest.clone()))
+        }
+        _ => None,
+    };
     let feed = on_postgres.then(|| {
         ChangeFeed::new(
             settings.database_url.clone(),
@@ -400,6 +414,7 @@ pub async fn start_with(settings: &Settings, exclusive: bool) -> AppResult<Runni
                 kill_switch_default: settings.kill_switch,
                 owner: Some((actors.auditor.clone().recipient(), actors.shards.clone())),
                 directory: leased.then(|| actors.directory.clone()),
+                rate_limits,
             },
         )
         .start()

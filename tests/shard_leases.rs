@@ -18,6 +18,7 @@ use seatgate::store::{
 };
 
 use mirror_support::*;
+use serde_json::json;
 
 const OPERATOR: &str = "leases-test-operator";
 
@@ -454,4 +455,80 @@ async fn the_same_worker_id_takes_its_own_shard_back_at_once_and_fences_the_earl
         "the earlier run's writes are refused"
     );
     assert!(leases.begin_fenced(0, "p1", again).await.unwrap().is_some());
+}
+
+/// Discord counts a bot token's buckets wherever its requests come from: a channel's bucket
+/// that one process used up holds the other process's next message into that channel until
+/// the bucket resets, instead of letting it find out by a 429 (the sandbox's limits on: 5
+/// messages per 5 s per channel).
+#[actix_web::test]
+async fn a_bucket_used_up_by_one_process_holds_the_other_instead_of_a_429() {
+    use seatgate::discord::port::{DiscordPort, OutgoingMessage};
+    if !wants_postgres() {
+        eprintln!("PostgreSQL only (SEATGATE_TEST_DATABASE=postgres)");
+        return;
+    }
+    let t = TestDatabase::empty().await.unwrap();
+    let sandbox = sandbox_recommending(1, 1).await;
+    let mut settings = service_settings(&t, &sandbox, OPERATOR);
+    settings.shard_leases = true;
+    let mut settings_a = settings.clone();
+    settings_a.worker_id = Some("instance-a".into());
+    let mut settings_b = settings;
+    settings_b.worker_id = Some("instance-b".into());
+    let (a, admin_a) = start_service(&settings_a, OPERATOR).await;
+    let (b, _) = start_service(&settings_b, OPERATOR).await;
+    // B's change feed listens: the kill switch set through A shows on B.
+    admin_a
+        .call(
+            reqwest::Method::PUT,
+            "/api/v1/enforcement",
+            Some(json!({"kill_switch": true})),
+        )
+        .await;
+    let start = Instant::now();
+    while !b.cache.kill_switch() {
+        assert!(start.elapsed() < Duration::from_secs(5), "B never listened");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    sandbox.set_rate_limits(seatgate::sandbox::RateLimitConfig::default());
+    sandbox.reset_stats();
+
+    let channel = target(0).1;
+    let message = |n: usize| OutgoingMessage {
+        content: format!("bucket {n}"),
+        ..OutgoingMessage::default()
+    };
+    let rest_a = a.rest.clone().expect("A has Discord");
+    let rest_b = b.rest.clone().expect("B has Discord");
+    let first = Instant::now();
+    for n in 0..5 {
+        rest_a
+            .create_message(channel, &message(n), &format!("a{n}"))
+            .await
+            .expect("within the channel's five");
+    }
+    // A's fifth answer said Remaining 0; its word reaches B in milliseconds.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    rest_b
+        .create_message(channel, &message(5), "b5")
+        .await
+        .expect("B's message goes once the bucket resets");
+    let took = first.elapsed();
+    let stats = sandbox.stats();
+    assert_eq!(stats["rate_limited"], json!(0), "{stats}");
+    assert!(
+        took >= Duration::from_millis(4_500),
+        "B sent before the channel's bucket reset ({took:?} after A's first)"
+    );
+    let texts: Vec<String> = sandbox
+        .messages(channel)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|m| m["content"].as_str().map(str::to_owned))
+        .filter(|c| c.starts_with("bucket "))
+        .collect();
+    assert_eq!(texts.len(), 6, "{texts:?}");
+    b.shutdown().await;
+    a.shutdown().await;
 }

@@ -22,7 +22,7 @@ use super::{
     ServerKey, Shutdown,
 };
 use crate::{
-    discord::{directory::GuildDirectory, shards::ShardStates},
+    discord::{directory::GuildDirectory, rest::SerenityRest, shards::ShardStates},
     domain::{backoff::RetryPolicy, changes::Change},
     error::{AppError, AppResult, ErrorCode},
     http::auth::Authenticator,
@@ -56,6 +56,9 @@ pub struct Holders {
     /// With shard leases: the guilds the other processes' shards carry, as they published
     /// them.
     pub directory: Option<GuildDirectory>,
+    /// With shard leases: this process's worker id and its Discord limiter, which holds the
+    /// buckets the other processes found used up.
+    pub rate_limits: Option<(String, Arc<SerenityRest>)>,
 }
 
 pub struct ChangeFeed {
@@ -259,6 +262,13 @@ pub async fn apply(holders: &Holders, change: &Change) -> AppResult<()> {
                 {
                     Some(info) => directory.set_remote(info),
                     None => directory.drop_remote(*guild_id),
+                }
+            }
+        }
+        Change::RateHold { from, hold } => {
+            if let Some((me, rest)) = &holders.rate_limits {
+                if from != me {
+                    rest.limiter().hold(hold);
                 }
             }
         }

@@ -13,9 +13,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Notify};
 
-use crate::domain::rate_limits::{LimitHeaders, RateLimitBook, RouteKey, Ticket, Wait};
+use crate::domain::rate_limits::{LimitHeaders, RateLimitBook, RouteKey, SharedHold, Ticket, Wait};
 pub use crate::domain::rate_limits::{Priority, DISCORD_GLOBAL_PER_SEC};
 
 /// Counter: requests that waited for the limiter before being sent.
@@ -26,6 +26,8 @@ pub struct RestLimiter {
     /// Woken by every answer: a request waiting for a bucket's first answer goes on.
     answered: Notify,
     sends: std::sync::atomic::AtomicU64,
+    /// With other processes on the database: where a used-up bucket is told to them.
+    share: std::sync::OnceLock<mpsc::UnboundedSender<SharedHold>>,
 }
 
 /// A place taken for one request; [`RestLimiter::answered`] gives it back with what the
@@ -43,7 +45,19 @@ impl RestLimiter {
             book: Mutex::new(RateLimitBook::new(global_per_sec)),
             answered: Notify::new(),
             sends: std::sync::atomic::AtomicU64::new(0),
+            share: std::sync::OnceLock::new(),
         }
+    }
+
+    /// From now on every bucket an answer shows used up (and every global 429) is sent to
+    /// `to`, for the other processes; false if this limiter already shares.
+    pub fn share_holds(&self, to: mpsc::UnboundedSender<SharedHold>) -> bool {
+        self.share.set(to).is_ok()
+    }
+
+    /// Holds what another process found used up.
+    pub fn hold(&self, hold: &SharedHold) {
+        self.book().hold(hold, Instant::now());
     }
 
     /// This process's share of the global limit (it splits it with the other live ones).
@@ -116,7 +130,18 @@ impl RestLimiter {
     }
 
     fn learn(&self, key: &RouteKey, answer: Option<&LimitHeaders>) {
-        self.book().learn(key, answer, Instant::now());
+        let now = Instant::now();
+        let hold = {
+            let mut book = self.book();
+            book.learn(key, answer, now);
+            match (answer, self.share.get()) {
+                (Some(answer), Some(_)) => book.hold_to_share(key, answer, now),
+                _ => None,
+            }
+        };
+        if let (Some(hold), Some(to)) = (hold, self.share.get()) {
+            let _ = to.send(hold);
+        }
         self.answered.notify_waiters();
     }
 }

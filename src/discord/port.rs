@@ -210,6 +210,12 @@ pub trait DiscordPort: Send + Sync + 'static {
         Ok(Vec::new())
     }
 
+    /// Requests a second this process may send in all (its share of the bot token's global
+    /// limit), for adapters that keep one; `None` for those that do not.
+    fn sends_per_sec(&self) -> Option<u32> {
+        None
+    }
+
     /// The guild a channel (or thread) belongs to, asked of Discord (`GET /channels/{id}`),
     /// for one the gateway did not tell of (an archived thread); `None` when Discord does
     /// not know it or the bot cannot see it. Adapters that cannot ask answer `None`.

@@ -80,6 +80,11 @@ impl SerenityRest {
         self.limiter.set_global_per_sec(per_sec);
     }
 
+    /// The one limiter every call of this process goes through.
+    pub fn limiter(&self) -> &RestLimiter {
+        &self.limiter
+    }
+
     async fn channel(
         &self,
         channel_id: u64,
@@ -326,6 +331,10 @@ fn message_id(json: Option<Value>) -> DiscordResult<u64> {
 
 #[async_trait::async_trait]
 impl DiscordPort for SerenityRest {
+    fn sends_per_sec(&self) -> Option<u32> {
+        Some(self.limiter.global_per_sec())
+    }
+
     async fn create_message(
         &self,
         channel_id: u64,

@@ -4,7 +4,7 @@
 
 use serde::Deserialize;
 
-use super::{gate::SnapshotView, server_key::ServerKey, snowflake};
+use super::{gate::SnapshotView, rate_limits::SharedHold, server_key::ServerKey, snowflake};
 
 /// One changed row, named by its key columns (the listener reads the row itself).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +25,16 @@ pub enum Change {
     Webhook(u64),
     /// What the owner of a guild's shard knows of the guild (`guild_directory`).
     Guild(u64),
+    /// A Discord bucket (or the global limit) that process `from` found used up; no row, the
+    /// notification is the whole message.
+    RateHold {
+        from: String,
+        hold: SharedHold,
+    },
 }
+
+/// The `table` a [`Change::RateHold`] notification names.
+pub const RATE_HOLD: &str = "discord_rate_limits";
 
 #[derive(Deserialize)]
 struct Payload {
@@ -37,6 +46,8 @@ struct Payload {
     target_guild_id: Option<i64>,
     key: Option<String>,
     webhook_id: Option<i64>,
+    from: Option<String>,
+    hold: Option<SharedHold>,
 }
 
 impl Change {
@@ -63,6 +74,10 @@ impl Change {
             "tenant_tokens" => Some(Change::Token),
             "service_webhooks" => p.webhook_id.map(|w| Change::Webhook(snowflake::from_db(w))),
             "guild_directory" => p.guild_id.map(|g| Change::Guild(snowflake::from_db(g))),
+            RATE_HOLD => Some(Change::RateHold {
+                from: p.from?,
+                hold: p.hold?,
+            }),
             _ => None,
         }
     }
@@ -137,6 +152,31 @@ mod tests {
                 r#"{{"table":"guild_directory","op":"delete","guild_id":{stored}}}"#
             )),
             Some(Change::Guild(guild))
+        );
+    }
+
+    #[test]
+    fn a_rate_hold_names_its_sender_and_the_bucket() {
+        let hold = SharedHold {
+            route: "POST /channels/{channel_id}/messages".into(),
+            major: 860_000_000_000_000_001,
+            bucket: Some("abc".into()),
+            hold_ms: 2_500,
+            global: false,
+        };
+        let payload =
+            serde_json::json!({"table": RATE_HOLD, "from": "p1", "hold": hold}).to_string();
+        assert_eq!(
+            Change::parse(&payload),
+            Some(Change::RateHold {
+                from: "p1".into(),
+                hold
+            })
+        );
+        assert_eq!(
+            Change::parse(r#"{"table":"discord_rate_limits","from":"p1"}"#),
+            None,
+            "no hold"
         );
     }
 

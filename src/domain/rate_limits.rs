@@ -20,6 +20,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
+
 /// Discord's global limit: requests per second per bot token.
 pub const DISCORD_GLOBAL_PER_SEC: u32 = 50;
 
@@ -100,6 +102,23 @@ struct Bucket {
     reset_told: bool,
 }
 
+/// A bucket (or the global limit) that one process's answer showed used up, as it tells the
+/// other processes on the database: Discord counts a bot token's buckets and its global limit
+/// wherever its requests come from, so a process that never sent on a route must not find out
+/// by a 429.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedHold {
+    /// The route template, as the sender's [`RouteKey`] named it.
+    pub route: String,
+    pub major: u64,
+    /// `X-RateLimit-Bucket`, when the answer named it.
+    pub bucket: Option<String>,
+    /// How long from the answer the bucket stays used up.
+    pub hold_ms: u64,
+    /// A global 429: every request waits.
+    pub global: bool,
+}
+
 #[derive(Debug)]
 pub struct RateLimitBook {
     global_per_sec: u32,
@@ -138,6 +157,8 @@ impl Wait {
 
 /// How long an unanswered first request to a bucket keeps others of that bucket waiting.
 const FIRST_ANSWER_WAIT: Duration = Duration::from_millis(250);
+/// The longest hold another process's word applies (Discord's waits are clamped the same).
+const MAX_SHARED_HOLD_MS: u64 = 60_000;
 /// How often background work looks again while deliveries wait.
 const YIELD_STEP: Duration = Duration::from_millis(20);
 
@@ -344,6 +365,62 @@ impl RateLimitBook {
         self.buckets.insert(new_key, b);
     }
 
+    /// What the other processes should hold after `answer` to a request of `key` (given to
+    /// [`RateLimitBook::learn`] just before): a global 429, or a bucket Discord says is used
+    /// up (`X-RateLimit-Remaining: 0`, or a 429) until its reset. `None` when the answer left
+    /// requests, as Discord counts them.
+    pub fn hold_to_share(
+        &self,
+        key: &RouteKey,
+        answer: &LimitHeaders,
+        now: Instant,
+    ) -> Option<SharedHold> {
+        let shared = |hold: Duration, global: bool| SharedHold {
+            route: key.route.to_owned(),
+            major: key.major,
+            bucket: answer.bucket.clone(),
+            hold_ms: hold.as_millis().min(u128::from(u64::MAX)) as u64,
+            global,
+        };
+        if let Some(limited) = answer.limited.as_ref().filter(|l| l.global) {
+            return Some(shared(limited.retry_after, true));
+        }
+        if answer.remaining != Some(0) && answer.limited.is_none() {
+            return None;
+        }
+        let b = self.buckets.get(&self.bucket_key(key))?;
+        let hold = b.reset_at.saturating_duration_since(now);
+        (b.remaining == 0 && !hold.is_zero()).then(|| shared(hold, false))
+    }
+
+    /// Holds what another process found used up, from `now` for its `hold_ms` (the
+    /// notification's own delay only makes the hold longer, never shorter than Discord's).
+    pub fn hold(&mut self, hold: &SharedHold, now: Instant) {
+        let until = now + Duration::from_millis(hold.hold_ms.min(MAX_SHARED_HOLD_MS));
+        if hold.global {
+            self.global_until = Some(self.global_until.map_or(until, |g| g.max(until)));
+            return;
+        }
+        // Under the name, if one came, and under the route: this process may not have
+        // learnt yet that the route belongs to that named bucket.
+        let mut keys = vec![(hold.route.clone(), hold.major)];
+        if let Some(name) = &hold.bucket {
+            keys.push((name.clone(), hold.major));
+        }
+        for k in keys {
+            let b = self.buckets.entry(k).or_insert(Bucket {
+                limit: 1,
+                remaining: 0,
+                reset_at: until,
+                in_flight: 0,
+                reset_told: true,
+            });
+            b.remaining = 0;
+            b.reset_at = b.reset_at.max(until);
+            b.reset_told = true;
+        }
+    }
+
     /// Forgets buckets that reset long ago (a fan-out to 1,000 channels leaves 1,000).
     pub fn prune(&mut self, now: Instant) {
         self.buckets.retain(|_, b| {
@@ -373,9 +450,35 @@ pub fn global_share(global_per_sec: u32, live: u32) -> u32 {
     (global_per_sec / live.max(1)).max(1)
 }
 
+/// Seconds of its share of the global limit a process claims ahead of its sends while other
+/// processes claim from the same queue.
+pub const CLAIM_AHEAD_SECS: usize = 2;
+
+/// Most mirror jobs a process holds claimed and unsettled. Alone (`shared_sends_per_sec`
+/// `None`) up to `max_in_flight`. Beside other processes no more than it can send in
+/// [`CLAIM_AHEAD_SECS`] of its share: a job it holds waits for it alone, and a channel's later
+/// jobs wait behind it on every process, so one that claimed 400 of a fan-out at 16 requests a
+/// second would still be sending 25 s in while the others, done, stood idle.
+pub fn claim_cap(max_in_flight: usize, shared_sends_per_sec: Option<u32>) -> usize {
+    match shared_sends_per_sec {
+        Some(per_sec) => {
+            max_in_flight.min((per_sec as usize).saturating_mul(CLAIM_AHEAD_SECS).max(1))
+        }
+        None => max_in_flight,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn beside_other_processes_a_process_claims_two_seconds_of_its_share() {
+        assert_eq!(claim_cap(400, None), 400, "alone: the whole window");
+        assert_eq!(claim_cap(400, Some(16)), 32, "one of three at 50/s");
+        assert_eq!(claim_cap(400, Some(100_000)), 400, "never over the window");
+        assert_eq!(claim_cap(400, Some(0)), 1, "never none");
+    }
 
     #[test]
     fn live_processes_split_the_global_limit_and_never_exceed_it_together() {
@@ -402,6 +505,89 @@ mod tests {
             reset_after: Some(reset_after),
             limited: None,
         }
+    }
+
+    /// One request of `key` on `book` at `now` and its answer.
+    fn sent(book: &mut RateLimitBook, key: &RouteKey, answer: &LimitHeaders, now: Instant) {
+        assert_eq!(
+            book.reserve(key, &mut Ticket::new(Priority::Delivery), now),
+            Ok(())
+        );
+        book.learn(key, Some(answer), now);
+    }
+
+    #[test]
+    fn a_bucket_used_up_in_one_process_holds_the_others_until_its_reset() {
+        let t0 = Instant::now();
+        let mut a = RateLimitBook::new(50);
+        sent(&mut a, &key(7), &headers("msgs", 5, 3, 4.0), t0);
+        assert_eq!(
+            a.hold_to_share(&key(7), &headers("msgs", 5, 3, 4.0), t0),
+            None,
+            "requests left: nothing to tell"
+        );
+        let used_up = headers("msgs", 5, 0, 2.5);
+        sent(&mut a, &key(7), &used_up, t0);
+        let hold = a.hold_to_share(&key(7), &used_up, t0).expect("used up");
+        assert_eq!(hold.hold_ms, 2_500);
+        assert_eq!(hold.bucket.as_deref(), Some("msgs"));
+        assert!(!hold.global);
+
+        // B never sent on the route, and B knows it under its bucket's name: both wait.
+        let mut fresh = RateLimitBook::new(50);
+        let mut named = RateLimitBook::new(50);
+        sent(&mut named, &key(8), &headers("msgs", 5, 4, 5.0), t0);
+        for b in [&mut fresh, &mut named] {
+            b.hold(&hold, t0);
+            let mut ticket = Ticket::new(Priority::Delivery);
+            assert!(
+                matches!(b.reserve(&key(7), &mut ticket, t0), Err(Wait::Bucket(_))),
+                "a request into the used-up channel was not held"
+            );
+            assert_eq!(
+                b.reserve(&key(9), &mut Ticket::new(Priority::Delivery), t0),
+                Ok(()),
+                "another channel is not held"
+            );
+            let after = t0 + Duration::from_millis(2_501);
+            assert_eq!(b.reserve(&key(7), &mut ticket, after), Ok(()));
+        }
+    }
+
+    #[test]
+    fn a_global_429_in_one_process_holds_every_route_of_the_others() {
+        let t0 = Instant::now();
+        let mut a = RateLimitBook::new(50);
+        let answer = LimitHeaders {
+            limited: Some(Limited {
+                retry_after: Duration::from_millis(1_200),
+                global: true,
+                shared: false,
+            }),
+            ..LimitHeaders::default()
+        };
+        sent(&mut a, &key(1), &answer, t0);
+        let hold = a.hold_to_share(&key(1), &answer, t0).expect("global");
+        assert!(hold.global);
+        assert_eq!(hold.hold_ms, 1_200);
+        let mut b = RateLimitBook::new(50);
+        b.hold(&hold, t0);
+        let wait = b
+            .reserve(&key(99), &mut Ticket::new(Priority::Delivery), t0)
+            .unwrap_err();
+        assert_eq!(wait, Wait::Global(t0 + Duration::from_millis(1_200)));
+        let huge = SharedHold {
+            hold_ms: u64::MAX,
+            ..hold
+        };
+        let mut c = RateLimitBook::new(50);
+        c.hold(&huge, t0);
+        assert_eq!(
+            c.reserve(&key(99), &mut Ticket::new(Priority::Delivery), t0)
+                .unwrap_err(),
+            Wait::Global(t0 + Duration::from_secs(60)),
+            "another process's word holds no longer than Discord's clamped waits"
+        );
     }
 
     #[test]

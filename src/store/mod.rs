@@ -7,6 +7,7 @@ pub mod instance;
 pub mod live_instances;
 pub mod mirror;
 pub mod queue;
+pub mod rate_holds;
 pub mod retention;
 pub mod seat_audit;
 pub mod testing;

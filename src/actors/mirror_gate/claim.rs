@@ -7,14 +7,13 @@ impl Worker {
     /// The claim loop. Claimed jobs go to one lane per target channel (a task that delivers
     /// that channel's jobs one after another, in claim order); lanes hand their outcomes to
     /// the settler, which writes them in one transaction per batch. Claiming goes on while
-    /// lanes deliver, up to `max_in_flight` jobs.
+    /// lanes deliver, up to [`Self::claim_cap`] jobs.
     pub(super) async fn run(self: Arc<Self>, settle_rx: mpsc::UnboundedReceiver<SettleMsg>) {
         let settler = tokio::spawn(self.clone().settle_loop(settle_rx));
         let renewer = tokio::spawn(self.clone().renew_leases());
         while !self.stopping.load(Ordering::SeqCst) {
             let room = self
-                .cfg
-                .max_in_flight
+                .claim_cap()
                 .saturating_sub(self.in_flight.load(Ordering::SeqCst));
             if room == 0 {
                 self.idle().await;
@@ -85,7 +84,7 @@ impl Worker {
     /// [`Self::take`].
     pub(super) fn offer(&self) -> Option<ClaimStamp> {
         if self.stopping.load(Ordering::SeqCst)
-            || self.in_flight.load(Ordering::SeqCst) >= self.cfg.max_in_flight
+            || self.in_flight.load(Ordering::SeqCst) >= self.claim_cap()
         {
             return None;
         }
@@ -163,6 +162,15 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Most jobs held claimed at once: beside other processes (no handover), what this
+    /// process's share of the global limit sends in a couple of seconds.
+    pub(super) fn claim_cap(&self) -> usize {
+        let shared = (!self.cfg.handover)
+            .then(|| self.port.sends_per_sec())
+            .flatten();
+        crate::domain::rate_limits::claim_cap(self.cfg.max_in_flight, shared)
     }
 
     pub(super) async fn idle(&self) {

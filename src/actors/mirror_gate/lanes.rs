@@ -148,7 +148,7 @@ impl Worker {
         }
         // Only a full worker's claim loop waits for room; waking it for every job that
         // leaves would have it claim (and find nothing) once per delivery.
-        if self.in_flight.fetch_sub(1, Ordering::SeqCst) >= self.cfg.max_in_flight {
+        if self.in_flight.fetch_sub(1, Ordering::SeqCst) >= self.claim_cap() {
             self.notify.notify_one();
         }
         self.drained.notify_one();
