@@ -69,15 +69,29 @@ impl InstanceRegistry {
         ctx.spawn(
             async move {
                 store.heartbeat(&worker_id, &admin_url).await?;
-                let live = store.live(ttl).await?;
+                // By worker id: every process ranks the live ones alike.
+                let live: Vec<String> = store
+                    .list()
+                    .await?
+                    .into_iter()
+                    .filter(|(_, _, ago)| *ago < ttl)
+                    .map(|(id, _, _)| id)
+                    .collect();
                 store.forget_dead(forget).await?;
-                Ok::<u32, crate::error::AppError>(live)
+                let rank = live
+                    .iter()
+                    .position(|id| *id == worker_id)
+                    .unwrap_or(live.len());
+                Ok::<(u32, u32), crate::error::AppError>((
+                    u32::try_from(live.len()).unwrap_or(u32::MAX),
+                    u32::try_from(rank).unwrap_or(u32::MAX),
+                ))
             }
             .into_actor(self)
             .map(|result, me, _| {
                 me.beating = false;
                 match result {
-                    Ok(live) => me.set_live(live),
+                    Ok((live, rank)) => me.set_live(live, rank),
                     // The share stays as it was: a database that is away stops the others'
                     // heartbeats too.
                     Err(err) => tracing::warn!(error = %err, "instance registry: heartbeat failed"),
@@ -86,8 +100,8 @@ impl InstanceRegistry {
         );
     }
 
-    fn set_live(&mut self, live: u32) {
-        let share = global_share(self.global_per_sec, live);
+    fn set_live(&mut self, live: u32, rank: u32) {
+        let share = global_share(self.global_per_sec, live, rank);
         if live != self.live {
             tracing::info!(
                 live,

@@ -443,11 +443,15 @@ pub fn global_floor(n: u32, per_sec: u32) -> Duration {
     Duration::from_secs(u64::from((n - 1) / per_sec.max(1)))
 }
 
-/// One process's part of the bot token's global limit when `live` processes send with it:
-/// Discord counts the limit per token, not per process, so together they never exceed it
-/// (at least 1 each, so that none stops).
-pub fn global_share(global_per_sec: u32, live: u32) -> u32 {
-    (global_per_sec / live.max(1)).max(1)
+/// One process's part of the bot token's global limit when `live` processes send with it and
+/// it is the `rank`-th of them by worker id (0 first): Discord counts the limit per token, not
+/// per process, so together they never exceed it, and the division's remainder goes to the
+/// first ones so that together they use all of it (50 over three: 17, 17, 16). At least 1
+/// each, so that none stops.
+pub fn global_share(global_per_sec: u32, live: u32, rank: u32) -> u32 {
+    let live = live.max(1);
+    let extra = u32::from(rank < global_per_sec % live);
+    (global_per_sec / live + extra).max(1)
 }
 
 /// Seconds of its share of the global limit a process claims ahead of its sends while other
@@ -482,15 +486,21 @@ mod tests {
 
     #[test]
     fn live_processes_split_the_global_limit_and_never_exceed_it_together() {
-        assert_eq!(global_share(50, 1), 50);
-        assert_eq!(global_share(50, 2), 25);
-        assert_eq!(global_share(50, 3), 16, "3 x 16 = 48: under 50, never over");
+        assert_eq!(global_share(50, 1, 0), 50);
+        assert_eq!(global_share(50, 2, 0), 25);
+        assert_eq!(global_share(50, 2, 1), 25);
+        let three: Vec<u32> = (0..3).map(|rank| global_share(50, 3, rank)).collect();
+        assert_eq!(three, vec![17, 17, 16], "all of the 50, never over");
+        for live in 1..=60 {
+            let total: u32 = (0..live).map(|rank| global_share(50, live, rank)).sum();
+            assert_eq!(total, 50.max(live), "{live} processes");
+        }
         assert_eq!(
-            global_share(50, 0),
+            global_share(50, 0, 0),
             50,
             "this process, before its first heartbeat"
         );
-        assert_eq!(global_share(50, 80), 1, "at least one each");
+        assert_eq!(global_share(50, 80, 79), 1, "at least one each");
     }
 
     fn key(major: u64) -> RouteKey {
