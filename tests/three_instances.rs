@@ -1,12 +1,16 @@
 //! Three `seatgate serve` processes (separate OS processes) on one PostgreSQL database, run
-//! as an operator runs them (shard leases are PostgreSQL's default), the sandbox recommending four shards and a customer guild on each:
+//! as an operator runs them (shard leases are PostgreSQL's default), the sandbox recommending
+//! four shards and a customer guild on each:
 //! - each shard has exactly one session, held by some process, within 30 s of start;
 //! - 600 messages with edits and deletes while one process is SIGKILLed: every shard has a
 //!   session again within 30 s, and every target ends with every surviving message exactly
 //!   once, with its latest text, in posting order;
 //! - a graceful stop (SIGTERM) of one process: its shards are taken by the others;
 //! - PostgreSQL restarted while messages flow: every process recovers by itself, nothing is
-//!   lost or duplicated.
+//!   lost or duplicated;
+//! - a crossing counted by one process holds jobs claimed by any process, with one pause and
+//!   one resume notice; the kill switch and a server's config changed through one process
+//!   take effect on every process within 1 s.
 //!
 //! Ignored by default: PostgreSQL only, and the restart would break the other tests running
 //! beside it. `.ci/run` runs them on their own:
@@ -666,6 +670,45 @@ async fn a_crossing_counted_by_one_process_holds_every_process_and_tells_once() 
     let resumed = shown.iter().filter(|c| c.contains("has resumed")).count();
     assert_eq!((paused, resumed), (1, 1), "notices: {shown:?}");
     println!("one crossing: {paused} pause notice and {resumed} resume notice, held signals delivered after the resume");
+
+    // A config change through one process takes effect on every process within 1 s: the
+    // server blocked by its override through the last process; from a second later, whichever
+    // process claims a signal for it holds it, and the other servers' copies go on.
+    let changed = Instant::now();
+    instances[2]
+        .admin
+        .call(
+            reqwest::Method::PUT,
+            &server,
+            Some(server_config(json!({
+                "seat_limit": 1, "enforcement_mode": "enforce", "override": "block",
+                "notify_channel_id": channel.to_string()
+            }))),
+        )
+        .await;
+    tokio::time::sleep_until((changed + Duration::from_secs(1)).into()).await;
+    let mut blocked = Vec::new();
+    for n in 0..9 {
+        let content = format!("while blocked {n}");
+        post(&sandbox, &content);
+        blocked.push(content);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        until(Duration::from_secs(10), || {
+            let other = live(&sandbox, target(1).1);
+            blocked.iter().all(|b| other.contains(b))
+        })
+        .await,
+        "the other servers' copies go on"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let shown = live(&sandbox, channel);
+    assert!(
+        !shown.iter().any(|c| c.starts_with("while blocked")),
+        "delivered into a server blocked through another process a second before: {shown:?}"
+    );
+    println!("config change through one process: held on every process from 1 s after it");
     drop(instances);
     sandbox.shutdown().await;
 }
