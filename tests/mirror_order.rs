@@ -60,3 +60,47 @@ async fn messages_posted_back_to_back_arrive_in_order_on_every_target() {
     }
     running.shutdown().await;
 }
+
+/// Ingest remembers a channel it found to be a source; a mapping removed meanwhile is still
+/// the end of mirroring at once: the next message finds no mapping and writes nothing.
+#[actix_web::test]
+async fn a_message_after_its_channels_mapping_was_removed_is_not_mirrored() {
+    let t = TestDatabase::empty().await.unwrap();
+    let sandbox = start_sandbox(1, RateLimitConfig::disabled()).await;
+    let settings = service_settings(&t, &sandbox, OPERATOR);
+    let (running, admin) = start_service(&settings, OPERATOR).await;
+    admin.configure(&["bot"]).await;
+    attached(&sandbox).await;
+    let channel = target(0).1;
+    for i in 0.. {
+        assert!(i < 50, "nothing is mirrored");
+        post(&sandbox, &format!("probe {i}"));
+        if until(Duration::from_secs(1), || {
+            !live(&sandbox, channel).is_empty()
+        })
+        .await
+        {
+            break;
+        }
+    }
+    let mapping = admin.mappings().await[0]["mapping_id"].clone();
+    let mapping = mapping
+        .as_str()
+        .map(str::to_owned)
+        .unwrap_or(mapping.to_string());
+    admin
+        .call(
+            reqwest::Method::DELETE,
+            &format!("/api/v1/tenants/{TENANT}/connectors/{CONNECTOR}/mappings/{mapping}"),
+            None,
+        )
+        .await;
+    post(&sandbox, "after the mapping went");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let shown = live(&sandbox, channel);
+    assert!(
+        !shown.iter().any(|c| c == "after the mapping went"),
+        "mirrored after its mapping was removed: {shown:?}"
+    );
+    running.shutdown().await;
+}

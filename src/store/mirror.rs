@@ -99,7 +99,14 @@ pub struct MirrorStore {
     queue: MirrorQueue,
     /// Webhooks the service created: their messages are never mirrored.
     own_webhooks: std::sync::Arc<dashmap::DashMap<u64, ()>>,
+    /// Channels found to be sources, and until when (ms) that is taken as known.
+    known_sources: std::sync::Arc<dashmap::DashMap<(u64, u64), i64>>,
 }
+
+/// How long a channel found to be a source is taken as one without asking the database. Only
+/// a yes is remembered: a source whose mappings went meanwhile costs a transaction that
+/// finds none and writes nothing, while a new mapping is seen at once.
+const KNOWN_SOURCE_MS: i64 = 10_000;
 
 impl MirrorStore {
     pub fn new(db: Database, queue: MirrorQueue) -> Self {
@@ -107,6 +114,7 @@ impl MirrorStore {
             db,
             queue,
             own_webhooks: Default::default(),
+            known_sources: Default::default(),
         }
     }
 
@@ -194,11 +202,24 @@ impl MirrorStore {
     /// not in a source channel (customers talking, our own deliveries): a plain read turns
     /// them away without taking the write lock.
     pub async fn is_source(&self, guild_id: u64, channel_id: u64) -> AppResult<bool> {
-        Ok(
-            !Self::mappings_for_source(self.db.read_conn(), guild_id, channel_id, false)
-                .await?
-                .is_empty(),
-        )
+        let now = crate::store::now_ms();
+        if self
+            .known_sources
+            .get(&(guild_id, channel_id))
+            .is_some_and(|until| *until > now)
+        {
+            return Ok(true);
+        }
+        let source = !Self::mappings_for_source(self.db.read_conn(), guild_id, channel_id, false)
+            .await?
+            .is_empty();
+        if source {
+            self.known_sources
+                .insert((guild_id, channel_id), now + KNOWN_SOURCE_MS);
+        } else {
+            self.known_sources.remove(&(guild_id, channel_id));
+        }
+        Ok(source)
     }
 
     /// Whether a message was posted by a webhook this service created (a copy of ours).
