@@ -154,7 +154,7 @@ pub fn start_actors_with(db: &Database, settings: &Settings, mirror_store: Mirro
         .collect();
     gate_cfg.windows =
         FreshnessWindows::from_secs(settings.fresh_window_secs, settings.stale_window_secs);
-    gate_cfg.handover = !(settings.shard_leases && settings.database_url.starts_with("postgres"));
+    gate_cfg.handover = !(settings.shard_leases && settings.on_postgres());
     let gate = MirrorGate::new(
         mirror_store.clone(),
         cache.clone(),
@@ -211,7 +211,7 @@ pub fn start_actors_with(db: &Database, settings: &Settings, mirror_store: Mirro
     if let Some(token) = settings.discord_token.clone().filter(|t| !t.is_empty()) {
         ingest = ingest.with_token(token);
     }
-    if settings.shard_leases && settings.database_url.starts_with("postgres") {
+    if settings.shard_leases && settings.on_postgres() {
         ingest =
             ingest.with_shard_leasing(crate::actors::gateway_ingest::shard_keeper::ShardLeasing {
                 leases: crate::store::shard_leases::ShardLeases::new(db.clone()),
@@ -329,13 +329,11 @@ pub async fn admin_state(
         directory: actors.directory.clone(),
         shards: actors.shards.clone(),
         worker_id: settings.worker_id(),
-        forwarder: (settings.shard_leases && settings.database_url.starts_with("postgres")).then(
-            || {
-                http::forward::Forwarder::new(crate::store::live_instances::LiveInstances::new(
-                    db.clone(),
-                ))
-            },
-        ),
+        forwarder: (settings.shard_leases && settings.on_postgres()).then(|| {
+            http::forward::Forwarder::new(crate::store::live_instances::LiveInstances::new(
+                db.clone(),
+            ))
+        }),
         discord: actors.rest.clone().map(|r| r as Arc<dyn DiscordPort>),
         names: actors
             .rest
@@ -378,7 +376,7 @@ pub async fn start_with(settings: &Settings, exclusive: bool) -> AppResult<Runni
     tracing::info!(webhooks = own, "[mirror] the service's own webhooks loaded");
     let actors = start_actors_with(&db, settings, mirror_store.clone());
     let state = admin_state(&db, settings, &actors).await?;
-    let on_postgres = settings.database_url.starts_with("postgres");
+    let on_postgres = settings.on_postgres();
     let leased = on_postgres && settings.shard_leases;
     let publisher = leased.then(|| {
         DirectoryPublisher::new(
@@ -388,20 +386,17 @@ pub async fn start_with(settings: &Settings, exclusive: bool) -> AppResult<Runni
         )
         .start()
     });
-    let rate_limits = match (&actors.rest, leased) {
-        (Some(rest), true) => {
-            let (to, holds) = tokio::sync::mpsc::unbounded_channel();
-            if rest.limiter().share_holds(to) {
-                tokio::spawn(crate::store::rate_holds::publish(
-                    db.clone(),
-                    settings.worker_id(),
-                    holds,
-                ));
-            }
-            Some((settings.worker_id(), rest.clone()))
+    let rate_limits = actors.rest.clone().filter(|_| leased).map(|rest| {
+        let (to, holds) = tokio::sync::mpsc::unbounded_channel();
+        if rest.limiter().share_holds(to) {
+            tokio::spawn(crate::store::rate_holds::publish(
+                db.clone(),
+                settings.worker_id(),
+                holds,
+            ));
         }
-        _ => None,
-    };
+        (settings.worker_id(), rest)
+    });
     let feed = on_postgres.then(|| {
         ChangeFeed::new(
             settings.database_url.clone(),

@@ -26,6 +26,8 @@ pub struct RestLimiter {
     /// Woken by every answer: a request waiting for a bucket's first answer goes on.
     answered: Notify,
     sends: std::sync::atomic::AtomicU64,
+    /// The book's global budget, readable without its lock (the mirror gate asks per job).
+    global_per_sec: std::sync::atomic::AtomicU32,
     /// With other processes on the database: where a used-up bucket is told to them.
     share: std::sync::OnceLock<mpsc::UnboundedSender<SharedHold>>,
 }
@@ -45,6 +47,7 @@ impl RestLimiter {
             book: Mutex::new(RateLimitBook::new(global_per_sec)),
             answered: Notify::new(),
             sends: std::sync::atomic::AtomicU64::new(0),
+            global_per_sec: std::sync::atomic::AtomicU32::new(global_per_sec.max(1)),
             share: std::sync::OnceLock::new(),
         }
     }
@@ -62,11 +65,15 @@ impl RestLimiter {
 
     /// This process's share of the global limit (it splits it with the other live ones).
     pub fn set_global_per_sec(&self, per_sec: u32) {
-        self.book().set_global_per_sec(per_sec);
+        let mut book = self.book();
+        book.set_global_per_sec(per_sec);
+        self.global_per_sec
+            .store(book.global_per_sec(), std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn global_per_sec(&self) -> u32 {
-        self.book().global_per_sec()
+        self.global_per_sec
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn book(&self) -> std::sync::MutexGuard<'_, RateLimitBook> {
@@ -131,15 +138,15 @@ impl RestLimiter {
 
     fn learn(&self, key: &RouteKey, answer: Option<&LimitHeaders>) {
         let now = Instant::now();
+        let share = self.share.get();
         let hold = {
             let mut book = self.book();
             book.learn(key, answer, now);
-            match (answer, self.share.get()) {
-                (Some(answer), Some(_)) => book.hold_to_share(key, answer, now),
-                _ => None,
-            }
+            answer
+                .filter(|_| share.is_some())
+                .and_then(|answer| book.hold_to_share(key, answer, now))
         };
-        if let (Some(hold), Some(to)) = (hold, self.share.get()) {
+        if let (Some(hold), Some(to)) = (hold, share) {
             let _ = to.send(hold);
         }
         self.answered.notify_waiters();

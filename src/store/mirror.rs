@@ -213,11 +213,11 @@ impl MirrorStore {
         let source = !Self::mappings_for_source(self.db.read_conn(), guild_id, channel_id, false)
             .await?
             .is_empty();
+        // A no is not written: most messages the bot sees are not a source's, and an entry
+        // that ran out is asked again anyway.
         if source {
             self.known_sources
                 .insert((guild_id, channel_id), now + KNOWN_SOURCE_MS);
-        } else {
-            self.known_sources.remove(&(guild_id, channel_id));
         }
         Ok(source)
     }
