@@ -28,7 +28,6 @@ mod support;
 
 use seatgate::{
     app,
-    config::{Secret, Settings},
     domain::rate_limits::global_floor,
     sandbox::{RateLimitConfig, Sandbox, SandboxHandle, SandboxOptions, Scenario},
     store::{testing::TestDatabase, Database},
@@ -214,14 +213,7 @@ impl Service {
         client: &reqwest::Client,
     ) -> Result<Service, String> {
         if processes <= 1 {
-            let settings = Settings {
-                database_url: t.url.clone(),
-                bind: "127.0.0.1:0".parse().map_err(|_| "bind")?,
-                discord_token: Some(Secret::new(sandbox.bot_token())),
-                discord_api_url: sandbox.api_url().to_owned(),
-                operator_token: Some(Secret::new(OPERATOR.to_owned())),
-                ..Settings::default()
-            };
+            let settings = support::service_settings(&t.url, sandbox, OPERATOR);
             let running = app::start(&settings).await.map_err(|e| e.to_string())?;
             return Ok(Service::InProcess(Box::new(running)));
         }

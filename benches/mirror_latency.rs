@@ -11,6 +11,8 @@
 //! Latency is read from Discord snowflakes: a target message's id carries the millisecond it
 //! was created, the source message's id the millisecond it was posted.
 
+mod support;
+
 use std::{
     hint::black_box,
     time::{Duration, Instant},
@@ -19,7 +21,7 @@ use std::{
 use sea_orm::ConnectionTrait;
 use seatgate::{
     app,
-    config::{Secret, Settings},
+    config::Settings,
     domain::{
         freshness::FreshnessWindows,
         gate::{self, EnforcementMode, JobKind, OverrideMode, ServerPolicy, SnapshotView},
@@ -147,15 +149,10 @@ async fn backend(name: &str) -> Result<(), String> {
     .await
     .map_err(|e| e.to_string())?;
     let settings = Settings {
-        database_url: t.url.clone(),
-        bind: "127.0.0.1:0".parse().map_err(|_| "bind")?,
-        discord_token: Some(Secret::new(sandbox.bot_token())),
-        discord_api_url: sandbox.api_url().to_owned(),
-        operator_token: Some(Secret::new(OPERATOR.to_owned())),
         // 200 messages/s to 20 targets is 4,000 requests/s: far past Discord's 50/s for one
         // token, so the limiter (still in every request's path) is given room for it.
         discord_global_rate: 100_000,
-        ..Settings::default()
+        ..support::service_settings(&t.url, &sandbox, OPERATOR)
     };
     let running = app::start(&settings).await.map_err(|e| e.to_string())?;
     let client = reqwest::Client::builder()

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use seatgate::{
     actors::ServerKey,
     app,
-    config::{Secret, Settings},
+    config::Settings,
     domain::{
         freshness::FreshnessWindows,
         gate::{self, GateDecision, JobKind},
@@ -115,14 +115,9 @@ async fn run() -> Result<(), String> {
         serves.push((serve, log));
     }
     let observer = app::start(&Settings {
-        database_url: t.url.clone(),
-        bind: "127.0.0.1:0".parse().map_err(|_| "bind")?,
-        discord_token: Some(Secret::new(sandbox.bot_token())),
-        discord_api_url: sandbox.api_url().to_owned(),
-        operator_token: Some(Secret::new(OPERATOR.to_owned())),
         shard_leases: true,
         worker_id: Some(OBSERVER.into()),
-        ..Settings::default()
+        ..support::service_settings(&t.url, &sandbox, OPERATOR)
     })
     .await
     .map_err(|e| e.to_string())?;

@@ -5,12 +5,14 @@
 //!
 //! `cargo bench --bench retention_soak` (10 minutes; `SOAK_SECS=120` for a short look).
 
+mod support;
+
 use std::time::{Duration, Instant};
 
 use sea_orm::{EntityTrait, PaginatorTrait};
 use seatgate::{
     app,
-    config::{Secret, Settings},
+    config::Settings,
     sandbox::{RateLimitConfig, Sandbox, SandboxHandle, SandboxOptions, Scenario},
     store::testing::TestDatabase,
 };
@@ -95,17 +97,12 @@ async fn soak() -> Result<(), String> {
     .await
     .map_err(|e| e.to_string())?;
     let settings = Settings {
-        database_url: t.url.clone(),
-        bind: "127.0.0.1:0".parse().map_err(|_| "bind")?,
-        discord_token: Some(Secret::new(sandbox.bot_token())),
-        discord_api_url: sandbox.api_url().to_owned(),
-        operator_token: Some(Secret::new(OPERATOR.to_owned())),
         mirror_max_age_secs: AGE_SECS,
         retention_jobs_secs: AGE_SECS,
         retention_links_secs: AGE_SECS,
         retention_events_secs: AGE_SECS,
         retention_interval_secs: 10,
-        ..Settings::default()
+        ..support::service_settings(&t.url, &sandbox, OPERATOR)
     };
     let running = app::start(&settings).await.map_err(|e| e.to_string())?;
     let client = reqwest::Client::builder()

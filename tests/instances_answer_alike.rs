@@ -49,12 +49,7 @@ async fn every_process_answers_every_guilds_routes_alike() {
     }
     let t = TestDatabase::empty().await.unwrap();
     let sandbox = sandbox_recommending(2, 2).await;
-    let mut settings = service_settings(&t, &sandbox, OPERATOR);
-    settings.shard_leases = true;
-    let mut settings_a = settings.clone();
-    settings_a.worker_id = Some("instance-a".into());
-    let mut settings_b = settings;
-    settings_b.worker_id = Some("instance-b".into());
+    let (settings_a, settings_b) = leased_pair(service_settings(&t, &sandbox, OPERATOR));
     let (a, admin_a) = start_service(&settings_a, OPERATOR).await;
     let (b, admin_b) = start_service(&settings_b, OPERATOR).await;
     let leases = ShardLeases::new(t.db.clone());

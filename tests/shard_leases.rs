@@ -43,12 +43,7 @@ async fn two_instances_share_four_shards_and_a_graceful_stop_hands_its_shards_ov
     }
     let t = TestDatabase::empty().await.unwrap();
     let sandbox = sandbox_recommending(4, 4).await;
-    let mut settings = service_settings(&t, &sandbox, OPERATOR);
-    settings.shard_leases = true;
-    let mut settings_a = settings.clone();
-    settings_a.worker_id = Some("instance-a".into());
-    let mut settings_b = settings;
-    settings_b.worker_id = Some("instance-b".into());
+    let (settings_a, settings_b) = leased_pair(service_settings(&t, &sandbox, OPERATOR));
     let started = Instant::now();
     let (a, admin) = start_service(&settings_a, OPERATOR).await;
     let (b, _) = start_service(&settings_b, OPERATOR).await;
@@ -470,12 +465,7 @@ async fn a_bucket_used_up_by_one_process_holds_the_other_instead_of_a_429() {
     }
     let t = TestDatabase::empty().await.unwrap();
     let sandbox = sandbox_recommending(1, 1).await;
-    let mut settings = service_settings(&t, &sandbox, OPERATOR);
-    settings.shard_leases = true;
-    let mut settings_a = settings.clone();
-    settings_a.worker_id = Some("instance-a".into());
-    let mut settings_b = settings;
-    settings_b.worker_id = Some("instance-b".into());
+    let (settings_a, settings_b) = leased_pair(service_settings(&t, &sandbox, OPERATOR));
     let (a, admin_a) = start_service(&settings_a, OPERATOR).await;
     let (b, _) = start_service(&settings_b, OPERATOR).await;
     // B's change feed listens: the kill switch set through A shows on B.

@@ -629,13 +629,7 @@ async fn a_crossing_counted_by_one_process_holds_every_process_and_tells_once() 
     let counted = snapshot_is(true).await;
     println!("join -> the owner's count over the limit, read through another process: {counted:?}");
     // Signals while over: whichever process claims them holds them.
-    let mut held = Vec::new();
-    for n in 0..6 {
-        let content = format!("while over {n}");
-        post(&sandbox, &content);
-        held.push(content);
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    let held = post_spaced(&sandbox, "while over", 6, Duration::from_millis(300)).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let shown = live(&sandbox, channel);
     assert!(
@@ -643,11 +637,7 @@ async fn a_crossing_counted_by_one_process_holds_every_process_and_tells_once() 
         "delivered into a server over its limit: {shown:?}"
     );
     assert!(
-        until(Duration::from_secs(10), || {
-            let other = live(&sandbox, target(1).1);
-            held.iter().all(|h| other.contains(h))
-        })
-        .await,
+        shown_within(&sandbox, target(1).1, &held, Duration::from_secs(10)).await,
         "the other servers' copies go on"
     );
 
@@ -655,11 +645,7 @@ async fn a_crossing_counted_by_one_process_holds_every_process_and_tells_once() 
         .remove_member(guild, 720_000_000_000_000_001)
         .expect("member removed");
     assert!(
-        until(Duration::from_secs(30), || {
-            let shown = live(&sandbox, channel);
-            held.iter().all(|h| shown.contains(h))
-        })
-        .await,
+        shown_within(&sandbox, channel, &held, Duration::from_secs(30)).await,
         "the held signals never arrived after the resume: {:?}",
         live(&sandbox, channel)
     );
@@ -687,19 +673,9 @@ async fn a_crossing_counted_by_one_process_holds_every_process_and_tells_once() 
         )
         .await;
     tokio::time::sleep_until((changed + Duration::from_secs(1)).into()).await;
-    let mut blocked = Vec::new();
-    for n in 0..9 {
-        let content = format!("while blocked {n}");
-        post(&sandbox, &content);
-        blocked.push(content);
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let blocked = post_spaced(&sandbox, "while blocked", 9, Duration::from_millis(200)).await;
     assert!(
-        until(Duration::from_secs(10), || {
-            let other = live(&sandbox, target(1).1);
-            blocked.iter().all(|b| other.contains(b))
-        })
-        .await,
+        shown_within(&sandbox, target(1).1, &blocked, Duration::from_secs(10)).await,
         "the other servers' copies go on"
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -711,6 +687,37 @@ async fn a_crossing_counted_by_one_process_holds_every_process_and_tells_once() 
     println!("config change through one process: held on every process from 1 s after it");
     drop(instances);
     sandbox.shutdown().await;
+}
+
+/// Posts `n` signals, `prefix 0` to `prefix n-1`, `gap` apart; their texts.
+async fn post_spaced(
+    sandbox: &SandboxHandle,
+    prefix: &str,
+    n: usize,
+    gap: Duration,
+) -> Vec<String> {
+    let mut posted = Vec::with_capacity(n);
+    for k in 0..n {
+        let content = format!("{prefix} {k}");
+        post(sandbox, &content);
+        posted.push(content);
+        tokio::time::sleep(gap).await;
+    }
+    posted
+}
+
+/// Whether `channel` shows every one of `texts` within `limit`.
+async fn shown_within(
+    sandbox: &SandboxHandle,
+    channel: u64,
+    texts: &[String],
+    limit: Duration,
+) -> bool {
+    until(limit, || {
+        let shown = live(sandbox, channel);
+        texts.iter().all(|t| shown.contains(t))
+    })
+    .await
 }
 
 /// Posts one signal and waits until every target shows it.

@@ -8,9 +8,25 @@ use std::{
     time::{Duration, Instant},
 };
 
-use seatgate::sandbox::SandboxHandle;
+use seatgate::{
+    config::{Secret, Settings},
+    sandbox::SandboxHandle,
+};
 
 pub const OPERATOR: &str = "bench-operator";
+
+/// An in-process service's settings on `database_url` against `sandbox`, its admin API on a
+/// free port and `operator` its operator token; the rest defaults.
+pub fn service_settings(database_url: &str, sandbox: &SandboxHandle, operator: &str) -> Settings {
+    Settings {
+        database_url: database_url.to_owned(),
+        bind: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        discord_token: Some(Secret::new(sandbox.bot_token())),
+        discord_api_url: sandbox.api_url().to_owned(),
+        operator_token: Some(Secret::new(operator.to_owned())),
+        ..Settings::default()
+    }
+}
 
 /// `VmRSS` of `/proc/<pid>/status`, in KiB.
 pub fn rss_kib(pid: u32) -> u64 {

@@ -294,6 +294,17 @@ pub fn service_settings(t: &TestDatabase, sandbox: &SandboxHandle, operator: &st
 }
 
 /// Starts the service; its admin API, called as `operator`.
+/// `settings` with shard leases, as two processes would run them: `instance-a` and
+/// `instance-b`.
+pub fn leased_pair(mut settings: Settings) -> (Settings, Settings) {
+    settings.shard_leases = true;
+    let mut a = settings.clone();
+    a.worker_id = Some("instance-a".into());
+    let mut b = settings;
+    b.worker_id = Some("instance-b".into());
+    (a, b)
+}
+
 pub async fn start_service(settings: &Settings, operator: &str) -> (app::Running, Admin) {
     let running = app::start(settings).await.expect("service starts");
     let admin = Admin::new(format!("http://{}", running.bound), operator.into());
